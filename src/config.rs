@@ -1,0 +1,325 @@
+//! Configuration, built from a variable lookup so it can be tested without a Worker
+//! (`glue::load_config(env)` passes `env`'s secrets and vars in).
+//!
+//! Loading never fails: every problem is recorded against the variable's name (never its value)
+//! and surfaces when a feature that needs it is used, and in `GET /healthz`.
+
+use crate::crypto::WeChatCrypto;
+
+/// Every variable the worker reads. The README's configuration table must list each of them
+/// (checked by `scripts/check-config-docs.sh`).
+pub const VARIABLES: &[&str] = &[
+    "WECHAT_TOKEN",
+    "WECHAT_APPID",
+    "WECHAT_ENCODING_AES_KEY",
+    "WECHAT_KF_ACCOUNT",
+    "WECHAT_KF_ROUTING",
+    "WECHAT_MAX_CLOCK_SKEW_SECS",
+    "WECHAT_API_BASE",
+    "WECHAT_APPSECRET",
+    "WECHAT_TOKEN_ENDPOINT",
+    "ADMIN_TOKEN",
+];
+
+pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
+pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// How the access_token is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    /// `POST /cgi-bin/stable_token`: the same token for every caller while valid (default).
+    Stable,
+    /// `GET /cgi-bin/token`: every call issues a new token (and retires the old one in 5 min).
+    Classic,
+}
+
+/// How the inline transfer picks its `KfAccount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KfRouting {
+    /// The first account of `WECHAT_KF_ACCOUNT`, as configured.
+    Static,
+    /// The first listed account that `getonlinekflist` shows online with free capacity.
+    Online,
+}
+
+/// Why a variable is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    Missing(&'static str),
+    Invalid(&'static str),
+}
+
+impl Problem {
+    pub fn variable(&self) -> &'static str {
+        match self {
+            Problem::Missing(v) | Problem::Invalid(v) => v,
+        }
+    }
+}
+
+/// The worker's configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub token: Option<String>,
+    pub appid: Option<String>,
+    pub crypto: Option<WeChatCrypto>,
+    pub kf_accounts: Vec<String>,
+    pub kf_routing: KfRouting,
+    pub max_clock_skew_secs: u64,
+    pub api_base: String,
+    pub app_secret: Option<String>,
+    pub token_endpoint: TokenEndpoint,
+    pub admin_token: Option<String>,
+    /// Problems found while loading, at most one per variable.
+    pub problems: Vec<Problem>,
+}
+
+impl Config {
+    /// Builds the configuration from `lookup(name)`; empty values count as unset.
+    pub fn build(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let mut problems = Vec::new();
+
+        let token = get("WECHAT_TOKEN");
+        if token.is_none() {
+            problems.push(Problem::Missing("WECHAT_TOKEN"));
+        }
+        let appid = get("WECHAT_APPID");
+        let crypto = match get("WECHAT_ENCODING_AES_KEY") {
+            None => None,
+            Some(key) => match &appid {
+                None => {
+                    problems.push(Problem::Missing("WECHAT_APPID"));
+                    None
+                }
+                Some(appid) => {
+                    let c = WeChatCrypto::new(&key, appid);
+                    if c.is_none() {
+                        problems.push(Problem::Invalid("WECHAT_ENCODING_AES_KEY"));
+                    }
+                    c
+                }
+            },
+        };
+        let kf_accounts: Vec<String> = get("WECHAT_KF_ACCOUNT")
+            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default();
+        if kf_accounts.iter().any(|a| !is_kf_account(a)) {
+            problems.push(Problem::Invalid("WECHAT_KF_ACCOUNT"));
+        }
+        let kf_routing = match get("WECHAT_KF_ROUTING").as_deref() {
+            None | Some("static") => KfRouting::Static,
+            Some("online") => KfRouting::Online,
+            Some(_) => {
+                problems.push(Problem::Invalid("WECHAT_KF_ROUTING"));
+                KfRouting::Static
+            }
+        };
+        let max_clock_skew_secs = match get("WECHAT_MAX_CLOCK_SKEW_SECS") {
+            None => DEFAULT_MAX_CLOCK_SKEW_SECS,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                problems.push(Problem::Invalid("WECHAT_MAX_CLOCK_SKEW_SECS"));
+                DEFAULT_MAX_CLOCK_SKEW_SECS
+            }),
+        };
+        let api_base = match get("WECHAT_API_BASE") {
+            None => DEFAULT_API_BASE.to_string(),
+            Some(v) if is_http_base(&v) => v.trim_end_matches('/').to_string(),
+            Some(_) => {
+                problems.push(Problem::Invalid("WECHAT_API_BASE"));
+                DEFAULT_API_BASE.to_string()
+            }
+        };
+        let token_endpoint = match get("WECHAT_TOKEN_ENDPOINT").as_deref() {
+            None | Some("stable") => TokenEndpoint::Stable,
+            Some("classic") => TokenEndpoint::Classic,
+            Some(_) => {
+                problems.push(Problem::Invalid("WECHAT_TOKEN_ENDPOINT"));
+                TokenEndpoint::Stable
+            }
+        };
+        Config {
+            token,
+            appid,
+            crypto,
+            kf_accounts,
+            kf_routing,
+            max_clock_skew_secs,
+            api_base,
+            app_secret: get("WECHAT_APPSECRET"),
+            token_endpoint,
+            admin_token: get("ADMIN_TOKEN"),
+            problems,
+        }
+    }
+
+    /// The first problem with any of `vars`, if one.
+    fn problem_with(&self, vars: &[&str]) -> Option<Problem> {
+        self.problems.iter().copied().find(|p| vars.contains(&p.variable()))
+    }
+
+    /// The callback's settings, or the first variable that stops it from working.
+    pub fn callback(&self) -> Result<crate::callback::CallbackSettings<'_>, crate::error::Error> {
+        if let Some(p) = self.problem_with(&[
+            "WECHAT_TOKEN",
+            "WECHAT_APPID",
+            "WECHAT_ENCODING_AES_KEY",
+            "WECHAT_KF_ACCOUNT",
+            "WECHAT_KF_ROUTING",
+            "WECHAT_MAX_CLOCK_SKEW_SECS",
+        ]) {
+            return Err(crate::error::Error::Config(p.variable()));
+        }
+        let token = self.token.as_deref().ok_or(crate::error::Error::Config("WECHAT_TOKEN"))?;
+        Ok(crate::callback::CallbackSettings {
+            token,
+            crypto: self.crypto.as_ref(),
+            max_clock_skew_secs: self.max_clock_skew_secs,
+        })
+    }
+
+    /// The credentials for WeChat API calls, or the first variable that is missing or invalid.
+    pub fn api_credentials(&self) -> Result<ApiCredentials<'_>, crate::error::Error> {
+        if let Some(p) = self.problem_with(&["WECHAT_API_BASE", "WECHAT_TOKEN_ENDPOINT"]) {
+            return Err(crate::error::Error::Config(p.variable()));
+        }
+        let appid = self.appid.as_deref().ok_or(crate::error::Error::Config("WECHAT_APPID"))?;
+        let secret = self.app_secret.as_deref().ok_or(crate::error::Error::Config("WECHAT_APPSECRET"))?;
+        Ok(ApiCredentials { appid, secret, api_base: &self.api_base, endpoint: self.token_endpoint })
+    }
+
+    /// The JSON `GET /healthz` answers: features on/off and the variables at fault. No values.
+    pub fn health(&self) -> serde_json::Value {
+        let mut missing: Vec<&str> = Vec::new();
+        let mut invalid: Vec<&str> = Vec::new();
+        for p in &self.problems {
+            match p {
+                Problem::Missing(v) => missing.push(v),
+                Problem::Invalid(v) => invalid.push(v),
+            }
+        }
+        let api = self.api_credentials();
+        // An outbound feature that is half configured names what it lacks.
+        if self.app_secret.is_some() || self.admin_token.is_some() {
+            if let Err(crate::error::Error::Config(v)) = api {
+                if !missing.contains(&v) && !invalid.contains(&v) {
+                    missing.push(v);
+                }
+            }
+        }
+        let api_ok = api.is_ok();
+        serde_json::json!({
+            "ok": self.problems.is_empty(),
+            "features": {
+                "callback": self.callback().is_ok(),
+                "safe_mode": self.crypto.is_some(),
+                "kf_targeting": !self.kf_accounts.is_empty(),
+                "kf_routing": match self.kf_routing { KfRouting::Static => "static", KfRouting::Online => "online" },
+                "outbound_api": api_ok,
+                "admin_api": self.admin_token.is_some(),
+                "token_endpoint": match self.token_endpoint { TokenEndpoint::Stable => "stable", TokenEndpoint::Classic => "classic" },
+            },
+            "missing": missing,
+            "invalid": invalid,
+        })
+    }
+}
+
+/// What an outbound call needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiCredentials<'a> {
+    pub appid: &'a str,
+    pub secret: &'a str,
+    pub api_base: &'a str,
+    pub endpoint: TokenEndpoint,
+}
+
+/// `prefix@account`, as WeChat spells customer-service accounts.
+pub fn is_kf_account(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((a, b)) => !a.is_empty() && !b.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == ','),
+        None => false,
+    }
+}
+
+fn is_http_base(v: &str) -> bool {
+    let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
+    matches!(rest, Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn build(vars: &[(&str, &str)]) -> Config {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::build(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn build_config_defaults_with_only_the_token() {
+        let c = build(&[("WECHAT_TOKEN", "t")]);
+        assert!(c.problems.is_empty());
+        assert!(c.callback().is_ok());
+        assert_eq!(c.max_clock_skew_secs, 300);
+        assert_eq!(c.api_base, "https://api.weixin.qq.com");
+        assert_eq!(c.token_endpoint, TokenEndpoint::Stable);
+        assert!(c.api_credentials().is_err());
+    }
+
+    #[test]
+    fn build_config_rejects_bad_values_by_variable_name() {
+        let c = build(&[
+            ("WECHAT_ENCODING_AES_KEY", "short"),
+            ("WECHAT_APPID", "wx1"),
+            ("WECHAT_MAX_CLOCK_SKEW_SECS", "five"),
+            ("WECHAT_KF_ACCOUNT", "a@b, nope"),
+            ("WECHAT_API_BASE", "ftp://x"),
+            ("WECHAT_TOKEN_ENDPOINT", "fancy"),
+            ("WECHAT_KF_ROUTING", "random"),
+        ]);
+        let vars: Vec<_> = c.problems.iter().map(|p| p.variable()).collect();
+        for v in [
+            "WECHAT_TOKEN",
+            "WECHAT_ENCODING_AES_KEY",
+            "WECHAT_MAX_CLOCK_SKEW_SECS",
+            "WECHAT_KF_ACCOUNT",
+            "WECHAT_API_BASE",
+            "WECHAT_TOKEN_ENDPOINT",
+            "WECHAT_KF_ROUTING",
+        ] {
+            assert!(vars.contains(&v), "{v} not reported: {vars:?}");
+        }
+        assert_eq!(c.callback().unwrap_err(), crate::error::Error::Config("WECHAT_TOKEN"));
+    }
+
+    #[test]
+    fn aes_key_without_appid_names_the_appid() {
+        let c = build(&[("WECHAT_TOKEN", "t"), ("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")]);
+        assert_eq!(c.callback().unwrap_err(), crate::error::Error::Config("WECHAT_APPID"));
+    }
+
+    #[test]
+    fn health_never_contains_a_secret_value() {
+        let c = build(&[
+            ("WECHAT_TOKEN", "tok-SECRET"),
+            ("WECHAT_APPID", "wx1"),
+            ("WECHAT_APPSECRET", "app-SECRET"),
+            ("ADMIN_TOKEN", "adm-SECRET"),
+            ("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
+        ]);
+        let h = c.health().to_string();
+        assert!(!h.contains("SECRET") && !h.contains("abcdefghij"), "{h}");
+        assert_eq!(c.health()["features"]["outbound_api"], true);
+        assert_eq!(c.health()["features"]["safe_mode"], true);
+    }
+
+    #[test]
+    fn kf_accounts_are_split_and_validated() {
+        let c = build(&[("WECHAT_TOKEN", "t"), ("WECHAT_KF_ACCOUNT", "a@x, b@x")]);
+        assert_eq!(c.kf_accounts, ["a@x", "b@x"]);
+        assert!(is_kf_account("kf2001@gh_1"));
+        assert!(!is_kf_account("@x") && !is_kf_account("a@") && !is_kf_account("ax"));
+    }
+}

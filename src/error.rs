@@ -1,0 +1,266 @@
+//! The crate's one error type and its one mapping to HTTP.
+//!
+//! Every failure a caller can cause maps to a 4xx with a short, fixed public message; internals,
+//! secrets and message content never reach the response. Configuration faults are the only 500s.
+
+use std::fmt;
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A required query parameter is absent or empty (`signature`, `timestamp`, `nonce`, ...).
+    MissingParameter(&'static str),
+    /// A query parameter is present but malformed (e.g. a non-numeric `timestamp`).
+    InvalidParameter(&'static str),
+    /// `signature` or `msg_signature` does not match: the request is not from WeChat.
+    InvalidSignature,
+    /// The request's `timestamp` is outside the configured clock-skew window.
+    StaleTimestamp,
+    /// The request body is larger than the callback accepts.
+    PayloadTooLarge,
+    /// The body is not the XML WeChat sends: not UTF-8, not well formed, a DTD, too deep, ...
+    /// The reason is for logs only.
+    MalformedXml(&'static str),
+    /// A field every WeChat message carries is absent (`MsgType`, `FromUserName`, ...).
+    MissingField(&'static str),
+    /// A field is present but its value is not valid (e.g. an overflowing `CreateTime`).
+    InvalidField(&'static str),
+    /// A safe-mode message could not be decrypted or belongs to another AppID. Deliberately
+    /// uniform: the reason is for logs only, never for the caller.
+    DecryptFailed(&'static str),
+    /// An admin API request body is invalid; names the offending field.
+    InvalidRequest { field: String, reason: &'static str },
+    /// No or wrong `Authorization: Bearer` on the admin API.
+    Unauthorized,
+    /// No such route (also the whole admin API while `ADMIN_TOKEN` is unset).
+    NotFound,
+    /// The route exists but not for this method.
+    MethodNotAllowed,
+    /// A required variable is missing or invalid. Names the variable, never its value; the
+    /// caller only sees a generic 500.
+    Config(&'static str),
+    /// WeChat answered with `errcode != 0`.
+    WeChat { errcode: i64, errmsg: String },
+    /// WeChat could not be reached, answered non-2xx, or answered something that is not its JSON.
+    /// The detail is for logs only.
+    Upstream(&'static str),
+    /// A WeChat call did not finish in time.
+    UpstreamTimeout,
+    /// Storage (KV) or the runtime failed; the detail is for logs only.
+    Internal(&'static str),
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::MissingParameter(_)
+            | Error::InvalidParameter(_)
+            | Error::MalformedXml(_)
+            | Error::MissingField(_)
+            | Error::InvalidField(_)
+            | Error::DecryptFailed(_)
+            | Error::InvalidRequest { .. } => 400,
+            Error::Unauthorized => 401,
+            Error::InvalidSignature | Error::StaleTimestamp => 403,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed => 405,
+            Error::PayloadTooLarge => 413,
+            Error::Config(_) | Error::Internal(_) => 500,
+            Error::WeChat { errcode, .. } => wechat_status(*errcode),
+            Error::Upstream(_) => 502,
+            Error::UpstreamTimeout => 504,
+        }
+    }
+
+    /// A stable machine-readable code for the response body and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::MissingParameter(_) => "missing_parameter",
+            Error::InvalidParameter(_) => "invalid_parameter",
+            Error::InvalidSignature => "invalid_signature",
+            Error::StaleTimestamp => "stale_timestamp",
+            Error::PayloadTooLarge => "payload_too_large",
+            Error::MalformedXml(_) => "malformed_xml",
+            Error::MissingField(_) => "missing_field",
+            Error::InvalidField(_) => "invalid_field",
+            Error::DecryptFailed(_) => "decrypt_failed",
+            Error::InvalidRequest { .. } => "invalid_request",
+            Error::Unauthorized => "unauthorized",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::Config(_) => "server_misconfigured",
+            Error::WeChat { .. } => "wechat_error",
+            Error::Upstream(_) => "upstream_error",
+            Error::UpstreamTimeout => "upstream_timeout",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The detail worth a log line (never a secret, a token or message content).
+    pub fn log_detail(&self) -> String {
+        match self {
+            Error::MissingParameter(n) | Error::InvalidParameter(n) => (*n).to_string(),
+            Error::MissingField(n) | Error::InvalidField(n) => (*n).to_string(),
+            Error::MalformedXml(r) | Error::DecryptFailed(r) => (*r).to_string(),
+            Error::Upstream(r) | Error::Internal(r) => (*r).to_string(),
+            Error::Config(var) => format!("variable {var} is missing or invalid"),
+            Error::InvalidRequest { field, reason } => format!("{field}: {reason}"),
+            Error::WeChat { errcode, .. } => format!("errcode {errcode}"),
+            _ => String::new(),
+        }
+    }
+
+    /// The JSON body answered to the caller. Only fixed texts and caller-supplied field names.
+    pub fn body(&self) -> String {
+        let json = match self {
+            Error::WeChat { errcode, errmsg } => serde_json::json!({
+                "errcode": errcode,
+                "errmsg": errmsg,
+                "hint": wechat_hint(*errcode),
+            }),
+            Error::InvalidRequest { field, reason } => serde_json::json!({
+                "error": self.code(),
+                "field": field,
+                "message": reason,
+            }),
+            Error::MissingParameter(n)
+            | Error::InvalidParameter(n)
+            | Error::MissingField(n)
+            | Error::InvalidField(n) => serde_json::json!({
+                "error": self.code(),
+                "field": n,
+                "message": self.public_message(),
+            }),
+            _ => serde_json::json!({ "error": self.code(), "message": self.public_message() }),
+        };
+        json.to_string()
+    }
+
+    fn public_message(&self) -> &'static str {
+        match self {
+            Error::MissingParameter(_) => "a required query parameter is missing",
+            Error::InvalidParameter(_) => "a query parameter is malformed",
+            Error::InvalidSignature => "signature does not match",
+            Error::StaleTimestamp => "timestamp is outside the accepted window",
+            Error::PayloadTooLarge => "request body is too large",
+            Error::MalformedXml(_) => "request body is not a WeChat XML message",
+            Error::MissingField(_) => "a required message field is missing",
+            Error::InvalidField(_) => "a message field has an invalid value",
+            Error::DecryptFailed(_) => "encrypted message could not be decrypted",
+            Error::InvalidRequest { .. } => "invalid request",
+            Error::Unauthorized => "missing or invalid bearer token",
+            Error::NotFound => "not found",
+            Error::MethodNotAllowed => "method not allowed",
+            Error::Config(_) => "the worker is not configured correctly; see its logs",
+            Error::WeChat { .. } => "WeChat rejected the call",
+            Error::Upstream(_) => "WeChat API could not be reached or answered unexpectedly",
+            Error::UpstreamTimeout => "WeChat API did not answer in time",
+            Error::Internal(_) => "internal error",
+        }
+    }
+}
+
+/// HTTP status for a WeChat `errcode`: caller mistakes are 4xx, WeChat's state or ours is 5xx.
+fn wechat_status(errcode: i64) -> u16 {
+    match errcode {
+        // Invalid openid, media_id, content too long, too many articles, bad kf account fields.
+        40003 | 40007 | 45002 | 45008 | 40097 | 61451 | 61452 | 61453 | 61454 | 61455 => 400,
+        // Not authorised for this API / user does not follow / outside the 48 h window.
+        48001 => 403,
+        43004 | 45015 | 65400..=65499 => 409,
+        // Quotas and rate limits.
+        45009 | 45011 | 45047 => 429,
+        // WeChat is busy.
+        -1 => 503,
+        // Our credentials, IP whitelist or token: the operator must act; WeChat is the upstream.
+        _ => 502,
+    }
+}
+
+/// A human hint for the errcodes operators meet most.
+pub fn wechat_hint(errcode: i64) -> &'static str {
+    match errcode {
+        -1 => "WeChat is busy; retry later",
+        40001 | 40014 | 42001 => {
+            "the access_token was rejected even after one refresh; check WECHAT_APPID/WECHAT_APPSECRET and that no other system force-refreshes this account's token"
+        }
+        40003 => "invalid openid: touser must be a follower's OpenID of this account",
+        40013 => "invalid AppID: check WECHAT_APPID",
+        40125 => "invalid AppSecret: check the WECHAT_APPSECRET secret",
+        40164 => {
+            "the calling IP is not on the account's API IP whitelist: Workers egress from Cloudflare's IP ranges; whitelist them in the WeChat console or point WECHAT_API_BASE at a fixed-IP proxy"
+        }
+        43004 => "the user does not follow the account",
+        45002 => "content too long",
+        45008 => "too many articles: a news message may hold one article",
+        45009 | 45011 => "API rate limit reached; retry later",
+        45015 => "outside the 48-hour window: the user has not interacted with the account recently",
+        45047 => "customer-service message quota for this user interaction is used up",
+        48001 => "the account is not authorised for this API",
+        _ => "see the WeChat error code reference",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let detail = self.log_detail();
+        if detail.is_empty() {
+            f.write_str(self.code())
+        } else {
+            write!(f, "{}: {}", self.code(), detail)
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_caller_fault_is_4xx_and_never_500() {
+        let caller_faults = [
+            Error::MissingParameter("signature"),
+            Error::InvalidParameter("timestamp"),
+            Error::InvalidSignature,
+            Error::StaleTimestamp,
+            Error::PayloadTooLarge,
+            Error::MalformedXml("doctype"),
+            Error::MissingField("MsgType"),
+            Error::InvalidField("CreateTime"),
+            Error::DecryptFailed("appid"),
+            Error::Unauthorized,
+            Error::NotFound,
+            Error::MethodNotAllowed,
+        ];
+        for e in caller_faults {
+            assert!((400..500).contains(&e.status()), "{e:?} -> {}", e.status());
+        }
+        assert_eq!(Error::Config("WECHAT_TOKEN").status(), 500);
+    }
+
+    #[test]
+    fn decrypt_failures_are_uniform_to_the_caller() {
+        let a = Error::DecryptFailed("bad base64");
+        let b = Error::DecryptFailed("appid mismatch");
+        assert_eq!(a.body(), b.body());
+        assert_eq!(a.status(), b.status());
+    }
+
+    #[test]
+    fn config_error_body_never_names_the_value_or_variable() {
+        let body = Error::Config("WECHAT_ENCODING_AES_KEY").body();
+        assert!(!body.contains("WECHAT_ENCODING_AES_KEY"));
+    }
+
+    #[test]
+    fn wechat_window_and_quota_errors_are_not_server_faults() {
+        assert_eq!(Error::WeChat { errcode: 45015, errmsg: String::new() }.status(), 409);
+        assert_eq!(Error::WeChat { errcode: 45047, errmsg: String::new() }.status(), 429);
+        assert_eq!(Error::WeChat { errcode: -1, errmsg: String::new() }.status(), 503);
+        let body = Error::WeChat { errcode: 40164, errmsg: "invalid ip".into() }.body();
+        assert!(body.contains("whitelist"), "{body}");
+    }
+}

@@ -1,0 +1,19 @@
+//! wechat-kf-worker: a WeChat Official Account callback that hands users to customer service,
+//! and an admin API for customer-service messages and accounts.
+//!
+//! Every module but `glue` is pure protocol code (no `worker::` types, no clock, no I/O) and is
+//! tested natively; `glue` is the thin Cloudflare Workers layer, compiled for wasm32 only.
+
+pub mod callback;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod message;
+pub mod reply;
+pub mod signature;
+pub mod xml;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+
+pub use error::Error;
