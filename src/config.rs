@@ -101,9 +101,8 @@ impl Config {
                 }
             },
         };
-        let kf_accounts: Vec<String> = get("WECHAT_KF_ACCOUNT")
-            .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
-            .unwrap_or_default();
+        let kf_accounts: Vec<String> =
+            get("WECHAT_KF_ACCOUNT").map(|v| v.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default();
         if kf_accounts.iter().any(|a| !is_kf_account(a)) {
             problems.push(Problem::Invalid("WECHAT_KF_ACCOUNT"));
         }
@@ -296,7 +295,8 @@ mod tests {
 
     #[test]
     fn aes_key_without_appid_names_the_appid() {
-        let c = build(&[("WECHAT_TOKEN", "t"), ("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")]);
+        let c =
+            build(&[("WECHAT_TOKEN", "t"), ("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")]);
         assert_eq!(c.callback().unwrap_err(), crate::error::Error::Config("WECHAT_APPID"));
     }
 

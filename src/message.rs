@@ -27,21 +27,59 @@ pub struct Message {
 /// The payload of a [`Message`], by `MsgType`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MessageKind {
-    Text { content: String },
-    Image { pic_url: String, media_id: String },
+    Text {
+        content: String,
+    },
+    Image {
+        pic_url: String,
+        media_id: String,
+    },
     /// `recognition` is present when speech recognition is enabled for the account.
-    Voice { media_id: String, format: String, recognition: Option<String> },
-    Video { media_id: String, thumb_media_id: String },
-    ShortVideo { media_id: String, thumb_media_id: String },
+    Voice {
+        media_id: String,
+        format: String,
+        recognition: Option<String>,
+    },
+    Video {
+        media_id: String,
+        thumb_media_id: String,
+    },
+    ShortVideo {
+        media_id: String,
+        thumb_media_id: String,
+    },
     /// `Location_X` is the latitude, `Location_Y` the longitude.
-    Location { latitude: f64, longitude: f64, scale: u32, label: String },
-    Link { title: String, description: String, url: String },
-    File { title: String, description: String, file_key: String, file_md5: String, file_total_len: Option<u64> },
-    MiniProgramPage { title: String, app_id: String, page_path: String, thumb_url: String, thumb_media_id: String },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        scale: u32,
+        label: String,
+    },
+    Link {
+        title: String,
+        description: String,
+        url: String,
+    },
+    File {
+        title: String,
+        description: String,
+        file_key: String,
+        file_md5: String,
+        file_total_len: Option<u64>,
+    },
+    MiniProgramPage {
+        title: String,
+        app_id: String,
+        page_path: String,
+        thumb_url: String,
+        thumb_media_id: String,
+    },
     /// `MsgType=event`.
     Event(Event),
     /// A user message of a type this version does not know yet.
-    Unknown { msg_type: String },
+    Unknown {
+        msg_type: String,
+    },
 }
 
 /// The pictures of a `pic_*` menu event.
@@ -65,29 +103,84 @@ pub struct SendLocationInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// A follow; `event_key` is `qrscene_<scene>` when it came from a parametric QR code.
-    Subscribe { event_key: Option<String>, ticket: Option<String> },
+    Subscribe {
+        event_key: Option<String>,
+        ticket: Option<String>,
+    },
     Unsubscribe,
     /// A follower scanned a parametric QR code.
-    Scan { event_key: String, ticket: Option<String> },
+    Scan {
+        event_key: String,
+        ticket: Option<String>,
+    },
     /// Periodic location report.
-    Location { latitude: f64, longitude: f64, precision: f64 },
-    Click { event_key: String },
-    View { url: String, menu_id: Option<String> },
-    ScancodePush { event_key: String, scan_type: String, scan_result: String },
-    ScancodeWaitmsg { event_key: String, scan_type: String, scan_result: String },
-    PicSysphoto { event_key: String, pics: SendPicsInfo },
-    PicPhotoOrAlbum { event_key: String, pics: SendPicsInfo },
-    PicWeixin { event_key: String, pics: SendPicsInfo },
-    LocationSelect { event_key: String, location: SendLocationInfo },
-    ViewMiniprogram { page_path: String, menu_id: Option<String> },
-    TemplateSendJobFinish { status: String },
-    MassSendJobFinish { status: String, total_count: u64, filter_count: u64, sent_count: u64, error_count: u64 },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        precision: f64,
+    },
+    Click {
+        event_key: String,
+    },
+    View {
+        url: String,
+        menu_id: Option<String>,
+    },
+    ScancodePush {
+        event_key: String,
+        scan_type: String,
+        scan_result: String,
+    },
+    ScancodeWaitmsg {
+        event_key: String,
+        scan_type: String,
+        scan_result: String,
+    },
+    PicSysphoto {
+        event_key: String,
+        pics: SendPicsInfo,
+    },
+    PicPhotoOrAlbum {
+        event_key: String,
+        pics: SendPicsInfo,
+    },
+    PicWeixin {
+        event_key: String,
+        pics: SendPicsInfo,
+    },
+    LocationSelect {
+        event_key: String,
+        location: SendLocationInfo,
+    },
+    ViewMiniprogram {
+        page_path: String,
+        menu_id: Option<String>,
+    },
+    TemplateSendJobFinish {
+        status: String,
+    },
+    MassSendJobFinish {
+        status: String,
+        total_count: u64,
+        filter_count: u64,
+        sent_count: u64,
+        error_count: u64,
+    },
     /// A customer-service agent accepted the user.
-    KfCreateSession { kf_account: String },
-    KfCloseSession { kf_account: String },
-    KfSwitchSession { from_kf_account: String, to_kf_account: String },
+    KfCreateSession {
+        kf_account: String,
+    },
+    KfCloseSession {
+        kf_account: String,
+    },
+    KfSwitchSession {
+        from_kf_account: String,
+        to_kf_account: String,
+    },
     /// An event this version does not know yet.
-    Unknown { event: String },
+    Unknown {
+        event: String,
+    },
 }
 
 impl Message {
@@ -175,7 +268,9 @@ pub fn from_fields(f: &Fields) -> Result<Message, Error> {
             scale: number(f, "Scale")?.unwrap_or_default(),
             label: text(f, "Label"),
         },
-        "link" => MessageKind::Link { title: text(f, "Title"), description: text(f, "Description"), url: text(f, "Url") },
+        "link" => {
+            MessageKind::Link { title: text(f, "Title"), description: text(f, "Description"), url: text(f, "Url") }
+        }
         "file" => MessageKind::File {
             title: text(f, "Title"),
             description: text(f, "Description"),
@@ -251,10 +346,9 @@ fn parse_event(f: &Fields) -> Result<Event, Error> {
         },
         "kf_create_session" => Event::KfCreateSession { kf_account: text(f, "KfAccount") },
         "kf_close_session" => Event::KfCloseSession { kf_account: text(f, "KfAccount") },
-        "kf_switch_session" => Event::KfSwitchSession {
-            from_kf_account: text(f, "FromKfAccount"),
-            to_kf_account: text(f, "ToKfAccount"),
-        },
+        "kf_switch_session" => {
+            Event::KfSwitchSession { from_kf_account: text(f, "FromKfAccount"), to_kf_account: text(f, "ToKfAccount") }
+        }
         _ => Event::Unknown { event },
     })
 }

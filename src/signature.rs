@@ -59,20 +59,14 @@ mod tests {
     fn signature_matches_spec_example() {
         // Known answers from WECHAT-PROTOCOL.md.
         assert_eq!(sign(&["test", "1410685589", "test"]), "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff");
-        assert_eq!(
-            sign(&["AAAAA", "1714037059", "486452656"]),
-            "899cf89e464efb63f54ddac96b0a0a235f53aa78"
-        );
+        assert_eq!(sign(&["AAAAA", "1714037059", "486452656"]), "899cf89e464efb63f54ddac96b0a0a235f53aa78");
         assert!(check_signature("test", "1410685589", "test", "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff"));
     }
 
     #[test]
     fn msg_signature_matches_spec_example() {
         let encrypt = include_str!("../tests/fixtures/safe/encrypt_kat.txt").trim();
-        assert_eq!(
-            sign(&["QDG6eK", "1409735669", "1320562132", encrypt]),
-            "901aa526f5528554dc40e8ec44ec1795f9368350"
-        );
+        assert_eq!(sign(&["QDG6eK", "1409735669", "1320562132", encrypt]), "901aa526f5528554dc40e8ec44ec1795f9368350");
     }
 
     #[test]

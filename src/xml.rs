@@ -109,9 +109,7 @@ pub fn parse_fields(xml: &str) -> Result<Fields, Error> {
 }
 
 fn element_name(raw: &[u8]) -> Result<String, Error> {
-    std::str::from_utf8(raw)
-        .map(str::to_string)
-        .map_err(|_| Error::MalformedXml("element name is not UTF-8"))
+    std::str::from_utf8(raw).map(str::to_string).map_err(|_| Error::MalformedXml("element name is not UTF-8"))
 }
 
 fn open(stack: &mut Vec<Open>, root_seen: &mut bool, name: String) -> Result<(), Error> {

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make dev` runs the worker locally, `make test` runs every test.
+# Both install what they need first (scripts/setup.sh is idempotent).
+SHELL := /bin/bash
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export WRANGLER_SEND_METRICS := false
+export WRANGLER_SEND_ERROR_REPORTS := false
+
+.PHONY: setup build dev test lint test-native test-integration check-config-docs bench fuzz-smoke deploy-dry-run
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	bash scripts/build.sh
+
+.dev.vars:
+	cp .dev.vars.example .dev.vars
+
+# wrangler runs the [build] command of wrangler.toml (setup + build) before serving.
+dev: setup .dev.vars
+	npx wrangler dev --ip 127.0.0.1 --port 8787
+
+test: setup lint test-native build test-integration
+
+lint: check-config-docs
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -- -D warnings
+
+test-native:
+	cargo test
+
+test-integration:
+	node --test --test-force-exit --test-concurrency=1 tests/integration/
+
+check-config-docs:
+	@bash scripts/check-config-docs.sh
+
+deploy-dry-run: build
+	bash scripts/bundle-size.sh

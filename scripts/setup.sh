@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need, idempotently. Safe to run any number of times.
+# Versions are pinned here and in package.json; wasm-bindgen must equal the one in Cargo.lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+: "${WASM_BINDGEN_VERSION:?wasm-bindgen not found in Cargo.lock}"
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+
+have_version() { # binary expected-version
+  [ -x "$CARGO_BIN/$1" ] && "$CARGO_BIN/$1" --version 2>/dev/null | grep -q "$2"
+}
+
+if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  echo "setup: adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+if ! have_version worker-build "$WORKER_BUILD_VERSION"; then
+  echo "setup: installing worker-build $WORKER_BUILD_VERSION"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
+  echo "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  # Not --locked: its lock file wants a webpki-roots release the registry mirror lacks.
+  cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --force
+fi
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ package.json -nt node_modules/.setup-stamp ]; then
+  echo "setup: installing npm packages"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  touch node_modules/.setup-stamp
+fi

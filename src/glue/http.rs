@@ -1,0 +1,67 @@
+//! Request and response plumbing shared by every route.
+
+use futures_util::StreamExt;
+use worker::{Request, Response};
+
+use crate::error::Error;
+
+/// A response with a body and content type.
+pub(crate) fn response(status: u16, content_type: &str, body: Vec<u8>) -> Result<Response, Error> {
+    let resp = Response::from_bytes(body).map_err(|_| Error::Internal("response"))?.with_status(status);
+    let mut resp = resp;
+    resp.headers_mut().set("content-type", content_type).map_err(|_| Error::Internal("response headers"))?;
+    resp.headers_mut().set("cache-control", "no-store").map_err(|_| Error::Internal("response headers"))?;
+    Ok(resp)
+}
+
+pub(crate) fn text_response(status: u16, body: &str) -> Result<Response, Error> {
+    response(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+}
+
+pub(crate) fn json_response(status: u16, body: &str) -> Result<Response, Error> {
+    response(status, "application/json; charset=utf-8", body.as_bytes().to_vec())
+}
+
+/// The one mapping from [`Error`] to an HTTP response.
+pub(crate) fn error_response(err: &Error) -> Response {
+    let mut resp = json_response(err.status(), &err.body()).unwrap_or_else(|_| {
+        Response::empty().map(|r| r.with_status(500)).unwrap_or_else(|_| Response::builder().empty())
+    });
+    if matches!(err, Error::MethodNotAllowed) {
+        let _ = resp.headers_mut().set("allow", "GET, POST");
+    }
+    if matches!(err, Error::Unauthorized) {
+        let _ = resp.headers_mut().set("www-authenticate", "Bearer");
+    }
+    resp
+}
+
+/// Reads the body, refusing (413) as soon as it is known to exceed `limit` bytes: by its
+/// `Content-Length`, or while streaming, so an oversized body is never buffered whole.
+pub(crate) async fn read_body_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
+    if let Ok(Some(len)) = req.headers().get("content-length") {
+        if len.trim().parse::<u64>().is_ok_and(|n| n > limit as u64) {
+            return Err(Error::PayloadTooLarge);
+        }
+    }
+    let mut body = Vec::new();
+    let Ok(mut stream) = req.stream() else {
+        // No body at all.
+        return Ok(body);
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Error::MalformedXml("body could not be read"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Error::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// 16 bytes from the runtime's CSPRNG (`crypto.getRandomValues`).
+pub(crate) fn random_bytes() -> Result<[u8; 16], Error> {
+    let mut buf = [0u8; 16];
+    getrandom::getrandom(&mut buf).map_err(|_| Error::Internal("random"))?;
+    Ok(buf)
+}

@@ -1,0 +1,43 @@
+// One Miniflare running the built wasm bundle, with the WeChat API mocked in-process.
+import { Miniflare } from 'miniflare';
+import { fileURLToPath } from 'node:url';
+import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+export const ADMIN_TOKEN = 'test-admin-token';
+export const BASE = 'http://worker.test';
+
+export const defaultBindings = {
+  WECHAT_TOKEN: TOKEN,
+  WECHAT_APPID: APPID,
+  WECHAT_ENCODING_AES_KEY: AES_KEY,
+  WECHAT_APPSECRET: 'test-app-secret',
+  WECHAT_API_BASE: 'https://api.weixin.qq.com',
+  ADMIN_TOKEN,
+};
+
+/**
+ * Starts the worker. `wechat` answers every outbound fetch (the WeChat API mock);
+ * `bindings` override the defaults (a value of `undefined` removes the variable).
+ */
+export function startWorker({ bindings = {}, wechat, kvPersist } = {}) {
+  const merged = { ...defaultBindings, ...bindings };
+  for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
+  return new Miniflare({
+    rootPath: root,
+    scriptPath: 'build/worker/shim.mjs',
+    modulesRoot: 'build',
+    modules: true,
+    modulesRules: [
+      { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
+      { type: 'CompiledWasm', include: ['**/*.wasm'] },
+    ],
+    compatibilityDate: '2026-04-20',
+    kvNamespaces: ['WECHAT_KV'],
+    kvPersist: kvPersist ?? false,
+    bindings: merged,
+    cf: false,
+    outboundService: wechat ?? (async () => new Response('no WeChat here', { status: 599 })),
+  });
+}
