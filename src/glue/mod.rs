@@ -26,7 +26,6 @@ pub(crate) fn now_secs() -> u64 {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let started = worker::Date::now().as_millis();
     let method = req.method();
-    let path = req.path();
     let config = load_config(&env);
     let (route, result) = serve(req, &config).await;
     let (response, outcome) = match result {
@@ -46,9 +45,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         "outcome": outcome,
         "ms": worker::Date::now().as_millis().saturating_sub(started),
     });
-    if path != "/healthz" {
-        worker::console_log!("{line}");
-    }
+    worker::console_log!("{line}");
     Ok(response)
 }
 
@@ -98,7 +95,8 @@ async fn message(req: &mut Request, config: &Config) -> Result<(Response, String
     let inbound = callback::open_message(&settings, &query, &body, now)?;
     let kf_account =
         if inbound.message.is_user_message() { config.kf_accounts.first().map(String::as_str) } else { None };
-    let random = http::random_bytes()?;
+    // Only an encrypted reply needs a random prefix.
+    let random = if inbound.encrypted { http::random_bytes()? } else { [0u8; 16] };
     let (action, reply) = callback::respond(&settings, &inbound, kf_account, now, &random)?;
     let content_type =
         if reply == crate::reply::SUCCESS { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };

@@ -1,0 +1,128 @@
+// A local mock of the WeChat API: the token endpoints (stable and classic, with WeChat's
+// semantics) and the customer-service APIs. Used as miniflare's outboundService in tests and
+// benchmarks, and as a real HTTP server on 127.0.0.1 for `make dev`:
+//
+//   node tests/support/mock-wechat.mjs [port=8788]
+import { createServer } from 'node:http';
+import { pathToFileURL } from 'node:url';
+
+export const APPSECRET = 'test-app-secret';
+
+export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, latencyMs = 0, expiresIn = 7200 } = {}) {
+  const state = {
+    requests: [],
+    tokenRequests: 0,
+    issued: 0,
+    current: null, // { token, expiresAt }
+    revoked: new Set(),
+    overrides: new Map(), // path -> [fn, ...] (each used once) or fn (always)
+    online: [
+      { kf_account: 'kf2001@gh_10f6c3c3ac5a', status: 1, kf_id: '2001', auto_accept: 2, accepted_case: 1 },
+    ],
+    latencyMs,
+  };
+
+  const json = (obj, status = 200) =>
+    new Response(JSON.stringify(obj), { status, headers: { 'content-type': 'application/json; charset=utf-8' } });
+  const ok = () => json({ errcode: 0, errmsg: 'ok' });
+
+  function issue() {
+    state.issued += 1;
+    state.current = { token: `ACCESS_TOKEN_${state.issued}_${'x'.repeat(100)}`, expiresAt: Date.now() + expiresIn * 1000 };
+    return state.current;
+  }
+  const validToken = (t) => !!state.current && t === state.current.token && !state.revoked.has(t) && Date.now() < state.current.expiresAt;
+
+  const routes = {
+    'GET /cgi-bin/customservice/getkflist': () => json({ kf_list: [
+      { kf_account: 'kf2001@gh_10f6c3c3ac5a', kf_nick: '小客服', kf_id: '2001', kf_headimgurl: 'http://mmbiz.qpic.cn/x/0' },
+    ] }),
+    'GET /cgi-bin/customservice/getonlinekflist': () => json({ kf_online_list: state.online }),
+    'POST /cgi-bin/message/custom/send': ok,
+    'POST /cgi-bin/message/custom/typing': ok,
+    'POST /customservice/kfaccount/add': ok,
+    'POST /customservice/kfaccount/update': ok,
+    'POST /customservice/kfaccount/del': ok,
+    'POST /customservice/kfaccount/inviteworker': ok,
+    'POST /customservice/kfsession/create': ok,
+    'POST /customservice/kfsession/close': ok,
+    'GET /customservice/kfsession/getsession': () => json({ errcode: 0, errmsg: 'ok', kf_account: 'kf2001@gh_10f6c3c3ac5a', createtime: 123456789 }),
+    'GET /customservice/kfsession/getsessionlist': () => json({ sessionlist: [{ createtime: 123456789, openid: 'OPENID' }] }),
+    'GET /customservice/kfsession/getwaitcase': () => json({ count: 1, waitcaselist: [{ latest_time: 123456789, openid: 'OPENID' }] }),
+    'POST /customservice/msgrecord/getmsglist': () => json({ recordlist: [], number: 0, msgid: 1 }),
+  };
+
+  async function handler(request) {
+    const url = new URL(request.url);
+    const body = request.method === 'GET' ? '' : await request.text();
+    const entry = { method: request.method, path: url.pathname, query: Object.fromEntries(url.searchParams), body, at: Date.now() };
+    state.requests.push(entry);
+    if (state.latencyMs) await new Promise((r) => setTimeout(r, state.latencyMs));
+
+    const override = state.overrides.get(url.pathname);
+    if (override) {
+      const fn = Array.isArray(override) ? override.shift() : override;
+      if (Array.isArray(override) && override.length === 0) state.overrides.delete(url.pathname);
+      if (fn) {
+        const res = await fn(entry, state);
+        if (res) return res;
+      }
+    }
+
+    if (url.pathname === '/cgi-bin/stable_token' && request.method === 'POST') {
+      state.tokenRequests += 1;
+      let p;
+      try { p = JSON.parse(body); } catch { return json({ errcode: 47001, errmsg: 'data format error' }); }
+      if (p.appid !== appid) return json({ errcode: 40013, errmsg: 'invalid appid' });
+      if (p.secret !== secret) return json({ errcode: 40125, errmsg: 'invalid appsecret' });
+      const t = p.force_refresh || !state.current || Date.now() >= state.current.expiresAt ? issue() : state.current;
+      return json({ access_token: t.token, expires_in: Math.floor((t.expiresAt - Date.now()) / 1000) });
+    }
+    if (url.pathname === '/cgi-bin/token' && request.method === 'GET') {
+      state.tokenRequests += 1;
+      if (url.searchParams.get('appid') !== appid) return json({ errcode: 40013, errmsg: 'invalid appid' });
+      if (url.searchParams.get('secret') !== secret) return json({ errcode: 40125, errmsg: 'invalid appsecret' });
+      const t = issue();
+      return json({ access_token: t.token, expires_in: expiresIn });
+    }
+    const route = routes[`${request.method} ${url.pathname}`];
+    if (!route) return json({ errcode: 404, errmsg: `mock has no ${request.method} ${url.pathname}` }, 404);
+    if (!validToken(url.searchParams.get('access_token'))) return json({ errcode: 40001, errmsg: 'invalid credential, access_token is invalid or not latest' });
+    if (request.method === 'POST' && body) {
+      try { JSON.parse(body); } catch { return json({ errcode: 47001, errmsg: 'data format error' }); }
+    }
+    return route(entry);
+  }
+
+  return {
+    handler,
+    state,
+    /** Calls to the token endpoints so far. */
+    tokenRequests: () => state.tokenRequests,
+    /** Requests to `path` so far. */
+    calls: (path) => state.requests.filter((r) => r.path === path),
+    /** Answer the next requests to `path` with `fns` (one each), or always with one function. */
+    on(path, ...fns) { state.overrides.set(path, fns.length === 1 && fns[0].always ? fns[0] : fns); },
+    always(path, fn) { state.overrides.set(path, fn); },
+    /** WeChat invalidates the current token (e.g. another system force-refreshed it). */
+    revokeCurrent() { if (state.current) state.revoked.add(state.current.token); },
+    reset() { state.requests = []; state.tokenRequests = 0; state.overrides.clear(); },
+  };
+}
+
+// Run as a program: serve the mock on 127.0.0.1 for `make dev`.
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const port = Number(process.argv[2] ?? 8788);
+  const mock = mockWeChat({ secret: process.env.WECHAT_APPSECRET ?? 'dev-app-secret' });
+  createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const request = new Request(`http://127.0.0.1:${port}${req.url}`, {
+      method: req.method, headers: req.headers, body: ['GET', 'HEAD'].includes(req.method) ? undefined : Buffer.concat(chunks),
+    });
+    const r = await mock.handler(request);
+    res.writeHead(r.status, Object.fromEntries(r.headers));
+    res.end(Buffer.from(await r.arrayBuffer()));
+    console.log(`${req.method} ${req.url.replace(/access_token=[^&]+/, 'access_token=…')} -> ${r.status}`);
+  }).listen(port, '127.0.0.1', () => console.log(`mock WeChat API on http://127.0.0.1:${port}`));
+}
