@@ -4,13 +4,16 @@
 //! Every module but `glue` is pure protocol code (no `worker::` types, no clock, no I/O) and is
 //! tested natively; `glue` is the thin Cloudflare Workers layer, compiled for wasm32 only.
 
+pub mod admin;
 pub mod callback;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod kf;
 pub mod message;
 pub mod reply;
 pub mod signature;
+pub mod token;
 pub mod xml;
 
 #[cfg(target_arch = "wasm32")]

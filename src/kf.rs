@@ -1,0 +1,126 @@
+//! Capacity-aware choice of the customer-service account for the inline transfer, pure.
+//!
+//! WeChat hands a user to the `KfAccount` named in the transfer even when that agent cannot take
+//! them (offline, auto-accept off, or full), and tells no one else: so with
+//! `WECHAT_KF_ROUTING=online` only an account that `getonlinekflist` shows online with free
+//! capacity is named; otherwise the transfer is untargeted and WeChat assigns any free agent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, KfRouting};
+use crate::error::Error;
+
+/// How long a fetched online list is trusted (memory and KV).
+pub const ONLINE_LIST_TTL_SECS: u64 = 30;
+/// How long a failed or slow lookup makes transfers skip the lookup (memory only).
+pub const NEGATIVE_TTL_SECS: u64 = 30;
+/// The most a transfer waits for the lookup, well inside WeChat's 5 s.
+pub const LOOKUP_BUDGET_MS: u64 = 1_500;
+
+/// One entry of `getonlinekflist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlineKf {
+    pub kf_account: String,
+    /// 0 offline; 1 web client online (other non-zero values: other clients).
+    #[serde(default)]
+    pub status: i64,
+    /// Maximum sessions auto-accepted; 0 means auto-accept is off. Absent: not reported.
+    #[serde(default)]
+    pub auto_accept: Option<i64>,
+    /// Sessions being served now.
+    #[serde(default)]
+    pub accepted_case: i64,
+}
+
+impl OnlineKf {
+    /// Online, and either below its auto-accept limit or with no limit reported.
+    pub fn has_capacity(&self) -> bool {
+        self.status != 0 && self.auto_accept.is_none_or(|max| max > 0 && self.accepted_case < max)
+    }
+}
+
+/// An online list with the time it was fetched, as cached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedOnlineList {
+    pub fetched_at: u64,
+    pub list: Vec<OnlineKf>,
+}
+
+impl CachedOnlineList {
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now.saturating_sub(self.fetched_at) < ONLINE_LIST_TTL_SECS
+    }
+}
+
+#[derive(Deserialize)]
+struct OnlineResponse {
+    #[serde(default)]
+    kf_online_list: Vec<OnlineKf>,
+}
+
+/// Reads `getonlinekflist`'s answer (already checked for `errcode`).
+pub fn parse_online_list(body: &[u8]) -> Result<Vec<OnlineKf>, Error> {
+    serde_json::from_slice::<OnlineResponse>(body)
+        .map(|r| r.kf_online_list)
+        .map_err(|_| Error::Upstream("getonlinekflist answered an unexpected shape"))
+}
+
+/// The first configured account that is online with free capacity.
+pub fn choose<'a>(configured: &'a [String], online: &[OnlineKf]) -> Option<&'a str> {
+    configured.iter().find(|acct| online.iter().any(|o| &o.kf_account == *acct && o.has_capacity())).map(String::as_str)
+}
+
+/// What the transfer needs to decide its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// No account configured: untargeted transfer.
+    Untargeted,
+    /// Static routing: this account.
+    Fixed(&'a str),
+    /// Online routing: look the list up (within the budget) and [`choose`].
+    LookUp(&'a [String]),
+}
+
+/// The routing decision that needs no I/O.
+pub fn target(config: &Config) -> Target<'_> {
+    match (config.kf_accounts.first(), config.kf_routing) {
+        (None, _) => Target::Untargeted,
+        (Some(first), KfRouting::Static) => Target::Fixed(first),
+        (Some(_), KfRouting::Online) => Target::LookUp(&config.kf_accounts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kf(acct: &str, status: i64, auto: Option<i64>, accepted: i64) -> OnlineKf {
+        OnlineKf { kf_account: acct.into(), status, auto_accept: auto, accepted_case: accepted }
+    }
+
+    #[test]
+    fn choose_skips_offline_full_and_auto_accept_off() {
+        let configured: Vec<String> = ["a@x", "b@x", "c@x", "d@x"].map(String::from).to_vec();
+        let online = vec![
+            kf("a@x", 0, Some(5), 0), // offline
+            kf("b@x", 1, Some(2), 2), // full
+            kf("c@x", 1, Some(0), 0), // auto-accept off
+            kf("d@x", 1, Some(3), 1), // free
+        ];
+        assert_eq!(choose(&configured, &online), Some("d@x"));
+        assert_eq!(choose(&configured[..3], &online), None);
+        assert_eq!(choose(&configured, &[kf("zz@x", 1, None, 0)]), None, "unlisted accounts are never chosen");
+        assert_eq!(choose(&configured, &[kf("b@x", 1, None, 9)]), Some("b@x"), "no limit reported");
+    }
+
+    #[test]
+    fn parse_online_list_matches_spec_example() {
+        let body = br#"{"kf_online_list":[{"kf_account":"test1@test","status":1,"kf_id":"1001","auto_accept":0,"accepted_case":1},{"kf_account":"test2@test","status":1,"kf_id":"1002","auto_accept":2,"accepted_case":1}]}"#;
+        let list = parse_online_list(body).unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(!list[0].has_capacity());
+        assert!(list[1].has_capacity());
+        assert!(parse_online_list(b"{}").unwrap().is_empty());
+        assert!(parse_online_list(b"[").is_err());
+    }
+}
