@@ -2,12 +2,18 @@
 //! Everything it decides is delegated to the pure modules; it only moves bytes.
 
 mod http;
+mod wechat;
 
-use worker::{event, Context, Env, Method, Request, Response};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::callback::{self, Query};
 use crate::config::{Config, VARIABLES};
 use crate::error::Error;
+use crate::kf::{self, Target};
+use wechat::Client;
 
 /// Reads every variable the worker knows from secrets or vars (both are strings to the runtime).
 pub(crate) fn load_config(env: &Env) -> Config {
@@ -23,11 +29,11 @@ pub(crate) fn now_secs() -> u64 {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let started = worker::Date::now().as_millis();
     let method = req.method();
     let config = load_config(&env);
-    let (route, result) = serve(req, &config).await;
+    let (route, result) = serve(req, &env, &ctx, &config).await;
     let (response, outcome) = match result {
         Ok(served) => served,
         Err(err) => {
@@ -50,13 +56,22 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 }
 
 /// Routes a request; returns the route label for logs and the outcome.
-async fn serve(mut req: Request, config: &Config) -> (&'static str, Result<(Response, String), Error>) {
+async fn serve(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+) -> (&'static str, Result<(Response, String), Error>) {
     let path = req.path();
+    if let Some(rest) = path.strip_prefix("/api/") {
+        let rest = rest.to_string();
+        return ("/api", admin(&mut req, env, config, &rest).await);
+    }
     match path.as_str() {
         "/wechat" => {
             let result = match req.method() {
                 Method::Get => url_check(&req, config),
-                Method::Post => message(&mut req, config).await,
+                Method::Post => message(&mut req, env, ctx, config).await,
                 _ => Err(Error::MethodNotAllowed),
             };
             ("/wechat", result)
@@ -87,20 +102,94 @@ fn url_check(req: &Request, config: &Config) -> Result<(Response, String), Error
 }
 
 /// `POST /wechat`: a message or event.
-async fn message(req: &mut Request, config: &Config) -> Result<(Response, String), Error> {
+async fn message(req: &mut Request, env: &Env, ctx: &Context, config: &Config) -> Result<(Response, String), Error> {
     let settings = config.callback()?;
     let query = query_of(req);
     let body = http::read_body_limited(req, callback::MAX_BODY_BYTES).await?;
     let now = now_secs();
     let inbound = callback::open_message(&settings, &query, &body, now)?;
     let kf_account =
-        if inbound.message.is_user_message() { config.kf_accounts.first().map(String::as_str) } else { None };
+        if inbound.message.is_user_message() { transfer_target(config, env, ctx, now).await } else { None };
     // Only an encrypted reply needs a random prefix.
     let random = if inbound.encrypted { http::random_bytes()? } else { [0u8; 16] };
-    let (action, reply) = callback::respond(&settings, &inbound, kf_account, now, &random)?;
+    let (action, reply) = callback::respond(&settings, &inbound, kf_account.as_deref(), now, &random)?;
     let content_type =
         if reply == crate::reply::SUCCESS { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };
     let outcome =
         format!("{} {}{}", action.as_str(), inbound.message.label(), if inbound.encrypted { " encrypted" } else { "" });
     Ok((http::response(200, content_type, reply.into_bytes())?, outcome))
+}
+
+/// The `KfAccount` for a transfer. With online routing, the lookup gets at most
+/// [`kf::LOOKUP_BUDGET_MS`]; past that (or on any failure) the transfer goes untargeted, transfers
+/// skip the lookup for [`kf::NEGATIVE_TTL_SECS`], and a slow lookup finishes in the background
+/// to warm the cache.
+async fn transfer_target(config: &Config, env: &Env, ctx: &Context, now: u64) -> Option<String> {
+    let accounts = match kf::target(config) {
+        Target::Untargeted => return None,
+        Target::Fixed(account) => return Some(account.to_string()),
+        Target::LookUp(accounts) => accounts,
+    };
+    if let Some(cached) = wechat::online_from_memory(now) {
+        return cached.and_then(|list| kf::choose(accounts, &list).map(str::to_string));
+    }
+    let client = match Client::new(config, env) {
+        Ok(c) => c,
+        Err(e) => {
+            worker::console_warn!("{{\"kf_routing\":\"{e}\"}}");
+            wechat::remember_online(now, None);
+            return None;
+        }
+    };
+    let lookup = async move { client.online_list(now).await }.boxed_local().shared();
+    match wechat::with_timeout(lookup.clone(), Duration::from_millis(kf::LOOKUP_BUDGET_MS)).await {
+        Some(Ok(list)) => {
+            wechat::remember_online(now, Some(list.clone()));
+            kf::choose(accounts, &list).map(str::to_string)
+        }
+        Some(Err(e)) => {
+            worker::console_warn!("{{\"kf_routing\":\"{e}\"}}");
+            wechat::remember_online(now, None);
+            None
+        }
+        None => {
+            worker::console_warn!("{{\"kf_routing\":\"lookup over budget; untargeted transfer\"}}");
+            wechat::remember_online(now, None);
+            ctx.wait_until(async move {
+                if let Ok(list) = lookup.await {
+                    wechat::remember_online(now, Some(list));
+                }
+            });
+            None
+        }
+    }
+}
+
+/// `/api/*`: authenticated, validated, forwarded to WeChat.
+async fn admin(req: &mut Request, env: &Env, config: &Config, path: &str) -> Result<(Response, String), Error> {
+    let Some(expected) = config.admin_token.as_deref() else {
+        return Err(Error::NotFound);
+    };
+    let given = req.headers().get("authorization").ok().flatten().unwrap_or_default();
+    let bearer = given.strip_prefix("Bearer ").unwrap_or_default();
+    if bearer.is_empty() || !crate::signature::secrets_match(bearer, expected) {
+        return Err(Error::Unauthorized);
+    }
+    let body = http::read_body_limited(req, crate::admin::MAX_BODY_BYTES).await?;
+    let query = req.url().ok().and_then(|u| u.query().map(str::to_string)).unwrap_or_default();
+    let call = crate::admin::plan(req.method().as_ref(), &format!("/{path}"), &query, &body)?;
+    let client = Client::new(config, env)?;
+    let answer = client.call(&call, now_secs()).await?;
+    Ok((http::response(200, "application/json; charset=utf-8", answer)?, call.label().to_string()))
+}
+
+/// Cron Trigger: keeps the KV access_token fresh so user-facing calls never wait for it.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let config = load_config(&env);
+    let outcome = match Client::new(&config, &env) {
+        Ok(client) => client.refresh_if_due(now_secs()).await.map(str::to_string).unwrap_or_else(|e| e.to_string()),
+        Err(e) => e.to_string(),
+    };
+    worker::console_log!("{}", serde_json::json!({ "cron": "access_token", "outcome": outcome }));
 }
