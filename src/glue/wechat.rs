@@ -1,11 +1,16 @@
 //! The WeChat API client: access_token from memory, then KV, then the token endpoint (one
 //! request at a time per isolate), and API calls with one refresh-and-retry on a rejected token.
 //! Every decision is `crate::token`'s; this file only does the I/O.
+//!
+//! Single flight without cross-request wake-ups: in workerd, a request whose future is woken by
+//! I/O that belongs to another request is resolved in the wrong context and cancelled as hung.
+//! So only the leader awaits the token request; followers wait on their own short timers and
+//! read the leader's outcome from isolate memory.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use futures_util::future::{select, Either, FutureExt, LocalBoxFuture, Shared};
+use futures_util::future::{select, Either};
 use worker::{Delay, Env, Fetch, Headers, KvStore, Method, Request, RequestInit};
 
 use crate::admin::{interpret_response, ApiCall};
@@ -18,14 +23,20 @@ use crate::token::{self, AfterRejection, CachedToken, HttpCall, HttpMethod};
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Back-off before the one retry of a token request that answered -1 (busy).
 const BUSY_BACKOFF: Duration = Duration::from_millis(300);
-
-type TokenFlight = Shared<LocalBoxFuture<'static, Result<CachedToken, Error>>>;
+/// How often a follower looks for the leader's outcome.
+const FOLLOW_POLL: Duration = Duration::from_millis(5);
+/// A flight older than this is presumed dead (its request went away): the next caller leads.
+const FLIGHT_LIMIT_MS: u64 = 25_000;
 
 thread_local! {
     /// The isolate's token, with the AppID it belongs to.
     static MEMORY: RefCell<Option<(String, CachedToken)>> = const { RefCell::new(None) };
-    /// The token request under way, shared by every request of the isolate that needs it.
-    static IN_FLIGHT: RefCell<Option<TokenFlight>> = const { RefCell::new(None) };
+    /// The token request under way: its generation and start (ms).
+    static FLIGHT: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+    /// The last generation handed out.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// The outcome of the last finished flight, by generation.
+    static OUTCOME: RefCell<Option<(u64, Result<CachedToken, Error>)>> = const { RefCell::new(None) };
     /// When this isolate last forced a refresh.
     static LAST_FORCED: Cell<Option<u64>> = const { Cell::new(None) };
     /// The online list (or, with `None`, a recent failure to get it) and until when to trust it.
@@ -81,31 +92,21 @@ impl Client {
     }
 
     async fn single_flight(&self, now: u64, avoid: Option<String>) -> Result<CachedToken, Error> {
-        let flight = IN_FLIGHT.with_borrow_mut(|slot| {
-            slot.get_or_insert_with(|| {
-                let this = self.clone();
-                async move {
-                    let result = this.load_or_fetch(now, avoid.as_deref()).await;
-                    IN_FLIGHT.with_borrow_mut(|s| *s = None);
-                    result
-                }
-                .boxed_local()
-                .shared()
-            })
-            .clone()
-        });
-        match with_timeout(flight.clone(), HTTP_TIMEOUT * 2).await {
-            Some(result) => result,
-            None => {
-                // Never wait forever on a flight whose request context went away.
-                IN_FLIGHT.with_borrow_mut(|s| {
-                    if s.as_ref().is_some_and(|f| f.ptr_eq(&flight)) {
-                        *s = None;
-                    }
-                });
-                Err(Error::UpstreamTimeout)
+        let now_ms = worker::Date::now().as_millis();
+        if let Some((generation, started)) = FLIGHT.get() {
+            if now_ms.saturating_sub(started) < FLIGHT_LIMIT_MS {
+                return follow(generation, started).await;
             }
         }
+        let generation = GENERATION.get() + 1;
+        GENERATION.set(generation);
+        FLIGHT.set(Some((generation, now_ms)));
+        let result = self.load_or_fetch(now, avoid.as_deref()).await;
+        OUTCOME.with_borrow_mut(|o| *o = Some((generation, result.clone())));
+        if FLIGHT.get().is_some_and(|(g, _)| g == generation) {
+            FLIGHT.set(None);
+        }
+        result
     }
 
     async fn load_or_fetch(&self, now: u64, avoid: Option<&str>) -> Result<CachedToken, Error> {
@@ -249,6 +250,20 @@ impl Client {
             let _ = put.expiration_ttl(token::KV_MIN_TTL_SECS).execute().await;
         }
         Ok(cached.list)
+    }
+}
+
+/// Waits, on this request's own timers, for the outcome of flight `generation`.
+async fn follow(generation: u64, started: u64) -> Result<CachedToken, Error> {
+    loop {
+        Delay::from(FOLLOW_POLL).await;
+        let outcome = OUTCOME.with_borrow(|o| o.as_ref().filter(|(g, _)| *g == generation).map(|(_, r)| r.clone()));
+        if let Some(result) = outcome {
+            return result;
+        }
+        if worker::Date::now().as_millis().saturating_sub(started) >= FLIGHT_LIMIT_MS {
+            return Err(Error::UpstreamTimeout);
+        }
     }
 }
 
