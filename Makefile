@@ -5,7 +5,7 @@ export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 export WRANGLER_SEND_ERROR_REPORTS := false
 
-.PHONY: setup build dev test lint test-native test-integration check-config-docs bench fuzz-smoke deploy-dry-run
+.PHONY: setup build dev mock test lint test-native test-integration check-config-docs bench fuzz-smoke deploy-dry-run
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,10 @@ build: setup
 # wrangler runs the [build] command of wrangler.toml (setup + build) before serving.
 dev: setup .dev.vars
 	npx wrangler dev --ip 127.0.0.1 --port 8787
+
+# The WeChat API mock for local admin API calls (WECHAT_API_BASE in .dev.vars.example points here).
+mock: setup
+	node tests/support/mock-wechat.mjs 8788
 
 test: setup lint test-native build test-integration
 
