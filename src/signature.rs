@@ -12,7 +12,15 @@ pub fn sign(parts: &[&str]) -> String {
     for p in sorted {
         h.update(p.as_bytes());
     }
-    h.digest().to_string()
+    hex(&h.digest().bytes())
+}
+
+/// Lowercase hex, without going through `fmt` (a third of `sign`'s time when it did).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits: Vec<u8> =
+        bytes.iter().flat_map(|&b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]).collect();
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 /// Whether `signature` is WeChat's signature of `parts`. Case-insensitive hex; constant time
@@ -23,8 +31,9 @@ pub fn check(parts: &[&str], signature: &str) -> bool {
     if given.len() != expected.len() {
         return false;
     }
-    let lowered: Vec<u8> = given.iter().map(u8::to_ascii_lowercase).collect();
-    ct_eq(expected.as_bytes(), &lowered)
+    // Constant time, case-insensitive: `expected` is lowercase hex.
+    let diff = expected.bytes().zip(given).fold(0u8, |acc, (x, y)| acc | (x ^ y.to_ascii_lowercase()));
+    std::hint::black_box(diff) == 0
 }
 
 /// Plain-mode check of the URL check and of every message: `signature` over

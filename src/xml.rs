@@ -6,6 +6,8 @@
 //! nesting deeper than [`MAX_DEPTH`], a root other than `<xml>`, text outside the root, or the
 //! same top-level field twice (which would let two readers see two different messages).
 
+use std::borrow::Cow;
+
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
@@ -17,21 +19,22 @@ pub const MAX_DEPTH: usize = 8;
 /// Most leaf fields accepted in one document.
 pub const MAX_FIELDS: usize = 256;
 
-/// The leaf fields of one document, in document order.
+/// The leaf fields of one document, in document order. Borrows from the document: only nested
+/// paths and values with escapes or several pieces are allocated.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Fields {
-    entries: Vec<(String, String)>,
+pub struct Fields<'a> {
+    entries: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-impl Fields {
+impl<'a> Fields<'a> {
     /// The first value at `path` (e.g. `"Content"` or `"ScanCodeInfo/ScanType"`).
     pub fn get(&self, path: &str) -> Option<&str> {
-        self.entries.iter().find(|(p, _)| p == path).map(|(_, v)| v.as_str())
+        self.entries.iter().find(|(p, _)| p == path).map(|(_, v)| v.as_ref())
     }
 
     /// Every value at `path`, in document order (for repeated `item`s).
-    pub fn get_all<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries.iter().filter(move |(p, _)| p == path).map(|(_, v)| v.as_str())
+    pub fn get_all<'s>(&'s self, path: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.entries.iter().filter(move |(p, _)| p == path).map(|(_, v)| v.as_ref())
     }
 
     /// Number of leaf fields.
@@ -45,54 +48,67 @@ impl Fields {
     }
 }
 
-struct Open {
-    name: String,
+struct Open<'a> {
+    name: &'a str,
     has_children: bool,
-    text: String,
+    text: Option<Cow<'a, str>>,
     saw_cdata: bool,
     /// Length of `text` right after its last CDATA section.
     cdata_end: usize,
 }
 
+impl<'a> Open<'a> {
+    fn push(&mut self, piece: Cow<'a, str>) {
+        match &mut self.text {
+            None => self.text = Some(piece),
+            Some(text) => text.to_mut().push_str(&piece),
+        }
+    }
+
+    fn text_len(&self) -> usize {
+        self.text.as_ref().map_or(0, |t| t.len())
+    }
+}
+
 /// Parses a WeChat XML document into its leaf fields.
-pub fn parse_fields(xml: &str) -> Result<Fields, Error> {
+pub fn parse_fields(xml: &str) -> Result<Fields<'_>, Error> {
     let bad = Error::MalformedXml;
     let mut reader = Reader::from_str(xml);
-    let mut stack: Vec<Open> = Vec::new();
-    let mut fields = Fields::default();
+    let mut stack: Vec<Open<'_>> = Vec::with_capacity(MAX_DEPTH);
+    let mut fields = Fields { entries: Vec::with_capacity(16) };
     let mut root_seen = false;
 
     loop {
         let event = reader.read_event().map_err(|_| bad("not well-formed XML"))?;
         match event {
-            Event::Start(start) => {
-                let name = element_name(start.name().as_ref())?;
-                open(&mut stack, &mut root_seen, name)?;
-            }
+            Event::Start(start) => open(&mut stack, &mut root_seen, within(xml, start.name().as_ref())?)?,
             Event::Empty(start) => {
-                let name = element_name(start.name().as_ref())?;
-                open(&mut stack, &mut root_seen, name)?;
+                open(&mut stack, &mut root_seen, within(xml, start.name().as_ref())?)?;
                 close(&mut stack, &mut fields)?;
             }
             Event::End(_) => close(&mut stack, &mut fields)?,
             Event::Text(text) => {
-                let raw = text.unescape().map_err(|_| bad("invalid entity or character reference"))?;
+                let raw = within(xml, &text)?;
                 match stack.last_mut() {
-                    Some(top) => top.text.push_str(&raw),
-                    None if raw.trim().is_empty() => {}
+                    // Whitespace around child elements is layout.
+                    Some(top) if top.has_children && is_layout(raw) => {}
+                    Some(top) => top.push(
+                        quick_xml::escape::unescape(raw).map_err(|_| bad("invalid entity or character reference"))?,
+                    ),
+                    None if is_layout(raw) => {}
                     None => return Err(bad("text outside the root element")),
                 }
             }
             Event::CData(cdata) => {
-                let raw = std::str::from_utf8(cdata.as_ref()).map_err(|_| bad("CDATA is not UTF-8"))?;
+                let raw = within(xml, &cdata)?;
                 let top = stack.last_mut().ok_or(bad("CDATA outside the root element"))?;
-                if !top.saw_cdata && top.text.trim().is_empty() {
+                if !top.saw_cdata && top.text.as_deref().is_some_and(is_layout) {
                     // Whitespace before the first CDATA section is layout, not content.
-                    top.text.clear();
+                    top.text = None;
                 }
                 top.saw_cdata = true;
-                top.text.push_str(raw);
-                top.cdata_end = top.text.len();
+                top.push(Cow::Borrowed(raw));
+                top.cdata_end = top.text_len();
             }
             Event::DocType(_) => return Err(bad("DOCTYPE is not allowed")),
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
@@ -108,11 +124,21 @@ pub fn parse_fields(xml: &str) -> Result<Fields, Error> {
     Ok(fields)
 }
 
-fn element_name(raw: &[u8]) -> Result<String, Error> {
-    std::str::from_utf8(raw).map(str::to_string).map_err(|_| Error::MalformedXml("element name is not UTF-8"))
+/// Whitespace only (XML's four whitespace characters).
+fn is_layout(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-fn open(stack: &mut Vec<Open>, root_seen: &mut bool, name: String) -> Result<(), Error> {
+/// `part` (a slice a `&str` reader handed out) as a `&str` borrowed from the document itself:
+/// O(1), where `from_utf8` would validate the same bytes again.
+fn within<'a>(xml: &'a str, part: &[u8]) -> Result<&'a str, Error> {
+    let start = (part.as_ptr() as usize).checked_sub(xml.as_ptr() as usize);
+    start
+        .and_then(|start| xml.get(start..start.checked_add(part.len())?))
+        .ok_or(Error::MalformedXml("reader slice outside the document"))
+}
+
+fn open<'a>(stack: &mut Vec<Open<'a>>, root_seen: &mut bool, name: &'a str) -> Result<(), Error> {
     if stack.is_empty() {
         if *root_seen {
             return Err(Error::MalformedXml("more than one root element"));
@@ -127,27 +153,34 @@ fn open(stack: &mut Vec<Open>, root_seen: &mut bool, name: String) -> Result<(),
     }
     if let Some(parent) = stack.last_mut() {
         parent.has_children = true;
+        // Text seen before the first child was layout.
+        parent.text = None;
     }
-    stack.push(Open { name, has_children: false, text: String::new(), saw_cdata: false, cdata_end: 0 });
+    stack.push(Open { name, has_children: false, text: None, saw_cdata: false, cdata_end: 0 });
     Ok(())
 }
 
-fn close(stack: &mut Vec<Open>, fields: &mut Fields) -> Result<(), Error> {
+fn close<'a>(stack: &mut Vec<Open<'a>>, fields: &mut Fields<'a>) -> Result<(), Error> {
     let done = stack.pop().ok_or(Error::MalformedXml("unbalanced end tag"))?;
     if stack.is_empty() || done.has_children {
         // The root, or an element holding elements: its own text is layout.
         return Ok(());
     }
-    let mut path = String::new();
-    for parent in stack.iter().skip(1) {
-        path.push_str(&parent.name);
-        path.push('/');
-    }
-    path.push_str(&done.name);
-    let mut value = done.text;
-    if done.saw_cdata && value[done.cdata_end..].trim().is_empty() {
+    let path: Cow<'a, str> = if stack.len() == 1 {
+        Cow::Borrowed(done.name)
+    } else {
+        let mut path = String::new();
+        for parent in stack.iter().skip(1) {
+            path.push_str(parent.name);
+            path.push('/');
+        }
+        path.push_str(done.name);
+        Cow::Owned(path)
+    };
+    let mut value = done.text.unwrap_or(Cow::Borrowed(""));
+    if done.saw_cdata && value[done.cdata_end..].trim().is_empty() && value.len() != done.cdata_end {
         // `<A><![CDATA[x]]>\n</A>`: whitespace after the last CDATA section is layout.
-        value.truncate(done.cdata_end);
+        value.to_mut().truncate(done.cdata_end);
     }
     if stack.len() == 1 && fields.get(&path).is_some() {
         return Err(Error::MalformedXml("duplicate field"));
