@@ -5,7 +5,7 @@ export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 export WRANGLER_SEND_ERROR_REPORTS := false
 
-.PHONY: setup build dev mock test lint test-native test-integration check-config-docs bench fuzz-smoke deploy-dry-run
+.PHONY: setup build dev mock test lint test-native test-integration check-config-docs bench fuzz fuzz-smoke deploy-dry-run
 
 setup:
 	@bash scripts/setup.sh
@@ -42,3 +42,15 @@ check-config-docs:
 
 deploy-dry-run: build
 	bash scripts/bundle-size.sh
+
+# The benchmark table and its budgets (not part of `make test`: numbers need a quiet machine).
+bench: build
+	node bench/report.mjs
+
+# Every fuzz target for ~30 s (needs the nightly toolchain; installs cargo-fuzz if missing).
+fuzz-smoke:
+	bash fuzz/run.sh 30 2
+
+# The long run: FUZZ_SECONDS per target (default 900), two at a time.
+fuzz:
+	bash fuzz/run.sh $${FUZZ_SECONDS:-900} 2

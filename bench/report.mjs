@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// `make bench`: every figure in one table a reader can compare across commits, and the budgets.
+//   core (native, divan): ns per message, plain and safe mode, per message type
+//   miniflare: req/s and p99 of POST /wechat (plain, safe) and POST /api/messages, each next to
+//              GET /healthz on the same server in the same run
+//   bundle: raw and gzip, from `wrangler deploy --dry-run`
+//   token requests made during the send benchmark
+// Exit status 1 when a budget is missed. Assumes `make build` ran (the Makefile does it).
+import { spawnSync } from 'node:child_process';
+import { readFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BUDGET = { bundleGzipKiB: 250, corePlainUs: 5, wechatRatio: 0.8 };
+const root = new URL('..', import.meta.url).pathname;
+const run = (cmd, args, opts = {}) => {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
+  if (r.status !== 0) { process.stderr.write(r.stdout + r.stderr); throw new Error(`${cmd} ${args.join(' ')} failed`); }
+  return r.stdout;
+};
+
+// 1. Core.
+const toNs = (v, unit) => Number(v) * ({ ns: 1, 'µs': 1e3, us: 1e3, ms: 1e6, s: 1e9 }[unit]);
+const core = {};
+let mode = null;
+for (const line of run('cargo', ['bench', '--bench', 'core']).split('\n')) {
+  const m = line.match(/[├╰]─ (plain|safe)\s/);
+  if (m) { mode = m[1]; continue; }
+  const row = line.match(/[├╰]─ (\S+)\s+([\d.]+) (ns|µs|ms)\s+│\s+([\d.]+) (ns|µs|ms)\s+│\s+([\d.]+) (ns|µs|ms)/);
+  if (row && mode) {
+    (core[row[1]] ??= {})[mode] = { fastest: toNs(row[2], row[3]), median: toNs(row[6], row[7]) };
+  }
+}
+
+// 2. Throughput (miniflare), 3. token requests.
+const dir = mkdtempSync(join(tmpdir(), 'wechat-bench-'));
+run('node', ['bench/throughput.mjs', '--json', join(dir, 'tp.json'), '--duration', process.env.BENCH_DURATION ?? '10']);
+const tp = JSON.parse(readFileSync(join(dir, 'tp.json'), 'utf8'));
+
+// 4. Bundle.
+const size = Object.fromEntries(run('bash', ['scripts/bundle-size.sh'], { env: { ...process.env, BUNDLE_BUDGET_KIB: '100000' } })
+  .split('\n').map((l) => l.split(' ')).filter((p) => p.length === 2));
+
+// Report.
+const us = (ns) => (ns / 1000).toFixed(2);
+console.log('\n## Core: verify + parse + render per message (native, divan median; fastest in brackets), µs\n');
+console.log('| message | plain | safe |\n|---|---|---|');
+for (const [name, r] of Object.entries(core)) {
+  console.log(`| ${name} | ${us(r.plain.median)} (${us(r.plain.fastest)}) | ${us(r.safe.median)} (${us(r.safe.fastest)}) |`);
+}
+console.log('\n## Local miniflare (workerd), autocannon, each route next to GET /healthz in the same run\n');
+console.log('| route | req/s | p99 ms | /healthz req/s | /healthz p99 ms | ratio |\n|---|---|---|---|---|---|');
+for (const r of tp.rows) console.log(`| ${r.route} | ${r.rps.toFixed(0)} | ${r.p99_ms} | ${r.healthz_rps.toFixed(0)} | ${r.healthz_p99_ms} | ${r.ratio.toFixed(2)} |`);
+console.log(`\ntoken requests during the send benchmark: ${tp.tokenRequests}`);
+console.log(`\n## Bundle (wrangler deploy --dry-run)\n\nraw ${size.bundle_raw_bytes} B, gzip ${size.bundle_gzip_bytes} B (${size.bundle_gzip_kib} KiB), wasm ${size.wasm_raw_bytes} B`);
+
+const worstPlain = Math.max(...Object.values(core).map((r) => r.plain.median));
+const wechat = tp.rows.filter((r) => r.route.startsWith('POST /wechat'));
+const checks = [
+  [`bundle gzip <= ${BUDGET.bundleGzipKiB} KiB`, Number(size.bundle_gzip_kib) <= BUDGET.bundleGzipKiB, `${size.bundle_gzip_kib} KiB`],
+  [`core plain mode <= ${BUDGET.corePlainUs} µs/message (slowest type, median)`, worstPlain / 1000 <= BUDGET.corePlainUs, `${us(worstPlain)} µs`],
+  ...wechat.map((r) => [`${r.route} >= ${BUDGET.wechatRatio}x /healthz`, r.ratio >= BUDGET.wechatRatio, `${r.ratio.toFixed(2)}x`]),
+  ['no non-2xx answers under load', tp.rows.every((r) => r.non2xx === 0 && r.errors === 0), tp.rows.map((r) => r.non2xx).join('/')],
+];
+console.log('\n## Budgets\n\n| budget | measured | |\n|---|---|---|');
+for (const [name, ok, got] of checks) console.log(`| ${name} | ${got} | ${ok ? 'ok' : 'MISSED'} |`);
+process.exit(checks.every((c) => c[1]) ? 0 : 1);
