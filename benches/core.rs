@@ -1,6 +1,6 @@
 //! The callback's pure core per message: verify + (decrypt) + parse + render (+ encrypt).
 //! `cargo bench --bench core` (or `make bench`) prints ns per message for each type and mode.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::string_slice)]
 
 use divan::{black_box, Bencher};
 use wechat_kf_worker::callback::{open_message, respond, CallbackSettings, Query};

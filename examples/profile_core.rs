@@ -2,7 +2,7 @@
 //! (instruction counts are repeatable where wall-clock timings are not):
 //!   cargo build --release --example profile_core
 //!   valgrind --tool=callgrind target/release/examples/profile_core messages/file 10000
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::string_slice)]
 
 use wechat_kf_worker::callback::{open_message, respond, CallbackSettings, Query};
 use wechat_kf_worker::signature::sign;

@@ -213,7 +213,10 @@ pub fn validate_custom_send(o: &Map<String, Value>) -> Result<(), Error> {
             if articles.len() != 1 {
                 return Err(invalid("news.articles", "must hold exactly one article (WeChat answers 45008 otherwise)"));
             }
-            let article = articles[0].as_object().ok_or_else(|| invalid("news.articles[0]", "must be an object"))?;
+            let article = articles
+                .first()
+                .and_then(Value::as_object)
+                .ok_or_else(|| invalid("news.articles[0]", "must be an object"))?;
             string_field(article, "title", "news.articles[0].title")?;
             string_field(article, "url", "news.articles[0].url")?;
         }

@@ -4,6 +4,9 @@
 //! Every module but `glue` is pure protocol code (no `worker::` types, no clock, no I/O) and is
 //! tested natively; `glue` is the thin Cloudflare Workers layer, compiled for wasm32 only.
 
+// Tests may index and slice freely; the product code may not (see [lints] in Cargo.toml).
+#![cfg_attr(test, allow(clippy::string_slice))]
+
 pub mod admin;
 pub mod callback;
 pub mod config;

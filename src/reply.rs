@@ -108,14 +108,17 @@ fn push_cdata(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str("><![CDATA[");
     // "]]>" would end the section: end it after "]]" and open a new one before ">".
-    let mut rest = value;
-    // Fast path: no ']' at all (nearly every value); a byte scan beats a substring search here.
-    while let Some(at) = if rest.as_bytes().contains(&b']') { rest.find("]]>") } else { None } {
-        out.push_str(&rest[..at]);
-        out.push_str("]]]]><![CDATA[>");
-        rest = &rest[at + 3..];
+    if !value.as_bytes().contains(&b']') {
+        // Nearly every value: a byte scan beats a substring search.
+        out.push_str(value);
+    } else {
+        for (i, piece) in value.split("]]>").enumerate() {
+            if i > 0 {
+                out.push_str("]]]]><![CDATA[>");
+            }
+            out.push_str(piece);
+        }
     }
-    out.push_str(rest);
     out.push_str("]]></");
     out.push_str(name);
     out.push('>');

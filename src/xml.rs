@@ -178,7 +178,7 @@ fn close<'a>(stack: &mut Vec<Open<'a>>, fields: &mut Fields<'a>) -> Result<(), E
         Cow::Owned(path)
     };
     let mut value = done.text.unwrap_or(Cow::Borrowed(""));
-    if done.saw_cdata && value[done.cdata_end..].trim().is_empty() && value.len() != done.cdata_end {
+    if done.saw_cdata && value.get(done.cdata_end..).is_some_and(|tail| !tail.is_empty() && is_layout(tail)) {
         // `<A><![CDATA[x]]>\n</A>`: whitespace after the last CDATA section is layout.
         value.to_mut().truncate(done.cdata_end);
     }
