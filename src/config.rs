@@ -6,20 +6,27 @@
 
 use crate::crypto::WeChatCrypto;
 
-/// Every variable the worker reads. The README's configuration table must list each of them
-/// (checked by `scripts/check-config-docs.sh`).
-pub const VARIABLES: &[&str] = &[
+// Every variable the worker reads, by the feature a problem with it stops. The README's
+// configuration table must list each of them (checked by `scripts/check-config-docs.sh`).
+
+/// The callback (`/wechat`).
+pub const CALLBACK_VARIABLES: &[&str] = &[
     "WECHAT_TOKEN",
     "WECHAT_APPID",
     "WECHAT_ENCODING_AES_KEY",
     "WECHAT_KF_ACCOUNT",
     "WECHAT_KF_ROUTING",
     "WECHAT_MAX_CLOCK_SKEW_SECS",
-    "WECHAT_API_BASE",
-    "WECHAT_APPSECRET",
-    "WECHAT_TOKEN_ENDPOINT",
-    "ADMIN_TOKEN",
 ];
+/// WeChat API calls (admin API, online routing, cron).
+pub const API_VARIABLES: &[&str] = &["WECHAT_APPID", "WECHAT_APPSECRET", "WECHAT_API_BASE", "WECHAT_TOKEN_ENDPOINT"];
+/// The admin API.
+pub const ADMIN_VARIABLES: &[&str] = &["ADMIN_TOKEN"];
+
+/// Whether the worker reads `name`.
+pub fn is_known_variable(name: &str) -> bool {
+    [CALLBACK_VARIABLES, API_VARIABLES, ADMIN_VARIABLES].iter().any(|vars| vars.contains(&name))
+}
 
 pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
@@ -153,20 +160,13 @@ impl Config {
     }
 
     /// The first problem with any of `vars`, if one.
-    fn problem_with(&self, vars: &[&str]) -> Option<Problem> {
+    fn problem_with(&self, vars: &[&'static str]) -> Option<Problem> {
         self.problems.iter().copied().find(|p| vars.contains(&p.variable()))
     }
 
     /// The callback's settings, or the first variable that stops it from working.
     pub fn callback(&self) -> Result<crate::callback::CallbackSettings<'_>, crate::error::Error> {
-        if let Some(p) = self.problem_with(&[
-            "WECHAT_TOKEN",
-            "WECHAT_APPID",
-            "WECHAT_ENCODING_AES_KEY",
-            "WECHAT_KF_ACCOUNT",
-            "WECHAT_KF_ROUTING",
-            "WECHAT_MAX_CLOCK_SKEW_SECS",
-        ]) {
+        if let Some(p) = self.problem_with(CALLBACK_VARIABLES) {
             return Err(crate::error::Error::Config(p.variable()));
         }
         let token = self.token.as_deref().ok_or(crate::error::Error::Config("WECHAT_TOKEN"))?;
@@ -179,7 +179,7 @@ impl Config {
 
     /// The credentials for WeChat API calls, or the first variable that is missing or invalid.
     pub fn api_credentials(&self) -> Result<ApiCredentials<'_>, crate::error::Error> {
-        if let Some(p) = self.problem_with(&["WECHAT_API_BASE", "WECHAT_TOKEN_ENDPOINT"]) {
+        if let Some(p) = self.problem_with(API_VARIABLES) {
             return Err(crate::error::Error::Config(p.variable()));
         }
         let appid = self.appid.as_deref().ok_or(crate::error::Error::Config("WECHAT_APPID"))?;

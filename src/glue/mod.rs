@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::callback::{self, Query};
-use crate::config::{Config, VARIABLES};
+use crate::config::{is_known_variable, Config};
 use crate::error::Error;
 use crate::kf::{self, Target};
 use wechat::Client;
@@ -18,7 +18,7 @@ use wechat::Client;
 /// Reads every variable the worker knows from secrets or vars (both are strings to the runtime).
 pub(crate) fn load_config(env: &Env) -> Config {
     Config::build(|name| {
-        debug_assert!(VARIABLES.contains(&name));
+        debug_assert!(is_known_variable(name));
         env.var(name).ok().map(|v| v.to_string())
     })
 }
