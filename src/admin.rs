@@ -168,24 +168,20 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
                 to_body(json!({"starttime": start, "endtime": end, "msgid": msgid, "number": number})),
             ))
         }
-        _ if known_path(&segments) => Err(Error::MethodNotAllowed),
-        _ => Err(Error::NotFound),
+        _ => Err(allowed_methods(&segments).map_or(Error::NotFound, Error::MethodNotAllowed)),
     }
 }
 
-fn known_path(segments: &[&str]) -> bool {
-    matches!(
-        segments,
-        ["messages"]
-            | ["typing"]
-            | ["kf", "accounts"]
-            | ["kf", "online"]
-            | ["kf", "accounts", _]
-            | ["kf", "accounts", _, "invite"]
-            | ["kf", "sessions"]
-            | ["kf", "waitcase"]
-            | ["kf", "records"]
-    )
+/// The methods a known admin path answers (the `Allow` header of a 405).
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["messages"] | ["typing"] | ["kf", "records"] | ["kf", "accounts", _, "invite"] => Some("POST"),
+        ["kf", "online"] | ["kf", "waitcase"] => Some("GET"),
+        ["kf", "accounts"] => Some("GET, POST"),
+        ["kf", "accounts", _] => Some("PUT, DELETE"),
+        ["kf", "sessions"] => Some("GET, POST, DELETE"),
+        _ => None,
+    }
 }
 
 /// Checks a `message/custom/send` body: `touser`, a known `msgtype` with its required fields,
@@ -430,8 +426,8 @@ mod tests {
             assert_eq!(field_of(plan(m, p, "", body).unwrap_err()), field, "{m} {p}");
         }
         assert_eq!(plan("GET", "/nope", "", b"").unwrap_err(), Error::NotFound);
-        assert_eq!(plan("GET", "/messages", "", b"").unwrap_err(), Error::MethodNotAllowed);
-        assert_eq!(plan("PATCH", "/kf/accounts/a@b", "", b"").unwrap_err(), Error::MethodNotAllowed);
+        assert_eq!(plan("GET", "/messages", "", b"").unwrap_err(), Error::MethodNotAllowed("POST"));
+        assert_eq!(plan("PATCH", "/kf/accounts/a@b", "", b"").unwrap_err(), Error::MethodNotAllowed("PUT, DELETE"));
         assert_eq!(plan("POST", "/messages", "", &vec![b' '; MAX_BODY_BYTES + 1]).unwrap_err(), Error::PayloadTooLarge);
     }
 

@@ -34,8 +34,8 @@ pub enum Error {
     Unauthorized,
     /// No such route (also the whole admin API while `ADMIN_TOKEN` is unset).
     NotFound,
-    /// The route exists but not for this method.
-    MethodNotAllowed,
+    /// The route exists but not for this method; carries the `Allow` header's value.
+    MethodNotAllowed(&'static str),
     /// A required variable is missing or invalid. Names the variable, never its value; the
     /// caller only sees a generic 500.
     Config(&'static str),
@@ -64,7 +64,7 @@ impl Error {
             Error::Unauthorized => 401,
             Error::InvalidSignature | Error::StaleTimestamp => 403,
             Error::NotFound => 404,
-            Error::MethodNotAllowed => 405,
+            Error::MethodNotAllowed(_) => 405,
             Error::PayloadTooLarge => 413,
             Error::Config(_) | Error::Internal(_) => 500,
             Error::WeChat { errcode, .. } => wechat_status(*errcode),
@@ -88,7 +88,7 @@ impl Error {
             Error::InvalidRequest { .. } => "invalid_request",
             Error::Unauthorized => "unauthorized",
             Error::NotFound => "not_found",
-            Error::MethodNotAllowed => "method_not_allowed",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Config(_) => "server_misconfigured",
             Error::WeChat { .. } => "wechat_error",
             Error::Upstream(_) => "upstream_error",
@@ -151,7 +151,7 @@ impl Error {
             Error::InvalidRequest { .. } => "invalid request",
             Error::Unauthorized => "missing or invalid bearer token",
             Error::NotFound => "not found",
-            Error::MethodNotAllowed => "method not allowed",
+            Error::MethodNotAllowed(_) => "method not allowed",
             Error::Config(_) => "the worker is not configured correctly; see its logs",
             Error::WeChat { .. } => "WeChat rejected the call",
             Error::Upstream(_) => "WeChat API could not be reached or answered unexpectedly",
@@ -233,7 +233,7 @@ mod tests {
             Error::DecryptFailed("appid"),
             Error::Unauthorized,
             Error::NotFound,
-            Error::MethodNotAllowed,
+            Error::MethodNotAllowed("GET"),
         ];
         for e in caller_faults {
             assert!((400..500).contains(&e.status()), "{e:?} -> {}", e.status());

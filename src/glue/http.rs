@@ -1,37 +1,37 @@
 //! Request and response plumbing shared by every route.
 
 use futures_util::StreamExt;
-use worker::{Request, Response};
+use worker::{Headers, Request, Response};
 
 use crate::error::Error;
 
-/// A response with a body and content type.
-pub(crate) fn response(status: u16, content_type: &str, body: Vec<u8>) -> Result<Response, Error> {
-    let resp = Response::from_bytes(body).map_err(|_| Error::Internal("response"))?.with_status(status);
-    let mut resp = resp;
-    resp.headers_mut().set("content-type", content_type).map_err(|_| Error::Internal("response headers"))?;
-    resp.headers_mut().set("cache-control", "no-store").map_err(|_| Error::Internal("response headers"))?;
-    Ok(resp)
+/// A response with a body and content type (infallible: the header names and values are ours).
+pub(crate) fn response(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", content_type);
+    let _ = headers.set("cache-control", "no-store");
+    Response::builder().with_status(status).with_headers(headers).fixed(body)
 }
 
-pub(crate) fn text_response(status: u16, body: &str) -> Result<Response, Error> {
+pub(crate) fn text_response(status: u16, body: &str) -> Response {
     response(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
 }
 
-pub(crate) fn json_response(status: u16, body: &str) -> Result<Response, Error> {
+pub(crate) fn json_response(status: u16, body: &str) -> Response {
     response(status, "application/json; charset=utf-8", body.as_bytes().to_vec())
 }
 
 /// The one mapping from [`Error`] to an HTTP response.
 pub(crate) fn error_response(err: &Error) -> Response {
-    let mut resp = json_response(err.status(), &err.body()).unwrap_or_else(|_| {
-        Response::empty().map(|r| r.with_status(500)).unwrap_or_else(|_| Response::builder().empty())
-    });
-    if matches!(err, Error::MethodNotAllowed) {
-        let _ = resp.headers_mut().set("allow", "GET, POST");
-    }
-    if matches!(err, Error::Unauthorized) {
-        let _ = resp.headers_mut().set("www-authenticate", "Bearer");
+    let resp = json_response(err.status(), &err.body());
+    match err {
+        Error::MethodNotAllowed(allow) => {
+            let _ = resp.headers().set("allow", allow);
+        }
+        Error::Unauthorized => {
+            let _ = resp.headers().set("www-authenticate", "Bearer");
+        }
+        _ => {}
     }
     resp
 }

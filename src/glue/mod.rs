@@ -72,16 +72,16 @@ async fn serve(
             let result = match req.method() {
                 Method::Get => url_check(&req, config),
                 Method::Post => message(&mut req, env, ctx, config).await,
-                _ => Err(Error::MethodNotAllowed),
+                _ => Err(Error::MethodNotAllowed("GET, POST")),
             };
             ("/wechat", result)
         }
         "/healthz" => {
             let result = match req.method() {
                 Method::Get | Method::Head => {
-                    http::json_response(200, &config.health().to_string()).map(|r| (r, "ok".to_string()))
+                    Ok((http::json_response(200, &config.health().to_string()), "ok".to_string()))
                 }
-                _ => Err(Error::MethodNotAllowed),
+                _ => Err(Error::MethodNotAllowed("GET, HEAD")),
             };
             ("/healthz", result)
         }
@@ -98,7 +98,7 @@ fn url_check(req: &Request, config: &Config) -> Result<(Response, String), Error
     let settings = config.callback()?;
     let query = query_of(req);
     let echostr = callback::verify_url(&settings, &query)?;
-    Ok((http::text_response(200, echostr)?, "url_check".to_string()))
+    Ok((http::text_response(200, echostr), "url_check".to_string()))
 }
 
 /// `POST /wechat`: a message or event.
@@ -117,7 +117,7 @@ async fn message(req: &mut Request, env: &Env, ctx: &Context, config: &Config) -
         if reply == crate::reply::SUCCESS { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };
     let outcome =
         format!("{} {}{}", action.as_str(), inbound.message.label(), if inbound.encrypted { " encrypted" } else { "" });
-    Ok((http::response(200, content_type, reply.into_bytes())?, outcome))
+    Ok((http::response(200, content_type, reply.into_bytes()), outcome))
 }
 
 /// The `KfAccount` for a transfer. With online routing, the lookup gets at most
@@ -180,7 +180,7 @@ async fn admin(req: &mut Request, env: &Env, config: &Config, path: &str) -> Res
     let call = crate::admin::plan(req.method().as_ref(), &format!("/{path}"), &query, &body)?;
     let client = Client::new(config, env)?;
     let answer = client.call(&call, now_secs()).await?;
-    Ok((http::response(200, "application/json; charset=utf-8", answer)?, call.label().to_string()))
+    Ok((http::response(200, "application/json; charset=utf-8", answer), call.label().to_string()))
 }
 
 /// Cron Trigger: keeps the KV access_token fresh so user-facing calls never wait for it.

@@ -135,7 +135,11 @@ test('bad JSON and missing fields are refused with 400 naming the field, before 
   }
   assert.equal(mock.state.requests.length, 0, 'nothing reached WeChat');
   assert.equal((await api('/api/nothing-here')).status, 404);
-  assert.equal((await api('/api/messages')).status, 405);
+  const wrongMethod = await api('/api/messages');
+  assert.equal(wrongMethod.status, 405);
+  assert.equal(wrongMethod.headers.get('allow'), 'POST');
+  const patch = await api('/api/kf/accounts/a@b', { method: 'PATCH', body: '{}' });
+  assert.equal(patch.headers.get('allow'), 'PUT, DELETE');
 });
 
 test('WeChat errors surface as clear, non-2xx errors', async () => {

@@ -150,6 +150,7 @@ test('unknown paths 404, other methods on /wechat 405', async () => {
   assert.equal((await mf.dispatchFetch(`${BASE}/`)).status, 404);
   const put = await mf.dispatchFetch(`${BASE}/wechat`, { method: 'PUT', body: 'x' });
   assert.equal(put.status, 405);
+  assert.equal(put.headers.get('allow'), 'GET, POST');
   assert.equal((await mf.dispatchFetch(`${BASE}/wechat`, { method: 'DELETE' })).status, 405);
 });
 
