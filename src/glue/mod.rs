@@ -36,13 +36,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let (route, result) = serve(req, &env, &ctx, &config).await;
     let (response, outcome) = match result {
         Ok(served) => served,
-        Err(err) => {
-            if let Error::Config(var) = &err {
-                worker::console_error!("{{\"config_error\":\"{var} is missing or invalid\"}}");
-            }
-            let outcome = err.to_string();
-            (http::error_response(&err), outcome)
-        }
+        // A configuration error's outcome names the variable (never its value).
+        Err(err) => (http::error_response(&err), err.to_string()),
     };
     let line = serde_json::json!({
         "route": route,
@@ -51,7 +46,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         "outcome": outcome,
         "ms": worker::Date::now().as_millis().saturating_sub(started),
     });
-    worker::console_log!("{line}");
+    // One line per request; server faults (only misconfiguration and runtime failures) at error level.
+    if response.status_code() >= 500 {
+        worker::console_error!("{line}");
+    } else {
+        worker::console_log!("{line}");
+    }
     Ok(response)
 }
 
@@ -115,8 +115,13 @@ async fn message(req: &mut Request, env: &Env, ctx: &Context, config: &Config) -
     let (action, reply) = callback::respond(&settings, &inbound, kf_account.as_deref(), now, &random)?;
     let content_type =
         if reply == crate::reply::SUCCESS { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };
-    let outcome =
-        format!("{} {}{}", action.as_str(), inbound.message.label(), if inbound.encrypted { " encrypted" } else { "" });
+    let outcome = format!(
+        "{} {}{}{}",
+        action.as_str(),
+        inbound.message.label(),
+        if inbound.encrypted { " encrypted" } else { "" },
+        if kf_account.is_some() { " targeted" } else { "" },
+    );
     Ok((http::response(200, content_type, reply.into_bytes()), outcome))
 }
 
@@ -136,7 +141,7 @@ async fn transfer_target(config: &Config, env: &Env, ctx: &Context, now: u64) ->
     let client = match Client::new(config, env) {
         Ok(c) => c,
         Err(e) => {
-            worker::console_warn!("{{\"kf_routing\":\"{e}\"}}");
+            warn_routing(&e.to_string());
             wechat::remember_online(now, None);
             return None;
         }
@@ -148,12 +153,12 @@ async fn transfer_target(config: &Config, env: &Env, ctx: &Context, now: u64) ->
             kf::choose(accounts, &list).map(str::to_string)
         }
         Some(Err(e)) => {
-            worker::console_warn!("{{\"kf_routing\":\"{e}\"}}");
+            warn_routing(&e.to_string());
             wechat::remember_online(now, None);
             None
         }
         None => {
-            worker::console_warn!("{{\"kf_routing\":\"lookup over budget; untargeted transfer\"}}");
+            warn_routing("lookup over budget; untargeted transfer");
             wechat::remember_online(now, None);
             ctx.wait_until(async move {
                 if let Ok(list) = lookup.await {
@@ -163,6 +168,10 @@ async fn transfer_target(config: &Config, env: &Env, ctx: &Context, now: u64) ->
             None
         }
     }
+}
+
+fn warn_routing(what: &str) {
+    worker::console_warn!("{}", serde_json::json!({ "kf_routing": what }));
 }
 
 /// `/api/*`: authenticated, validated, forwarded to WeChat.
