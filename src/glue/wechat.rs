@@ -193,12 +193,10 @@ impl Client {
             let _ = self.kv.delete(&token::kv_key(&self.appid)).await;
         }
         let fresh = self.single_flight(now, Some(rejected.to_string())).await?;
-        let last_forced = match LAST_FORCED.get() {
-            Some(t) => Some(t),
-            None => {
-                self.kv.get(&token::force_key(&self.appid)).text().await.ok().flatten().and_then(|v| v.parse().ok())
-            }
-        };
+        // The latest forced refresh by this isolate or any other (recorded in KV).
+        let in_kv: Option<u64> =
+            self.kv.get(&token::force_key(&self.appid)).text().await.ok().flatten().and_then(|v| v.parse().ok());
+        let last_forced = LAST_FORCED.get().max(in_kv);
         match token::after_rejection(rejected, &fresh.access_token, last_forced, now) {
             AfterRejection::UseFresh => Ok(Some(fresh)),
             AfterRejection::GiveUp => Ok(None),
