@@ -36,14 +36,21 @@ pub(crate) fn error_response(err: &Error) -> Response {
     resp
 }
 
-/// Reads the body, refusing (413) as soon as it is known to exceed `limit` bytes: by its
-/// `Content-Length`, or while streaming, so an oversized body is never buffered whole.
+/// An oversized body up to this size is read and discarded before the 413, so the client gets
+/// the answer instead of a connection reset mid-upload; a larger one is refused at once.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// Reads the body, refusing (413) one over `limit` bytes: by its `Content-Length`, or while
+/// streaming, so an oversized body is never buffered whole.
 pub(crate) async fn read_body_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Error::PayloadTooLarge);
-    }
-    if declared.is_some() {
+    if let Some(len) = declared {
+        if len > limit as u64 {
+            if len <= DRAIN_LIMIT {
+                drain(req).await;
+            }
+            return Err(Error::PayloadTooLarge);
+        }
         // The runtime enforces Content-Length, so one read is bounded; it is far cheaper than
         // pulling chunks through the stream one promise at a time.
         let body = req.bytes().await.map_err(|_| Error::MalformedXml("body could not be read"))?;
@@ -54,14 +61,29 @@ pub(crate) async fn read_body_limited(req: &mut Request, limit: usize) -> Result
         // No body at all.
         return Ok(body);
     };
+    let mut seen = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| Error::MalformedXml("body could not be read"))?;
-        if body.len() + chunk.len() > limit {
+        seen += chunk.len() as u64;
+        if seen > DRAIN_LIMIT {
             return Err(Error::PayloadTooLarge);
         }
-        body.extend_from_slice(&chunk);
+        // Past the limit the answer is 413: keep reading (to the drain limit), stop buffering.
+        if seen <= limit as u64 {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit as u64 {
+        return Err(Error::PayloadTooLarge);
     }
     Ok(body)
+}
+
+/// Reads and discards the rest of the body.
+async fn drain(req: &mut Request) {
+    if let Ok(mut stream) = req.stream() {
+        while let Some(Ok(_)) = stream.next().await {}
+    }
 }
 
 /// 16 bytes from the runtime's CSPRNG (`crypto.getRandomValues`).

@@ -90,9 +90,34 @@ test('safe-mode events are acknowledged', async () => {
   assert.equal(await res.text(), 'success');
 });
 
-test('a body over 64 KiB is refused with 413', async () => {
+test('a body over 64 KiB is refused with 413, answered rather than reset', async () => {
   const big = '<xml>' + 'a'.repeat(64 * 1024) + '</xml>';
   assert.equal((await post(mf, plainQuery(), big)).status, 413);
+  // Larger bodies are drained before the answer (up to 1 MiB), so the client reads the 413.
+  for (const size of [140_000, 900_000]) {
+    for (let i = 0; i < 10; i++) {
+      const res = await post(mf, plainQuery(), 'x'.repeat(size));
+      assert.equal(res.status, 413, `${size} bytes`);
+      await res.arrayBuffer();
+    }
+  }
+});
+
+test('a chunked body (no Content-Length) over 64 KiB is refused with 413 too', async () => {
+  const chunk = new TextEncoder().encode('a'.repeat(16 * 1024));
+  const stream = (n) => new ReadableStream({
+    start(c) { for (let i = 0; i < n; i++) c.enqueue(chunk); c.close(); },
+  });
+  const big = await mf.dispatchFetch(`${BASE}/wechat?${plainQuery()}`, { method: 'POST', body: stream(5), duplex: 'half' });
+  assert.equal(big.status, 413);
+  await big.arrayBuffer();
+  const text = fixture('messages/text.xml');
+  const small = await mf.dispatchFetch(`${BASE}/wechat?${plainQuery()}`, {
+    method: 'POST', duplex: 'half',
+    body: new ReadableStream({ start(c) { c.enqueue(new Uint8Array(text)); c.close(); } }),
+  });
+  assert.equal(small.status, 200);
+  assert.equal(field(await small.text(), 'MsgType'), 'transfer_customer_service');
 });
 
 test('a bad or stale signature is refused with 403', async () => {
