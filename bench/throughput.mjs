@@ -45,6 +45,8 @@ function run(title, opts) {
 const text = fixture('messages/text.xml').toString();
 const safe = safePush(text);
 const scenarios = {
+  // Context, not a route: what any POST with this body costs on this machine (answered 405 unread).
+  'floor: POST, same body, 405 unread': { method: 'POST', path: '/healthz', body: text, floor: true },
   'POST /wechat plain': { method: 'POST', path: `/wechat?${plainQuery()}`, body: text },
   'POST /wechat safe': { method: 'POST', path: `/wechat?${safe.query}`, body: safe.body },
   'POST /api/messages': {
@@ -63,7 +65,7 @@ try {
     if (o.only && !name.includes(o.only)) continue;
     const base = await run('GET /healthz', { path: '/healthz' });
     const r = await run(name, opts);
-    rows.push({ route: name, ...r, healthz_rps: base.rps, healthz_p99_ms: base.p99_ms, ratio: r.rps / base.rps });
+    rows.push({ route: name, floor: !!opts.floor, ...r, healthz_rps: base.rps, healthz_p99_ms: base.p99_ms, ratio: r.rps / base.rps });
   }
 } finally {
   await mf.dispose();
