@@ -27,7 +27,7 @@ const mock = mockWeChat({ latencyMs: 0 });
 const mf = startWorker({ wechat: mock.handler, bindings: { WECHAT_KF_ACCOUNT: 'kf2001@gh_10f6c3c3ac5a' } });
 const url = (await mf.ready).toString().replace(/\/$/, '');
 
-function run(title, opts) {
+function run(title, { floor, ...opts }) {
   return new Promise((resolve, reject) => {
     autocannon({ url: url + opts.path, connections, duration, ...opts, title }, (err, r) => {
       if (err) return reject(err);
