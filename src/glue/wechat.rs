@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{Delay, Env, Fetch, Headers, KvStore, Method, Request, RequestInit};
+use worker::{web_sys, Delay, Env, Fetch, KvStore, Request};
 
 use crate::admin::{interpret_response, ApiCall};
 use crate::config::{Config, TokenEndpoint};
@@ -133,7 +133,7 @@ impl Client {
     async fn store(&self, t: &CachedToken, now: u64) {
         self.remember(t);
         let Ok(value) = serde_json::to_string(t) else { return };
-        let put = self.kv.put(&token::kv_key(&self.appid), value);
+        let put = self.kv.put_bytes(&token::kv_key(&self.appid), value.as_bytes());
         if let Ok(put) = put {
             if put.expiration_ttl(t.kv_ttl(now)).execute().await.is_err() {
                 worker::console_warn!("{{\"kv\":\"access_token write failed\"}}");
@@ -202,7 +202,7 @@ impl Client {
             AfterRejection::GiveUp => Ok(None),
             AfterRejection::ForceRefresh => {
                 LAST_FORCED.set(Some(now));
-                if let Ok(put) = self.kv.put(&token::force_key(&self.appid), now.to_string()) {
+                if let Ok(put) = self.kv.put_bytes(&token::force_key(&self.appid), now.to_string().as_bytes()) {
                     let _ = put.expiration_ttl(token::KV_MIN_TTL_SECS).execute().await;
                 }
                 let forced = self.fetch_token(true, now).await?;
@@ -244,7 +244,7 @@ impl Client {
         let call = crate::admin::plan("GET", "/kf/online", "", b"")?;
         let list = kf::parse_online_list(&self.call(&call, now).await?)?;
         let cached = CachedOnlineList { fetched_at: now, list };
-        if let Ok(put) = self.kv.put(&key, serde_json::to_string(&cached).unwrap_or_default()) {
+        if let Ok(put) = self.kv.put_bytes(&key, serde_json::to_string(&cached).unwrap_or_default().as_bytes()) {
             let _ = put.expiration_ttl(token::KV_MIN_TTL_SECS).execute().await;
         }
         Ok(cached.list)
@@ -286,21 +286,22 @@ pub(crate) async fn with_timeout<F: std::future::Future + Unpin>(fut: F, limit: 
 
 /// One HTTP exchange with WeChat: `(status, body)`. Transport failures and timeouts are errors.
 async fn send(call: &HttpCall) -> Result<(u16, Vec<u8>), Error> {
-    let mut init = RequestInit::new();
-    let headers = Headers::new();
+    // web_sys directly: worker's RequestInit conversion carries `cf` options we never set, ~30 KB.
+    let init = web_sys::RequestInit::new();
     match call.method {
-        HttpMethod::Get => {
-            init.with_method(Method::Get);
-        }
+        HttpMethod::Get => init.set_method("GET"),
         HttpMethod::Post => {
-            init.with_method(Method::Post);
+            init.set_method("POST");
+            let headers = web_sys::Headers::new().map_err(|_| Error::Internal("headers"))?;
             let _ = headers.set("content-type", "application/json; charset=utf-8");
+            init.set_headers(&headers);
             let body = call.body.as_deref().unwrap_or_default();
-            init.with_body(Some(worker::js_sys::Uint8Array::from(body).into()));
+            init.set_body(&worker::js_sys::Uint8Array::from(body));
         }
     }
-    init.with_headers(headers);
-    let request = Request::new_with_init(&call.url, &init).map_err(|_| Error::Upstream("invalid WeChat API URL"))?;
+    let request = web_sys::Request::new_with_str_and_init(&call.url, &init)
+        .map(Request::from)
+        .map_err(|_| Error::Upstream("invalid WeChat API URL"))?;
     let exchange = async move {
         let mut response =
             Fetch::Request(request).send().await.map_err(|_| Error::Upstream("WeChat API unreachable"))?;
