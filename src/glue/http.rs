@@ -79,10 +79,29 @@ pub(crate) async fn read_body_limited(req: &mut Request, limit: usize) -> Result
     Ok(body)
 }
 
-/// Reads and discards the rest of the body.
+/// Reads and discards the rest of the body, up to [`DRAIN_LIMIT`] bytes.
 async fn drain(req: &mut Request) {
     if let Ok(mut stream) = req.stream() {
-        while let Some(Ok(_)) = stream.next().await {}
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen as u64 > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+}
+
+/// Answers sent without reading the body (404, 405, 401, ...) leave the client uploading into a
+/// connection that is about to close; under load that showed as 5 s stalls (p99) and resets.
+/// Reading what is left first (bounded) lets every client see its answer.
+pub(crate) async fn discard_unread_body(req: &mut Request) {
+    if req.inner().body_used() || req.inner().body().is_none() {
+        return;
+    }
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= DRAIN_LIMIT) {
+        drain(req).await;
     }
 }
 

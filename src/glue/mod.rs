@@ -33,7 +33,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let started = worker::Date::now().as_millis();
     let method = req.method();
     let config = load_config(&env);
-    let (route, result) = serve(req, &env, &ctx, &config).await;
+    let mut req = req;
+    let (route, result) = serve(&mut req, &env, &ctx, &config).await;
+    http::discard_unread_body(&mut req).await;
     let (response, outcome) = match result {
         Ok(served) => served,
         // A configuration error's outcome names the variable (never its value).
@@ -57,7 +59,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
 
 /// Routes a request; returns the route label for logs and the outcome.
 async fn serve(
-    mut req: Request,
+    req: &mut Request,
     env: &Env,
     ctx: &Context,
     config: &Config,
@@ -65,13 +67,13 @@ async fn serve(
     let path = req.path();
     if let Some(rest) = path.strip_prefix("/api/") {
         let rest = rest.to_string();
-        return ("/api", admin(&mut req, env, config, &rest).await);
+        return ("/api", admin(req, env, config, &rest).await);
     }
     match path.as_str() {
         "/wechat" => {
             let result = match req.method() {
-                Method::Get => url_check(&req, config),
-                Method::Post => message(&mut req, env, ctx, config).await,
+                Method::Get => url_check(req, config),
+                Method::Post => message(req, env, ctx, config).await,
                 _ => Err(Error::MethodNotAllowed("GET, POST")),
             };
             ("/wechat", result)

@@ -21,7 +21,7 @@ export const defaultBindings = {
  * Starts the worker. `wechat` answers every outbound fetch (the WeChat API mock);
  * `bindings` override the defaults (a value of `undefined` removes the variable).
  */
-export function startWorker({ bindings = {}, wechat, kvPersist } = {}) {
+export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false } = {}) {
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   return new Miniflare({
@@ -39,5 +39,7 @@ export function startWorker({ bindings = {}, wechat, kvPersist } = {}) {
     bindings: merged,
     cf: false,
     outboundService: wechat ?? (async () => new Response('no WeChat here', { status: 599 })),
+    // Benchmarks discard the worker's log lines instead of echoing them through this process.
+    ...(quiet ? { handleRuntimeStdio: (stdout, stderr) => { stdout.resume(); stderr.resume(); } } : {}),
   });
 }
