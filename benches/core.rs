@@ -38,7 +38,7 @@ fn crypto() -> WeChatCrypto {
     WeChatCrypto::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx5823bf96d3bd56c7").unwrap()
 }
 
-#[divan::bench(args = TYPES)]
+#[divan::bench(args = TYPES, sample_count = 1000)]
 fn plain(bencher: Bencher, name: &str) {
     let s = CallbackSettings { token: TOKEN, crypto: None, max_clock_skew_secs: 300 };
     let body = fixture(name);
@@ -50,7 +50,7 @@ fn plain(bencher: Bencher, name: &str) {
     });
 }
 
-#[divan::bench(args = TYPES)]
+#[divan::bench(args = TYPES, sample_count = 1000)]
 fn safe(bencher: Bencher, name: &str) {
     let c = crypto();
     let s = CallbackSettings { token: TOKEN, crypto: Some(&c), max_clock_skew_secs: 300 };
