@@ -4,7 +4,7 @@
 //! multiple of **32** bytes; key = base64(EncodingAESKey + "="), IV = key[..16].
 //! Every failure is reported as the same [`Error::DecryptFailed`] to the caller.
 
-use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
+use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use base64::engine::{general_purpose::STANDARD, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 
@@ -29,7 +29,9 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 /// The account's message cipher (wechatpy calls it `WeChatCrypto`).
 #[derive(Clone)]
 pub struct WeChatCrypto {
-    key: [u8; 32],
+    /// The expanded AES-256 key schedule, computed once (not twice per message).
+    cipher: aes::Aes256,
+    iv: [u8; 16],
     appid: String,
 }
 
@@ -49,18 +51,13 @@ impl WeChatCrypto {
         }
         let bytes = LENIENT.decode(format!("{encoding_aes_key}=")).ok()?;
         let key: [u8; 32] = bytes.try_into().ok()?;
-        Some(WeChatCrypto { key, appid: appid.to_string() })
+        let (iv, _) = key.split_first_chunk::<16>()?;
+        Some(WeChatCrypto { cipher: aes::Aes256::new(&key.into()), iv: *iv, appid: appid.to_string() })
     }
 
     /// The AppID the cipher expects at the end of every plaintext.
     pub fn appid(&self) -> &str {
         &self.appid
-    }
-
-    fn iv(&self) -> [u8; 16] {
-        let mut iv = [0u8; 16];
-        iv.copy_from_slice(&self.key[..16]);
-        iv
     }
 
     /// Encrypts `msg` with the given 16-byte random prefix; returns base64 (the `Encrypt` field).
@@ -77,7 +74,7 @@ impl WeChatCrypto {
         // pad is 1..=32 so it always fits a u8.
         buf.resize(len + pad, pad as u8);
         let total = buf.len();
-        let ct = Encryptor::new(&self.key.into(), &self.iv().into())
+        let ct = Encryptor::inner_iv_init(self.cipher.clone(), &self.iv.into())
             .encrypt_padded_mut::<NoPadding>(&mut buf, total)
             .map(<[u8]>::to_vec)
             // Unreachable: total is a multiple of 32. An empty Encrypt would then fail to decrypt.
@@ -95,7 +92,7 @@ impl WeChatCrypto {
         if buf.is_empty() || buf.len() % PAD_BLOCK != 0 {
             return Err(fail("ciphertext length is not a multiple of 32"));
         }
-        let plain = Decryptor::new(&self.key.into(), &self.iv().into())
+        let plain = Decryptor::inner_iv_init(self.cipher.clone(), &self.iv.into())
             .decrypt_padded_mut::<NoPadding>(&mut buf)
             .map_err(|_| fail("cbc"))?;
         let content = unpad(plain).ok_or(fail("invalid padding"))?;

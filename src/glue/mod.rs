@@ -4,6 +4,7 @@
 mod http;
 mod wechat;
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -23,6 +24,17 @@ pub(crate) fn load_config(env: &Env) -> Config {
     })
 }
 
+thread_local! {
+    static CONFIG: std::cell::OnceCell<Rc<Config>> = const { std::cell::OnceCell::new() };
+}
+
+/// The configuration, built once per isolate: an isolate's environment never changes (a new
+/// secret or var means a new deployment, hence new isolates), and building it decodes the
+/// EncodingAESKey and expands the AES key schedule.
+fn isolate_config(env: &Env) -> Rc<Config> {
+    CONFIG.with(|c| c.get_or_init(|| Rc::new(load_config(env))).clone())
+}
+
 /// Seconds since the Unix epoch, from the runtime's clock.
 pub(crate) fn now_secs() -> u64 {
     worker::Date::now().as_millis() / 1000
@@ -32,7 +44,7 @@ pub(crate) fn now_secs() -> u64 {
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let started = worker::Date::now().as_millis();
     let method = req.method();
-    let config = load_config(&env);
+    let config = isolate_config(&env);
     let mut req = req;
     let (route, result) = serve(&mut req, &env, &ctx, &config).await;
     http::discard_unread_body(&mut req).await;
