@@ -73,7 +73,7 @@ const text = fixture('messages/text.xml').toString();
 const safe = safePush(text);
 const xml = { 'content-type': 'text/xml' };
 const scenarios = {
-  // Context, not a route: what any POST with this body costs here (answered 405, body drained).
+  // Context, not a route: what any POST with this body costs here (body read, answered 405).
   'floor: POST with the same body, 405': { method: 'POST', path: '/healthz', body: text, headers: xml, floor: true },
   'POST /wechat plain': { method: 'POST', path: `/wechat?${plainQuery()}`, body: text, headers: xml },
   'POST /wechat safe': { method: 'POST', path: `/wechat?${safe.query}`, body: safe.body, headers: xml },

@@ -47,7 +47,8 @@ pub(crate) async fn read_body_limited(req: &mut Request, limit: usize) -> Result
     if let Some(len) = declared {
         if len > limit as u64 {
             if len <= DRAIN_LIMIT {
-                drain(req).await;
+                // Bounded by the declared length, which the runtime enforces.
+                let _ = req.bytes().await;
             }
             return Err(Error::PayloadTooLarge);
         }
@@ -99,9 +100,13 @@ pub(crate) async fn discard_unread_body(req: &mut Request) {
     if req.inner().body_used() || req.inner().body().is_none() {
         return;
     }
-    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_none_or(|n| n <= DRAIN_LIMIT) {
-        drain(req).await;
+    match req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok()) {
+        // One read, bounded by the declared length (which the runtime enforces).
+        Some(n) if n <= DRAIN_LIMIT => {
+            let _ = req.bytes().await;
+        }
+        Some(_) => {}
+        None => drain(req).await,
     }
 }
 
