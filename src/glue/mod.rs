@@ -7,7 +7,6 @@ mod wechat;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use worker::{event, Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent};
 
 use crate::callback::{self, Query};
@@ -167,18 +166,19 @@ async fn transfer_target(config: &Config, env: &Env, ctx: &Context, now: u64) ->
             return None;
         }
     };
-    let lookup = async move { client.online_list(now).await }.boxed_local().shared();
-    match wechat::with_timeout(lookup.clone(), Duration::from_millis(kf::LOOKUP_BUDGET_MS)).await {
-        Some(Ok(list)) => {
-            wechat::remember_online(now, Some(list.clone()));
-            kf::choose(accounts, &list).map(str::to_string)
+    let lookup = Box::pin(async move { client.online_list(now).await });
+    match wechat::with_timeout(lookup, Duration::from_millis(kf::LOOKUP_BUDGET_MS)).await {
+        Ok(Ok(list)) => {
+            let chosen = kf::choose(accounts, &list).map(str::to_string);
+            wechat::remember_online(now, Some(list));
+            chosen
         }
-        Some(Err(e)) => {
+        Ok(Err(e)) => {
             warn_routing(&e.to_string());
             wechat::remember_online(now, None);
             None
         }
-        None => {
+        Err(lookup) => {
             warn_routing("lookup over budget; untargeted transfer");
             wechat::remember_online(now, None);
             ctx.wait_until(async move {

@@ -276,11 +276,11 @@ pub(crate) fn remember_online(now: u64, list: Option<Vec<OnlineKf>>) {
     ONLINE.with_borrow_mut(|o| *o = Some((now + ttl, list)));
 }
 
-/// `Some(output)`, or `None` when `limit` passed first.
-pub(crate) async fn with_timeout<F: std::future::Future + Unpin>(fut: F, limit: Duration) -> Option<F::Output> {
+/// `Ok(output)`, or `Err(fut)` — still pending, to finish elsewhere — when `limit` passed first.
+pub(crate) async fn with_timeout<F: std::future::Future + Unpin>(fut: F, limit: Duration) -> Result<F::Output, F> {
     match select(fut, Box::pin(Delay::from(limit))).await {
-        Either::Left((out, _)) => Some(out),
-        Either::Right(_) => None,
+        Either::Left((out, _)) => Ok(out),
+        Either::Right((_, pending)) => Err(pending),
     }
 }
 
