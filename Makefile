@@ -45,7 +45,7 @@ deploy-dry-run: build
 
 # The benchmark table and its budgets (not part of `make test`: numbers need a quiet machine).
 bench: build
-	node bench/report.mjs
+	node perf/report.mjs
 
 # Every fuzz target for ~30 s (needs the nightly toolchain; installs cargo-fuzz if missing).
 fuzz-smoke:

@@ -1,6 +1,7 @@
 // One Miniflare running the built wasm bundle, with the WeChat API mocked in-process.
 import { Miniflare } from 'miniflare';
 import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -20,14 +21,16 @@ export const defaultBindings = {
 /**
  * Starts the worker. `wechat` answers every outbound fetch (the WeChat API mock);
  * `bindings` override the defaults (a value of `undefined` removes the variable).
+ * `buildDir` (absolute, default `<repo>/build`) runs another build of the bundle, e.g. a baseline;
+ * `options` are passed to Miniflare as they are (they win over the defaults here).
  */
-export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false } = {}) {
+export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, buildDir, options = {} } = {}) {
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   return new Miniflare({
-    rootPath: root,
-    scriptPath: 'build/worker/shim.mjs',
-    modulesRoot: 'build',
+    rootPath: buildDir ?? join(root, 'build'),
+    scriptPath: 'worker/shim.mjs',
+    modulesRoot: '.',
     modules: true,
     modulesRules: [
       { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
@@ -41,5 +44,6 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false } 
     outboundService: wechat ?? (async () => new Response('no WeChat here', { status: 599 })),
     // Benchmarks discard the worker's log lines instead of echoing them through this process.
     ...(quiet ? { handleRuntimeStdio: (stdout, stderr) => { stdout.resume(); stderr.resume(); } } : {}),
+    ...options,
   });
 }

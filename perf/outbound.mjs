@@ -2,7 +2,7 @@
 // Outbound figures: token requests per 1,000 sends across worker restarts (same KV), and the
 // latency a send adds over the mock WeChat API's own latency.
 //
-//   node bench/outbound.mjs [--sends 1000] [--restarts 5] [--mock-latency 50] [--json out.json]
+//   node perf/outbound.mjs [--sends 1000] [--restarts 5] [--mock-latency 50] [--json out.json]
 import { parseArgs } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -34,7 +34,7 @@ for (const line of run('cargo', ['bench', '--bench', 'core']).split('\n')) {
 
 // 2. Throughput (miniflare), 3. token requests.
 const dir = mkdtempSync(join(tmpdir(), 'wechat-bench-'));
-run('node', ['bench/throughput.mjs', '--json', join(dir, 'tp.json')]);
+run('node', ['perf/throughput.mjs', '--json', join(dir, 'tp.json')]);
 const tp = JSON.parse(readFileSync(join(dir, 'tp.json'), 'utf8'));
 
 // 4. Bundle.

@@ -5,7 +5,7 @@
 // route is measured in ROUNDS alternating rounds (healthz, route, healthz, route, ...) and the
 // ratio reported is the median of the per-round ratios.
 //
-//   node bench/throughput.mjs [--rounds 5] [--seconds 4] [--connections 10] [--client wrk|autocannon] [--json out.json]
+//   node perf/throughput.mjs [--rounds 5] [--seconds 4] [--connections 10] [--client wrk|autocannon] [--json out.json]
 //
 // The client is wrk when installed (a C client leaves more CPU to workerd), else autocannon.
 // Loopback only; every run is bounded by --seconds.
