@@ -3,13 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::string_slice)]
 
 use divan::{black_box, Bencher};
-use wechat_kf_worker::callback::{open_message, respond, CallbackSettings, Query};
-use wechat_kf_worker::crypto::WeChatCrypto;
-use wechat_kf_worker::signature::sign;
-
-const TOKEN: &str = "QDG6eK";
-const NOW: u64 = 1_700_000_000;
-const NONCE: &str = "1320562132";
+use wechat_kf_worker::testkit::{
+    crypto, fixture_str, plain_query, plain_settings, safe_push, KF_ACCOUNT, NONCE, NOW, TOKEN,
+};
+use wechat_kf_worker::wechat::callback::{open_message, respond, CallbackSettings, Query};
 
 const TYPES: &[&str] = &[
     "messages/text",
@@ -31,22 +28,17 @@ fn main() {
 }
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}.xml", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-fn crypto() -> WeChatCrypto {
-    WeChatCrypto::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx5823bf96d3bd56c7").unwrap()
+    fixture_str(&format!("{name}.xml"))
 }
 
 #[divan::bench(args = TYPES, sample_count = 1000)]
 fn plain(bencher: Bencher, name: &str) {
-    let s = CallbackSettings { token: TOKEN, crypto: None, max_clock_skew_secs: 300 };
+    let s = plain_settings();
     let body = fixture(name);
-    let q =
-        Query::parse(&format!("signature={}&timestamp={NOW}&nonce={NONCE}", sign(&[TOKEN, &NOW.to_string(), NONCE])));
+    let q = Query::parse(&plain_query(NOW, NONCE));
     bencher.bench(|| {
         let inbound = open_message(&s, black_box(&q), black_box(body.as_bytes()), NOW).unwrap();
-        respond(&s, &inbound, Some("kf2001@gh_10f6c3c3ac5a"), NOW, &[7; 16]).unwrap()
+        respond(&s, &inbound, Some(KF_ACCOUNT), NOW, &[7; 16]).unwrap()
     });
 }
 
@@ -54,16 +46,10 @@ fn plain(bencher: Bencher, name: &str) {
 fn safe(bencher: Bencher, name: &str) {
     let c = crypto();
     let s = CallbackSettings { token: TOKEN, crypto: Some(&c), max_clock_skew_secs: 300 };
-    let encrypt = c.encrypt(&fixture(name), &[1; 16]);
-    let body = format!(
-        "<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
-    );
-    let q = Query::parse(&format!(
-        "timestamp={NOW}&nonce={NONCE}&encrypt_type=aes&msg_signature={}",
-        sign(&[TOKEN, &NOW.to_string(), NONCE, &encrypt])
-    ));
+    let (query, body) = safe_push(&c, &fixture(name), NOW, NONCE, false);
+    let q = Query::parse(&query);
     bencher.bench(|| {
         let inbound = open_message(&s, black_box(&q), black_box(body.as_bytes()), NOW).unwrap();
-        respond(&s, &inbound, Some("kf2001@gh_10f6c3c3ac5a"), NOW, &[7; 16]).unwrap()
+        respond(&s, &inbound, Some(KF_ACCOUNT), NOW, &[7; 16]).unwrap()
     });
 }

@@ -4,7 +4,8 @@
 //! Loading never fails: every problem is recorded against the variable's name (never its value)
 //! and surfaces when a feature that needs it is used, and in `GET /healthz`.
 
-use crate::crypto::WeChatCrypto;
+use crate::json::ObjectWriter;
+use crate::wechat::crypto::WeChatCrypto;
 
 // Every variable the worker reads, by the feature a problem with it stops. The README's
 // configuration table must list each of them (checked by `scripts/check-config-docs.sh`).
@@ -22,10 +23,12 @@ pub const CALLBACK_VARIABLES: &[&str] = &[
 pub const API_VARIABLES: &[&str] = &["WECHAT_APPID", "WECHAT_APPSECRET", "WECHAT_API_BASE", "WECHAT_TOKEN_ENDPOINT"];
 /// The admin API.
 pub const ADMIN_VARIABLES: &[&str] = &["ADMIN_TOKEN"];
+/// The KV namespace binding (the glue reports it as "bound" when present).
+pub const STORE_VARIABLES: &[&str] = &["WECHAT_KV"];
 
 /// Whether the worker reads `name`.
 pub fn is_known_variable(name: &str) -> bool {
-    [CALLBACK_VARIABLES, API_VARIABLES, ADMIN_VARIABLES].iter().any(|vars| vars.contains(&name))
+    [CALLBACK_VARIABLES, API_VARIABLES, ADMIN_VARIABLES, STORE_VARIABLES].iter().any(|vars| vars.contains(&name))
 }
 
 pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
@@ -136,6 +139,9 @@ impl Config {
                 DEFAULT_API_BASE.to_string()
             }
         };
+        if get("WECHAT_KV").is_none() {
+            problems.push(Problem::Missing("WECHAT_KV"));
+        }
         let token_endpoint = match get("WECHAT_TOKEN_ENDPOINT").as_deref() {
             None | Some("stable") => TokenEndpoint::Stable,
             Some("classic") => TokenEndpoint::Classic,
@@ -165,12 +171,12 @@ impl Config {
     }
 
     /// The callback's settings, or the first variable that stops it from working.
-    pub fn callback(&self) -> Result<crate::callback::CallbackSettings<'_>, crate::error::Error> {
+    pub fn callback(&self) -> Result<crate::wechat::callback::CallbackSettings<'_>, crate::error::Error> {
         if let Some(p) = self.problem_with(CALLBACK_VARIABLES) {
             return Err(crate::error::Error::Config(p.variable()));
         }
         let token = self.token.as_deref().ok_or(crate::error::Error::Config("WECHAT_TOKEN"))?;
-        Ok(crate::callback::CallbackSettings {
+        Ok(crate::wechat::callback::CallbackSettings {
             token,
             crypto: self.crypto.as_ref(),
             max_clock_skew_secs: self.max_clock_skew_secs,
@@ -187,40 +193,59 @@ impl Config {
         Ok(ApiCredentials { appid, secret, api_base: &self.api_base, endpoint: self.token_endpoint })
     }
 
-    /// The JSON `GET /healthz` answers: features on/off and the variables at fault. No values.
-    pub fn health(&self) -> serde_json::Value {
-        let mut missing: Vec<&str> = Vec::new();
-        let mut invalid: Vec<&str> = Vec::new();
+    /// The variables at fault, `(missing, invalid)`, including what a half-configured
+    /// outbound feature lacks. Names only, never values.
+    pub fn faults(&self) -> (Vec<&'static str>, Vec<&'static str>) {
+        let mut missing = Vec::new();
+        let mut invalid = Vec::new();
         for p in &self.problems {
             match p {
-                Problem::Missing(v) => missing.push(v),
-                Problem::Invalid(v) => invalid.push(v),
+                Problem::Missing(v) => missing.push(*v),
+                Problem::Invalid(v) => invalid.push(*v),
             }
         }
-        let api = self.api_credentials();
-        // An outbound feature that is half configured names what it lacks.
         if self.app_secret.is_some() || self.admin_token.is_some() {
-            if let Err(crate::error::Error::Config(v)) = api {
-                if !missing.contains(&v) && !invalid.contains(&v) {
-                    missing.push(v);
+            for (var, present) in
+                [("WECHAT_APPID", self.appid.is_some()), ("WECHAT_APPSECRET", self.app_secret.is_some())]
+            {
+                if !present && !missing.contains(&var) {
+                    missing.push(var);
                 }
             }
         }
-        let api_ok = api.is_ok();
-        serde_json::json!({
-            "ok": self.problems.is_empty(),
-            "features": {
-                "callback": self.callback().is_ok(),
-                "safe_mode": self.crypto.is_some(),
-                "kf_targeting": !self.kf_accounts.is_empty(),
-                "kf_routing": match self.kf_routing { KfRouting::Static => "static", KfRouting::Online => "online" },
-                "outbound_api": api_ok,
-                "admin_api": self.admin_token.is_some(),
-                "token_endpoint": match self.token_endpoint { TokenEndpoint::Stable => "stable", TokenEndpoint::Classic => "classic" },
-            },
-            "missing": missing,
-            "invalid": invalid,
-        })
+        (missing, invalid)
+    }
+
+    /// The JSON `GET /healthz` answers: features on/off and the variables at fault. No values.
+    pub fn health(&self) -> String {
+        let (missing, invalid) = self.faults();
+        let mut features = ObjectWriter::new();
+        features
+            .bool("callback", self.callback().is_ok())
+            .bool("safe_mode", self.crypto.is_some())
+            .bool("kf_targeting", !self.kf_accounts.is_empty())
+            .str(
+                "kf_routing",
+                match self.kf_routing {
+                    KfRouting::Static => "static",
+                    KfRouting::Online => "online",
+                },
+            )
+            .bool("outbound_api", self.api_credentials().is_ok())
+            .bool("admin_api", self.admin_token.is_some())
+            .str(
+                "token_endpoint",
+                match self.token_endpoint {
+                    TokenEndpoint::Stable => "stable",
+                    TokenEndpoint::Classic => "classic",
+                },
+            );
+        let mut h = ObjectWriter::new();
+        h.bool("ok", missing.is_empty() && invalid.is_empty())
+            .raw("features", &features.finish())
+            .strs("missing", missing)
+            .strs("invalid", invalid);
+        h.finish()
     }
 }
 
@@ -241,9 +266,29 @@ pub fn is_kf_account(s: &str) -> bool {
     }
 }
 
+/// `https://host[:port][/path]`, or `http://` to a loopback host only (a local mock): over plain
+/// HTTP the classic token endpoint would carry the AppSecret in clear.
 fn is_http_base(v: &str) -> bool {
-    let rest = v.strip_prefix("https://").or_else(|| v.strip_prefix("http://"));
-    matches!(rest, Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']))
+    let (rest, plain) = match (v.strip_prefix("https://"), v.strip_prefix("http://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => return false,
+    };
+    if rest.is_empty() || rest.contains(['?', '#', ' ', '@']) {
+        return false;
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    !host.is_empty() && (!plain || is_loopback(host))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host == "::1"
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -252,7 +297,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn build(vars: &[(&str, &str)]) -> Config {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        map.entry("WECHAT_KV".into()).or_insert_with(|| "bound".into());
         Config::build(|k| map.get(k).cloned())
     }
 
@@ -309,10 +355,49 @@ mod tests {
             ("ADMIN_TOKEN", "adm-SECRET"),
             ("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
         ]);
-        let h = c.health().to_string();
+        let h = c.health();
         assert!(!h.contains("SECRET") && !h.contains("abcdefghij"), "{h}");
-        assert_eq!(c.health()["features"]["outbound_api"], true);
-        assert_eq!(c.health()["features"]["safe_mode"], true);
+        let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+        assert_eq!(h["features"]["outbound_api"], true);
+        assert_eq!(h["features"]["safe_mode"], true);
+    }
+
+    #[test]
+    fn health_is_not_ok_while_a_variable_is_missing() {
+        // The AppSecret without the AppID: the outbound API cannot work.
+        let health = |c: &Config| serde_json::from_str::<serde_json::Value>(&c.health()).unwrap();
+        let h = health(&build(&[("WECHAT_TOKEN", "t"), ("WECHAT_APPSECRET", "s")]));
+        assert_eq!(h["missing"], serde_json::json!(["WECHAT_APPID"]));
+        assert_eq!(h["ok"], false);
+        assert_eq!(health(&build(&[("WECHAT_TOKEN", "t")]))["ok"], true);
+        let unbound = Config::build(|k| (k == "WECHAT_TOKEN").then(|| "t".to_string()));
+        assert_eq!(health(&unbound)["missing"], serde_json::json!(["WECHAT_KV"]));
+    }
+
+    #[test]
+    fn api_base_allows_plain_http_only_to_loopback() {
+        for ok in [
+            "https://api.weixin.qq.com",
+            "https://proxy.example.com:8443/wechat/",
+            "http://127.0.0.1:8788",
+            "http://localhost:8788",
+            "http://[::1]:8788",
+            "http://127.1.2.3",
+        ] {
+            assert!(is_http_base(ok), "{ok}");
+        }
+        for bad in [
+            "http://api.weixin.qq.com",
+            "http://10.0.0.1:8788",
+            "http://127.0.0.1.evil.com",
+            "http://localhost@evil.com",
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "api.weixin.qq.com",
+        ] {
+            assert!(!is_http_base(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum Error {
     UpstreamTimeout,
     /// Storage (KV) or the runtime failed; the detail is for logs only.
     Internal(&'static str),
+    /// `cause` happened recently (a failed access_token request): callers are answered from it
+    /// until the next attempt, in `retry_after_secs`.
+    RetryLater { cause: Box<Error>, retry_after_secs: u64 },
 }
 
 impl Error {
@@ -70,6 +73,33 @@ impl Error {
             Error::WeChat { errcode, .. } => wechat_status(*errcode),
             Error::Upstream(_) => 502,
             Error::UpstreamTimeout => 504,
+            Error::RetryLater { cause, .. } => cause.status(),
+        }
+    }
+
+    /// `cause`, to be answered until `retry_after_secs` have passed.
+    pub fn retry_later(cause: Error, retry_after_secs: u64) -> Error {
+        match cause {
+            Error::RetryLater { cause, .. } => Error::RetryLater { cause, retry_after_secs },
+            cause => Error::RetryLater { cause: Box::new(cause), retry_after_secs },
+        }
+    }
+
+    /// The error itself, without a [`Error::RetryLater`] wrapper.
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::RetryLater { cause, .. } => cause,
+            other => other,
+        }
+    }
+
+    /// Extra response headers this error is answered with.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Error::MethodNotAllowed(allow) => vec![("allow", (*allow).to_string())],
+            Error::Unauthorized => vec![("www-authenticate", "Bearer".to_string())],
+            Error::RetryLater { retry_after_secs, .. } => vec![("retry-after", retry_after_secs.to_string())],
+            _ => Vec::new(),
         }
     }
 
@@ -94,6 +124,7 @@ impl Error {
             Error::Upstream(_) => "upstream_error",
             Error::UpstreamTimeout => "upstream_timeout",
             Error::Internal(_) => "internal_error",
+            Error::RetryLater { cause, .. } => cause.code(),
         }
     }
 
@@ -107,13 +138,20 @@ impl Error {
             Error::Config(var) => format!("variable {var} is missing or invalid"),
             Error::InvalidRequest { field, reason } => format!("{field}: {reason}"),
             Error::WeChat { errcode, .. } => format!("errcode {errcode}"),
+            Error::RetryLater { cause, retry_after_secs } => {
+                format!("{}; next attempt in {retry_after_secs} s", cause.log_detail())
+            }
             _ => String::new(),
         }
     }
 
     /// The JSON body answered to the caller. Only fixed texts and caller-supplied field names.
     pub fn body(&self) -> String {
-        let json = match self {
+        self.json().to_string()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
             Error::WeChat { errcode, errmsg } => serde_json::json!({
                 "errcode": errcode,
                 "errmsg": errmsg,
@@ -132,9 +170,15 @@ impl Error {
                 "field": n,
                 "message": self.public_message(),
             }),
+            Error::RetryLater { cause, retry_after_secs } => {
+                let mut json = cause.json();
+                if let Some(o) = json.as_object_mut() {
+                    o.insert("retry_after".into(), (*retry_after_secs).into());
+                }
+                json
+            }
             _ => serde_json::json!({ "error": self.code(), "message": self.public_message() }),
-        };
-        json.to_string()
+        }
     }
 
     fn public_message(&self) -> &'static str {
@@ -157,6 +201,7 @@ impl Error {
             Error::Upstream(_) => "WeChat API could not be reached or answered unexpectedly",
             Error::UpstreamTimeout => "WeChat API did not answer in time",
             Error::Internal(_) => "internal error",
+            Error::RetryLater { cause, .. } => cause.public_message(),
         }
     }
 }

@@ -1,23 +1,28 @@
 //! wechat-kf-worker: a WeChat Official Account callback that hands users to customer service,
 //! and an admin API for customer-service messages and accounts.
 //!
-//! Every module but `glue` is pure protocol code (no `worker::` types, no clock, no I/O) and is
-//! tested natively; `glue` is the thin Cloudflare Workers layer, compiled for wasm32 only.
+//! - [`wechat`]: the inbound protocol, pure (signatures, safe mode, XML, messages, replies).
+//! - [`api`]: the outbound WeChat API: call model, answers, token policy and cache, admin API
+//!   planning, customer-service routing.
+//! - [`app`]: the worker as a function from request to response.
+//! - [`runtime`]: the store, clock and upstream traits the stateful parts are written against.
+//! - `glue` (wasm32 only): the only code that names `worker::`; it implements the traits over
+//!   KV, timers and `fetch`, and moves bytes.
+//! - `testkit` (native only): shared test data and the in-memory runtime.
 
 // Tests may index and slice freely; the product code may not (see [lints] in Cargo.toml).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
-pub mod admin;
-pub mod callback;
+pub mod api;
+pub mod app;
 pub mod config;
-pub mod crypto;
 pub mod error;
-pub mod kf;
-pub mod message;
-pub mod reply;
-pub mod signature;
-pub mod token;
-pub mod xml;
+pub mod json;
+pub mod runtime;
+pub mod wechat;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testkit;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

@@ -4,42 +4,20 @@
 use std::fs;
 use std::path::Path;
 
-use wechat_kf_worker::callback::{open_message, respond, Action, CallbackSettings, Query};
-use wechat_kf_worker::crypto::WeChatCrypto;
-use wechat_kf_worker::message::{parse_message, Event, MessageKind};
-use wechat_kf_worker::signature::sign;
-use wechat_kf_worker::xml::parse_fields;
+use wechat_kf_worker::testkit::{crypto, fixture, fixture_str, plain_settings as plain, AES_KEY, NOW, TOKEN};
+use wechat_kf_worker::wechat::callback::{open_message, respond, Action, CallbackSettings, Query};
+use wechat_kf_worker::wechat::crypto::WeChatCrypto;
+use wechat_kf_worker::wechat::message::{parse_message, Event, MessageKind};
+use wechat_kf_worker::wechat::signature::sign;
+use wechat_kf_worker::wechat::xml::parse_fields;
 use wechat_kf_worker::Error;
 
-const TOKEN: &str = "QDG6eK";
-const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
-const APPID: &str = "wx5823bf96d3bd56c7";
-const NOW: u64 = 1_700_000_005;
+fn plain_query(ts: u64, nonce: &str) -> Query {
+    Query::parse(&wechat_kf_worker::testkit::plain_query(ts, nonce))
+}
 
 type KindCheck = fn(&MessageKind) -> bool;
 type EventCheck = fn(&Event) -> bool;
-
-fn fixture(rel: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel);
-    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn fixture_str(rel: &str) -> String {
-    String::from_utf8(fixture(rel)).unwrap()
-}
-
-fn plain_query(ts: u64, nonce: &str) -> Query {
-    let ts = ts.to_string();
-    Query::parse(&format!("signature={}&timestamp={ts}&nonce={nonce}&openid=o1", sign(&[TOKEN, &ts, nonce])))
-}
-
-fn crypto() -> WeChatCrypto {
-    WeChatCrypto::new(AES_KEY, APPID).unwrap()
-}
-
-fn plain() -> CallbackSettings<'static> {
-    CallbackSettings { token: TOKEN, crypto: None, max_clock_skew_secs: 300 }
-}
 
 #[test]
 fn every_message_fixture_parses_to_its_variant() {
@@ -164,30 +142,34 @@ fn every_user_message_is_transferred_and_every_event_acknowledged() {
 }
 
 #[test]
-fn repeated_identical_request_gets_the_same_answer() {
-    let q = plain_query(NOW, "42");
-    let body = fixture("messages/text.xml");
-    let first = respond(&plain(), &open_message(&plain(), &q, &body, NOW).unwrap(), None, NOW, &[0; 16]);
-    let retry = respond(&plain(), &open_message(&plain(), &q, &body, NOW).unwrap(), None, NOW, &[0; 16]);
-    assert_eq!(first, retry);
-}
-
-#[test]
-fn bad_bodies_are_rejected_with_4xx() {
-    let deep = format!("<xml>{}{}</xml>", "<a>".repeat(20_000), "</a>".repeat(20_000)).into_bytes();
-    let mut cases: Vec<(String, Vec<u8>)> =
-        fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad"))
-            .unwrap()
-            .map(|e| {
-                let p = e.unwrap().path();
-                (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read(&p).unwrap())
-            })
-            .collect();
-    cases.push(("20000-deep".into(), deep));
-    cases.push(("too large".into(), vec![b' '; 64 * 1024 + 1]));
-    assert!(cases.len() >= 14);
-    for (name, body) in cases {
+fn bad_bodies_are_rejected_with_their_exact_error() {
+    let deep = format!("<xml>{}{}</xml>", "<a>".repeat(2_000), "</a>".repeat(2_000)).into_bytes();
+    let cases: Vec<(&str, Vec<u8>, Error)> = vec![
+        ("empty.xml", fixture("bad/empty.xml"), Error::MalformedXml("empty body")),
+        ("malformed.xml", fixture("bad/malformed.xml"), Error::MalformedXml("not well-formed XML")),
+        ("json_body.json", fixture("bad/json_body.json"), Error::MalformedXml("text outside the root element")),
+        ("missing_msgtype.xml", fixture("bad/missing_msgtype.xml"), Error::MissingField("MsgType")),
+        ("missing_fromusername.xml", fixture("bad/missing_fromusername.xml"), Error::MissingField("FromUserName")),
+        ("billion_laughs.xml", fixture("bad/billion_laughs.xml"), Error::MalformedXml("DOCTYPE is not allowed")),
+        ("external_entity.xml", fixture("bad/external_entity.xml"), Error::MalformedXml("DOCTYPE is not allowed")),
+        (
+            "invalid_char_ref.xml",
+            fixture("bad/invalid_char_ref.xml"),
+            Error::MalformedXml("invalid entity or character reference"),
+        ),
+        ("createtime_non_numeric.xml", fixture("bad/createtime_non_numeric.xml"), Error::InvalidField("CreateTime")),
+        ("createtime_overflow.xml", fixture("bad/createtime_overflow.xml"), Error::InvalidField("CreateTime")),
+        ("msgid_overflow.xml", fixture("bad/msgid_overflow.xml"), Error::InvalidField("MsgId")),
+        ("msgid_non_numeric.xml", fixture("bad/msgid_non_numeric.xml"), Error::InvalidField("MsgId")),
+        ("non_utf8.xml", fixture("bad/non_utf8.xml"), Error::MalformedXml("body is not UTF-8")),
+        ("2000-deep", deep, Error::MalformedXml("nesting too deep")),
+        ("too large", vec![b' '; 64 * 1024 + 1], Error::PayloadTooLarge),
+    ];
+    let on_disk = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad")).unwrap().count();
+    assert_eq!(cases.len(), on_disk + 2, "every fixture in tests/fixtures/bad has its expected error");
+    for (name, body, want) in cases {
         let err = open_message(&plain(), &plain_query(NOW, "1"), &body, NOW).unwrap_err();
+        assert_eq!(err, want, "{name}");
         assert!((400..500).contains(&err.status()), "{name}: {err:?}");
     }
 }
@@ -204,6 +186,7 @@ fn bad_query_parameters_are_rejected() {
         (&format!("signature={}&timestamp={NOW}&nonce=1", "g".repeat(40)), Error::InvalidSignature),
         (&format!("signature={good_sig}&timestamp={NOW}&nonce=2"), Error::InvalidSignature),
         (&format!("signature={good_sig}&timestamp=abc&nonce=1"), Error::InvalidParameter("timestamp")),
+        (&format!("signature={good_sig}&timestamp={NOW}&nonce=1%0A"), Error::InvalidParameter("nonce")),
     ];
     for (qs, want) in cases {
         assert_eq!(open_message(&plain(), &Query::parse(qs), &body, NOW).unwrap_err(), want, "{qs}");
@@ -215,22 +198,9 @@ fn bad_query_parameters_are_rejected() {
 }
 
 /// What WeChat does in safe mode: encrypt the message and sign the ciphertext.
-fn wechat_encrypts(inner: &str, ts: u64, nonce: &str, with_plain_fields: bool) -> (Query, Vec<u8>) {
-    let encrypt = crypto().encrypt(inner, b"0123456789abcdef");
-    let ts_s = ts.to_string();
-    let msg_sig = sign(&[TOKEN, &ts_s, nonce, &encrypt]);
-    let plain_sig = sign(&[TOKEN, &ts_s, nonce]);
-    let q = Query::parse(&format!(
-        "signature={plain_sig}&timestamp={ts}&nonce={nonce}&openid=o1&encrypt_type=aes&msg_signature={msg_sig}"
-    ));
-    let extra = if with_plain_fields {
-        // Compatible mode: plaintext fields next to the ciphertext. They must be ignored.
-        "<FromUserName><![CDATA[attacker]]></FromUserName><MsgType><![CDATA[event]]></MsgType>"
-    } else {
-        ""
-    };
-    let body = format!("<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName>{extra}<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
-    (q, body.into_bytes())
+fn wechat_encrypts(inner: &str, ts: u64, nonce: &str, compatible: bool) -> (Query, Vec<u8>) {
+    let (query, body) = wechat_kf_worker::testkit::safe_push(&crypto(), inner, ts, nonce, compatible);
+    (Query::parse(&query), body.into_bytes())
 }
 
 #[test]
@@ -294,7 +264,11 @@ fn safe_mode_rejects_bad_ciphertext_signature_and_appid() {
     let (mut q, body) = sign_body(&good);
     q.msg_signature = Some(sign(&["x"]));
     assert_eq!(open_message(&s, &q, &body, NOW).unwrap_err(), Error::InvalidSignature);
-    // Safe mode requested but no key configured: the operator's fault, named in logs.
+    // Safe mode requested but no key configured: the operator's fault, named in logs...
     let (q, body) = sign_body(&good);
     assert_eq!(open_message(&plain(), &q, &body, NOW).unwrap_err(), Error::Config("WECHAT_ENCODING_AES_KEY"));
+    // ...but only once the push is known to be WeChat's: anyone else gets a 403, not a 500.
+    let forged = Query::parse(&format!("timestamp={NOW}&nonce=1&encrypt_type=aes&msg_signature=junk"));
+    let err = open_message(&plain(), &forged, &body, NOW).unwrap_err();
+    assert_eq!((err.clone(), err.status()), (Error::InvalidSignature, 403));
 }

@@ -1,118 +1,92 @@
-//! Request and response plumbing shared by every route.
+//! Request and response plumbing: the body read within the route's limit, the response built
+//! once.
 
-use futures_util::StreamExt;
-use worker::{Headers, Request, Response};
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys;
 
+use crate::app::Response;
 use crate::error::Error;
 
-/// A response with a body and content type (infallible: the header names and values are ours).
-pub(crate) fn response(status: u16, content_type: &str, body: Vec<u8>) -> Response {
-    let headers = Headers::new();
-    let _ = headers.set("content-type", content_type);
-    let _ = headers.set("cache-control", "no-store");
-    Response::builder().with_status(status).with_headers(headers).fixed(body)
-}
-
-pub(crate) fn text_response(status: u16, body: &str) -> Response {
-    response(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
-}
-
-pub(crate) fn json_response(status: u16, body: &str) -> Response {
-    response(status, "application/json; charset=utf-8", body.as_bytes().to_vec())
-}
-
-/// The one mapping from [`Error`] to an HTTP response.
-pub(crate) fn error_response(err: &Error) -> Response {
-    let resp = json_response(err.status(), &err.body());
-    match err {
-        Error::MethodNotAllowed(allow) => {
-            let _ = resp.headers().set("allow", allow);
-        }
-        Error::Unauthorized => {
-            let _ = resp.headers().set("www-authenticate", "Bearer");
-        }
-        _ => {}
-    }
-    resp
-}
+use super::runtime::read_bounded;
 
 /// An oversized body up to this size is read and discarded before the 413, so the client gets
 /// the answer instead of a connection reset mid-upload; a larger one is refused at once.
-const DRAIN_LIMIT: u64 = 1 << 20;
+const DRAIN_LIMIT: usize = 1 << 20;
+
+fn content_length(req: &web_sys::Request) -> Option<usize> {
+    req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse().ok())
+}
+
+async fn array_buffer(req: &web_sys::Request) -> Result<Vec<u8>, Error> {
+    let promise = req.array_buffer().map_err(|_| Error::MalformedXml("body could not be read"))?;
+    let buffer = JsFuture::from(promise).await.map_err(|_| Error::MalformedXml("body could not be read"))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
 
 /// Reads the body, refusing (413) one over `limit` bytes: by its `Content-Length`, or while
 /// streaming, so an oversized body is never buffered whole.
-pub(crate) async fn read_body_limited(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
-    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(len) = declared {
-        if len > limit as u64 {
-            if len <= DRAIN_LIMIT {
-                // Bounded by the declared length, which the runtime enforces.
-                let _ = req.bytes().await;
-            }
+pub(crate) async fn read_body(req: &web_sys::Request, limit: usize) -> Result<Vec<u8>, Error> {
+    if let Some(len) = content_length(req) {
+        if len > limit {
+            discard_unread_body(req).await;
             return Err(Error::PayloadTooLarge);
         }
-        // The runtime enforces Content-Length, so one read is bounded; it is far cheaper than
-        // pulling chunks through the stream one promise at a time.
-        let body = req.bytes().await.map_err(|_| Error::MalformedXml("body could not be read"))?;
-        return if body.len() > limit { Err(Error::PayloadTooLarge) } else { Ok(body) };
+        // The runtime enforces the declared length, so one read is bounded.
+        return array_buffer(req).await;
     }
-    let mut body = Vec::new();
-    let Ok(mut stream) = req.stream() else {
-        // No body at all.
-        return Ok(body);
-    };
-    let mut seen = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| Error::MalformedXml("body could not be read"))?;
-        seen += chunk.len() as u64;
-        if seen > DRAIN_LIMIT {
-            return Err(Error::PayloadTooLarge);
-        }
-        // Past the limit the answer is 413: keep reading (to the drain limit), stop buffering.
-        if seen <= limit as u64 {
-            body.extend_from_slice(&chunk);
-        }
-    }
-    if seen > limit as u64 {
-        return Err(Error::PayloadTooLarge);
-    }
-    Ok(body)
-}
-
-/// Reads and discards the rest of the body, up to [`DRAIN_LIMIT`] bytes.
-async fn drain(req: &mut Request) {
-    if let Ok(mut stream) = req.stream() {
-        let mut seen = 0usize;
-        while let Some(Ok(chunk)) = stream.next().await {
-            seen += chunk.len();
-            if seen as u64 > DRAIN_LIMIT {
-                break;
-            }
-        }
+    let Some(stream) = req.body() else { return Ok(Vec::new()) };
+    // Read past the limit up to the drain limit, so that the client sees the 413.
+    match read_bounded(stream, limit.max(DRAIN_LIMIT))
+        .await
+        .map_err(|_| Error::MalformedXml("body could not be read"))?
+    {
+        Some(body) if body.len() <= limit => Ok(body),
+        _ => Err(Error::PayloadTooLarge),
     }
 }
 
-/// Answers sent without reading the body (404, 405, 401, ...) leave the client uploading into a
-/// connection that is about to close; under load that showed as 5 s stalls (p99) and resets.
-/// Reading what is left first (bounded) lets every client see its answer.
-pub(crate) async fn discard_unread_body(req: &mut Request) {
-    if req.inner().body_used() || req.inner().body().is_none() {
+/// Answers sent without reading the body (404, 405, 401, 413...) leave the client uploading into
+/// a connection that is about to close; under load that showed as stalls and resets. Reading
+/// what is left first (up to [`DRAIN_LIMIT`]) lets every client see its answer.
+pub(crate) async fn discard_unread_body(req: &web_sys::Request) {
+    if req.body_used() {
         return;
     }
-    match req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok()) {
-        // One read, bounded by the declared length (which the runtime enforces).
+    let Some(stream) = req.body() else { return };
+    match content_length(req) {
         Some(n) if n <= DRAIN_LIMIT => {
-            let _ = req.bytes().await;
+            let _ = array_buffer(req).await;
         }
         Some(_) => {}
-        None => drain(req).await,
+        None => {
+            let _ = read_bounded(stream, DRAIN_LIMIT).await;
+        }
     }
 }
 
-/// 16 bytes from the runtime's CSPRNG (`crypto.getRandomValues`).
-pub(crate) fn random_bytes() -> Result<[u8; 16], Error> {
-    let mut buf = [0u8; 16];
-    getrandom::getrandom(&mut buf).map_err(|_| Error::Internal("random"))?;
-    Ok(buf)
+/// The runtime's response for `r`.
+pub(crate) fn to_web(r: &Response) -> web_sys::Response {
+    let headers = web_sys::Headers::new().unwrap_or_else(|_| unreachable_headers());
+    let _ = headers.set("content-type", r.content_type);
+    let _ = headers.set("cache-control", "no-store");
+    for (name, value) in &r.headers {
+        let _ = headers.set(name, value);
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(r.status);
+    init.set_headers(&headers);
+    let body = Uint8Array::from(r.body.as_slice());
+    web_sys::Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
+        .unwrap_or_else(|_| web_sys::Response::new().unwrap_or_else(|_| unreachable_response()))
+}
+
+#[cold]
+fn unreachable_headers() -> web_sys::Headers {
+    worker::wasm_bindgen::throw_str("Headers() failed")
+}
+
+#[cold]
+fn unreachable_response() -> web_sys::Response {
+    worker::wasm_bindgen::throw_str("Response() failed")
 }

@@ -95,6 +95,33 @@ test('every route of the OpenAPI description is served', async () => {
   assert.equal(count, 13);
 });
 
+test('the bearer scheme is matched in any case', async () => {
+  for (const scheme of ['bearer', 'BEARER', 'Bearer']) {
+    const res = await api('/api/kf/accounts', { headers: { authorization: `${scheme} ${ADMIN_TOKEN}` } });
+    assert.equal(res.status, 200, scheme);
+  }
+});
+
+test('a key given twice is refused with its name, before WeChat', async () => {
+  const body = '{"touser":"OPENID","msgtype":"image","image":{"media_id":"M"},"msgtype":"text","text":{"content":"x"}}';
+  const res = await api('/api/messages', { method: 'POST', body });
+  assert.equal(res.status, 400);
+  assert.deepEqual(await res.json(), { error: 'invalid_request', field: 'msgtype', message: 'appears twice in the same object' });
+  assert.equal(mock.calls('/cgi-bin/message/custom/send').length, 0);
+});
+
+test('a huge WeChat answer is cut off at 1 MiB: 502 at once, nothing buffered', async () => {
+  const chunk = new Uint8Array(1 << 20).fill(32);
+  mock.on('/cgi-bin/message/custom/send', () => new Response(new ReadableStream({
+    pull(c) { if ((this.n = (this.n ?? 0) + 1) > 50) c.close(); else c.enqueue(chunk); },
+  }), { headers: { 'content-type': 'application/json' } }));
+  const t0 = Date.now();
+  const res = await api('/api/messages', { method: 'POST', body: EXAMPLES.text });
+  assert.equal(res.status, 502);
+  assert.equal((await res.json()).error, 'upstream_error');
+  assert.ok(Date.now() - t0 < 5000, `answered in ${Date.now() - t0} ms`);
+});
+
 test('bad auth is 401 on every route, and the admin API is 404 without ADMIN_TOKEN', async () => {
   for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: ADMIN_TOKEN }, { authorization: `Basic ${ADMIN_TOKEN}` }, { authorization: `Bearer ${ADMIN_TOKEN}x` }]) {
     const res = await api('/api/messages', { method: 'POST', headers, body: JSON.stringify(EXAMPLES.text) });

@@ -13,6 +13,14 @@ before(async () => {
 });
 after(async () => { await mf?.dispose(); await noKf?.dispose(); });
 
+async function waitFor(check, what, ms = 2000) {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 const post = (w, query, body, headers = {}) =>
   w.dispatchFetch(`${BASE}/wechat?${query}`, { method: 'POST', body, headers: { 'content-type': 'text/xml', ...headers } });
 
@@ -31,6 +39,37 @@ test('URL check answers echostr verbatim only with a valid signature', async () 
   const missing = await mf.dispatchFetch(`${BASE}/wechat?timestamp=${ts}&nonce=42&echostr=${echostr}`);
   assert.equal(missing.status, 400);
   assert.ok(!(await missing.text()).includes(echostr));
+});
+
+test('the URL check applies the timestamp window and echoes only what WeChat sends', async () => {
+  const check = async (ts, echostr = '5837397749323563137') => {
+    const res = await mf.dispatchFetch(`${BASE}/wechat?signature=${sign(TOKEN, ts, '42')}&timestamp=${ts}&nonce=42&echostr=${echostr}`);
+    return [res.status, res.status === 200 ? await res.text() : (await res.json()).error];
+  };
+  assert.deepEqual(await check(String(now() - 3600)), [403, 'stale_timestamp']);
+  assert.deepEqual(await check('abc'), [400, 'invalid_parameter']);
+  assert.deepEqual(await check(String(now()), '%3Cscript%3E'), [400, 'invalid_parameter']);
+  assert.deepEqual(await check(String(now()), '9'.repeat(129)), [400, 'invalid_parameter']);
+});
+
+test('an event is acknowledged whatever the case of its MsgType', async () => {
+  const body = fixture('events/subscribe.xml').toString().replace('[event]', '[ EVENT ]');
+  const res = await post(mf, plainQuery(), body);
+  assert.equal(await res.text(), 'success');
+});
+
+test('an unsigned safe-mode push to a deployment without an AES key is a 403, not a 500', async () => {
+  const w = startWorker({ bindings: { WECHAT_ENCODING_AES_KEY: undefined }, captureLogs: true });
+  try {
+    await w.ready;
+    const res = await post(w, `encrypt_type=aes&msg_signature=junk&timestamp=${now()}&nonce=1`, '<xml><Encrypt><![CDATA[AAAA]]></Encrypt></xml>');
+    assert.equal(res.status, 403);
+    assert.equal((await res.json()).error, 'invalid_signature');
+    await waitFor(() => w.logLines().some((l) => l.outcome === 'invalid_signature'), 'the log line');
+    assert.ok(!w.logs.some((l) => l.stream === 'stderr'), 'nothing at error level');
+  } finally {
+    await w.dispose();
+  }
 });
 
 test('a text message is transferred to customer service with the configured KfAccount', async () => {
@@ -128,36 +167,70 @@ test('a bad or stale signature is refused with 403', async () => {
   assert.equal((await post(mf, plainQuery({ token: 'not-the-token' }), body)).status, 403);
 });
 
-test('bad inputs get a 4xx, never a 5xx, and the next valid request still works', async () => {
-  const files = ['empty.xml', 'malformed.xml', 'json_body.json', 'missing_msgtype.xml', 'missing_fromusername.xml',
-    'billion_laughs.xml', 'external_entity.xml', 'invalid_char_ref.xml', 'createtime_non_numeric.xml',
-    'createtime_overflow.xml', 'msgid_overflow.xml', 'msgid_non_numeric.xml', 'non_utf8.xml'];
-  const cases = files.map((f) => [f, plainQuery(), fixture(`bad/${f}`)]);
-  cases.push(['20000-deep', plainQuery(), `<xml>${'<a>'.repeat(20000)}${'</a>'.repeat(20000)}</xml>`]);
+test('each bad input gets its exact error, never a 5xx, and the next valid request still works', async () => {
+  const w = startWorker({ bindings: { WECHAT_KF_ACCOUNT: 'kf2001@gh_10f6c3c3ac5a' }, captureLogs: true });
+  await w.ready;
+  const malformed = (reason) => [400, 'malformed_xml', undefined, `malformed_xml: ${reason}`];
+  const cases = [
+    ['empty.xml', malformed('empty body')],
+    ['malformed.xml', malformed('not well-formed XML')],
+    ['json_body.json', malformed('text outside the root element')],
+    ['missing_msgtype.xml', [400, 'missing_field', 'MsgType', 'missing_field: MsgType']],
+    ['missing_fromusername.xml', [400, 'missing_field', 'FromUserName', 'missing_field: FromUserName']],
+    ['billion_laughs.xml', malformed('DOCTYPE is not allowed')],
+    ['external_entity.xml', malformed('DOCTYPE is not allowed')],
+    ['invalid_char_ref.xml', malformed('invalid entity or character reference')],
+    ['createtime_non_numeric.xml', [400, 'invalid_field', 'CreateTime', 'invalid_field: CreateTime']],
+    ['createtime_overflow.xml', [400, 'invalid_field', 'CreateTime', 'invalid_field: CreateTime']],
+    ['msgid_overflow.xml', [400, 'invalid_field', 'MsgId', 'invalid_field: MsgId']],
+    ['msgid_non_numeric.xml', [400, 'invalid_field', 'MsgId', 'invalid_field: MsgId']],
+    ['non_utf8.xml', malformed('body is not UTF-8')],
+  ].map(([f, want]) => [f, plainQuery(), fixture(`bad/${f}`), want]);
+  cases.push(['2000-deep', plainQuery(), `<xml>${'<a>'.repeat(2000)}${'</a>'.repeat(2000)}</xml>`, malformed('nesting too deep')]);
   const ts = now();
-  for (const sig of ['', 'abc', 'zz'.repeat(20), 'F'.repeat(41)]) {
-    cases.push([`signature ${JSON.stringify(sig)}`, `signature=${sig}&timestamp=${ts}&nonce=1`, fixture('messages/text.xml')]);
-  }
   const text = fixture('messages/text.xml').toString();
+  cases.push(['no signature', `signature=&timestamp=${ts}&nonce=1`, text, [400, 'missing_parameter', 'signature', 'missing_parameter: signature']]);
+  for (const sig of ['abc', 'zz'.repeat(20), 'F'.repeat(41)]) {
+    cases.push([`signature ${sig}`, `signature=${sig}&timestamp=${ts}&nonce=1`, text, [403, 'invalid_signature', undefined, 'invalid_signature']]);
+  }
+  const signed = (nonce, timestamp = String(ts)) => `signature=${sign(TOKEN, timestamp, nonce)}&timestamp=${timestamp}&nonce=${encodeURIComponent(nonce)}`;
+  cases.push(['nonce with a newline', signed('1\n'), text, [400, 'invalid_parameter', 'nonce', 'invalid_parameter: nonce']]);
+  cases.push(['60 KB nonce', signed('1'.repeat(60_000)), text, [400, 'invalid_parameter', 'nonce', 'invalid_parameter: nonce']]);
+  cases.push(['timestamp abc', signed('1', 'abc'), text, [400, 'invalid_parameter', 'timestamp', 'invalid_parameter: timestamp']]);
+  const decryptFailed = (reason) => [400, 'decrypt_failed', undefined, `decrypt_failed: ${reason}`];
   const safe = safePush(text);
-  const garbage = safe.query.replace(/msg_signature=[0-9a-f]+/, `msg_signature=${sign(TOKEN, String(ts), '1320562132', '%%%')}`);
-  cases.push(['safe: garbage base64', garbage.replace(/timestamp=\d+/, `timestamp=${ts}`), '<xml><Encrypt><![CDATA[%%%]]></Encrypt></xml>']);
+  cases.push(['safe: garbage base64', `timestamp=${ts}&nonce=9&encrypt_type=aes&msg_signature=${sign(TOKEN, String(ts), '9', '%%%')}`,
+    '<xml><Encrypt><![CDATA[%%%]]></Encrypt></xml>', decryptFailed('invalid base64')]);
   const enc = field(safe.body, 'Encrypt');
   const cut = enc.slice(0, enc.length - 24);
   cases.push(['safe: truncated', `timestamp=${ts}&nonce=9&encrypt_type=aes&msg_signature=${sign(TOKEN, String(ts), '9', cut)}`,
-    `<xml><Encrypt><![CDATA[${cut}]]></Encrypt></xml>`]);
+    `<xml><Encrypt><![CDATA[${cut}]]></Encrypt></xml>`, decryptFailed('ciphertext length is not a multiple of 32')]);
   const other = safePush(text, { appid: 'wx0000000000000000', timestamp: ts });
-  cases.push(['safe: wrong appid', other.query, other.body]);
-  cases.push(['safe: no Encrypt', `timestamp=${ts}&nonce=9&encrypt_type=aes&msg_signature=${'0'.repeat(40)}`, '<xml><A>1</A></xml>']);
+  cases.push(['safe: wrong appid', other.query, other.body, decryptFailed('appid mismatch')]);
+  cases.push(['safe: no Encrypt', `timestamp=${ts}&nonce=9&encrypt_type=aes&msg_signature=${'0'.repeat(40)}`, '<xml><A>1</A></xml>',
+    [400, 'missing_field', 'Encrypt', 'missing_field: Encrypt']]);
 
-  for (const [name, query, body] of cases) {
-    const res = await post(mf, query, body);
-    assert.ok(res.status >= 400 && res.status < 500, `${name}: ${res.status}`);
-    const text = await res.text();
-    assert.ok(!text.includes('lol') && !text.includes('passwd'), `${name} leaks nothing`);
-    const ok = await post(mf, plainQuery(), fixture('messages/text.xml'));
-    assert.equal(ok.status, 200, `valid request after ${name}`);
-    await ok.text();
+  try {
+    const bodies = new Map();
+    for (const [name, query, body, [status, error, fieldName, outcome]] of cases) {
+      const res = await post(w, query, body);
+      const json = await res.json();
+      assert.equal(res.status, status, name);
+      assert.equal(json.error, error, name);
+      assert.equal(json.field, fieldName, name);
+      const raw = JSON.stringify(json);
+      assert.ok(!raw.includes('lol') && !raw.includes('passwd') && !raw.includes('1111111111'), `${name} echoes nothing`);
+      if (error === 'decrypt_failed') bodies.set(name, raw);
+      const ok = await post(w, plainQuery(), fixture('messages/text.xml'));
+      assert.equal(ok.status, 200, `valid request after ${name}`);
+      await ok.text();
+      // The reason is in the log line (and only there).
+      await waitFor(() => w.logLines().some((l) => l.outcome === outcome), `${name}: log outcome ${outcome}`);
+    }
+    assert.equal(new Set(bodies.values()).size, 1, 'every decryption failure answers the same body');
+    assert.ok(!w.logLines().some((l) => l.stream === 'stderr'), 'no bad input is logged as a server fault');
+  } finally {
+    await w.dispose();
   }
 });
 
@@ -201,5 +274,17 @@ test('/healthz reports features and missing variables without secrets', async ()
     assert.ok(!body.includes('WECHAT_') && !body.includes('short'), body);
   } finally {
     await bare.dispose();
+  }
+  // Half-configured outbound API (a secret without the AppID), and a plain-HTTP API base that is
+  // not loopback (the AppSecret would cross the network in clear): not ok, names only.
+  const half = startWorker({ bindings: { WECHAT_APPID: undefined, WECHAT_ENCODING_AES_KEY: undefined, WECHAT_API_BASE: 'http://api.weixin.qq.com' } });
+  try {
+    const h3 = await (await half.dispatchFetch(`${BASE}/healthz`)).json();
+    assert.equal(h3.ok, false);
+    assert.deepEqual(h3.missing, ['WECHAT_APPID']);
+    assert.deepEqual(h3.invalid, ['WECHAT_API_BASE']);
+    assert.equal(h3.features.outbound_api, false);
+  } finally {
+    await half.dispose();
   }
 });

@@ -81,15 +81,15 @@ test('a rejected token the stable endpoint still hands out is force-refreshed on
     assert.deepEqual(tokenCalls, [false, true]);
     assert.equal(mock.calls('/cgi-bin/message/custom/send').length, 2);
 
-    // Still rejected, the endpoint hands back the same token, and a forced refresh was made
-    // under 30 s ago: a clear error, no retry with a token known to be bad, no second force.
+    // Still rejected: the token was fetched after a rejection less than a minute ago, so it is
+    // not refreshed again — a clear error, no retry, no token request, no second force.
     mock.reset();
     mock.always('/cgi-bin/message/custom/send', () => new Response(JSON.stringify({ errcode: 40001, errmsg: 'invalid credential' })));
     const res = await send(w);
     assert.equal(res.status, 502);
     assert.equal((await res.json()).errcode, 40001);
     assert.equal(mock.calls('/cgi-bin/message/custom/send').length, 1);
-    assert.deepEqual(mock.calls('/cgi-bin/stable_token').map((c) => JSON.parse(c.body).force_refresh), [false]);
+    assert.deepEqual(mock.calls('/cgi-bin/stable_token').map((c) => JSON.parse(c.body).force_refresh), []);
   });
 });
 
@@ -140,24 +140,36 @@ test('the cron trigger fills and refreshes the KV token; user calls then never w
   });
 });
 
-test('tokens and the AppSecret never appear in responses or logs', async () => {
+test('tokens, the AppSecret and message text never appear in responses or logs (stdout and stderr)', async () => {
   const mock = mockWeChat();
-  const logs = [];
-  const orig = process.stdout.write.bind(process.stdout);
-  await withWorker({ wechat: mock.handler }, async (w) => {
-    process.stdout.write = (chunk, ...rest) => { logs.push(String(chunk)); return orig(chunk, ...rest); };
-    try {
-      const res = await send(w);
-      const body = await res.text();
-      const health = await (await w.dispatchFetch(`${BASE}/healthz`)).text();
-      await new Promise((r) => setTimeout(r, 200));
-      for (const text of [body, health, logs.join('')]) {
-        assert.ok(!text.includes(mock.state.current.token), 'no token');
-        assert.ok(!text.includes('test-app-secret'), 'no secret');
-        assert.ok(!text.includes(ADMIN_TOKEN), 'no admin token');
-      }
-    } finally {
-      process.stdout.write = orig;
+  const secretText = 'CONFIDENTIAL-订单-4411';
+  await withWorker({ wechat: mock.handler, captureLogs: true }, async (w) => {
+    const bodies = [];
+    const sendText = JSON.stringify({ touser: 'OPENID', msgtype: 'text', text: { content: secretText } });
+    const res = await w.dispatchFetch(`${BASE}/api/messages`, { method: 'POST', headers: auth, body: sendText });
+    assert.equal(res.status, 200);
+    bodies.push(await res.text());
+    bodies.push(await (await w.dispatchFetch(`${BASE}/healthz`)).text());
+    // A 5xx goes to stderr: WeChat's token endpoint rejecting the AppSecret.
+    mock.revokeCurrent();
+    mock.state.current = null;
+    mock.always('/cgi-bin/stable_token', () => new Response(JSON.stringify({ errcode: 40125, errmsg: 'invalid appsecret' })));
+    const failed = await w.dispatchFetch(`${BASE}/api/messages`, { method: 'POST', headers: auth, body: sendText });
+    assert.equal(failed.status, 502);
+    bodies.push(await failed.text());
+    await w.getWorker().then((worker) => worker.scheduled({ cron: '*/5 * * * *' }));
+    // Every expected line arrived, on the expected stream.
+    const lines = () => w.logLines();
+    const until = Date.now() + 3000;
+    while (Date.now() < until && !(lines().length >= 4 && lines().some((l) => l.stream === 'stderr'))) await new Promise((r) => setTimeout(r, 20));
+    const seen = lines().map((l) => `${l.stream} ${l.status ?? l.cron} ${l.outcome}`);
+    assert.ok(seen.includes('stdout 200 /cgi-bin/message/custom/send'), seen.join('\n'));
+    assert.ok(seen.includes('stdout 200 ok'), seen.join('\n'));
+    assert.ok(seen.some((l) => l.startsWith('stderr 502 wechat_error: errcode 40125')), seen.join('\n'));
+    assert.ok(seen.some((l) => l.startsWith('stdout access_token')), seen.join('\n'));
+    const everything = [...bodies, ...w.logs.map((l) => l.line)].join('\n');
+    for (const [what, secret] of [['token', 'ACCESS_TOKEN_'], ['AppSecret', 'test-app-secret'], ['admin token', ADMIN_TOKEN], ['message text', secretText], ['message text', 'CONFIDENTIAL']]) {
+      assert.ok(!everything.includes(secret), `no ${what} in responses or logs`);
     }
   });
 });

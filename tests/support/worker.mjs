@@ -24,10 +24,20 @@ export const defaultBindings = {
  * `buildDir` (absolute, default `<repo>/build`) runs another build of the bundle, e.g. a baseline;
  * `options` are passed to Miniflare as they are (they win over the defaults here).
  */
-export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, buildDir, options = {} } = {}) {
+export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, options = {} } = {}) {
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
-  return new Miniflare({
+  const logs = [];
+  const capture = (stream, name) => {
+    let rest = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop();
+      for (const line of lines) if (line.trim()) logs.push({ stream: name, line });
+    });
+  };
+  const mf = new Miniflare({
     rootPath: buildDir ?? join(root, 'build'),
     scriptPath: 'worker/shim.mjs',
     modulesRoot: '.',
@@ -44,6 +54,15 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, b
     outboundService: wechat ?? (async () => new Response('no WeChat here', { status: 599 })),
     // Benchmarks discard the worker's log lines instead of echoing them through this process.
     ...(quiet ? { handleRuntimeStdio: (stdout, stderr) => { stdout.resume(); stderr.resume(); } } : {}),
+    ...(captureLogs ? { handleRuntimeStdio: (stdout, stderr) => { capture(stdout, 'stdout'); capture(stderr, 'stderr'); } } : {}),
     ...options,
   });
+  /** With `captureLogs`: every line the worker wrote, `{ stream: 'stdout'|'stderr', line }`. */
+  mf.logs = logs;
+  /** The worker's JSON log lines (request lines and cron lines), parsed. */
+  mf.logLines = () => logs.flatMap(({ stream, line }) => {
+    const start = line.indexOf('{');
+    try { return start < 0 ? [] : [{ stream, ...JSON.parse(line.slice(start)) }]; } catch { return []; }
+  });
+  return mf;
 }

@@ -6,10 +6,10 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::callback::percent_decode;
+use crate::api::http::{query_param, ApiCall};
 use crate::config::is_kf_account;
 use crate::error::Error;
-use crate::token::{url_encode, HttpMethod};
+use crate::json::parse_object;
 
 /// Largest admin request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -29,45 +29,6 @@ pub const MSGTYPES: &[(&str, &[&str])] = &[
     ("miniprogrampage", &["title", "appid", "pagepath", "thumb_media_id"]),
 ];
 
-/// A WeChat API call, without its access_token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiCall {
-    pub method: HttpMethod,
-    /// Path below the API base, e.g. `/cgi-bin/message/custom/send`.
-    pub path: &'static str,
-    /// Extra query parameters (already percent-encoded), e.g. `openid=...`.
-    pub query: Vec<(&'static str, String)>,
-    /// JSON body for POST.
-    pub body: Option<Vec<u8>>,
-}
-
-impl ApiCall {
-    fn get(path: &'static str) -> Self {
-        ApiCall { method: HttpMethod::Get, path, query: Vec::new(), body: None }
-    }
-
-    fn post(path: &'static str, body: Vec<u8>) -> Self {
-        ApiCall { method: HttpMethod::Post, path, query: Vec::new(), body: Some(body) }
-    }
-
-    /// The absolute URL with the token. The token is percent-encoded like any value.
-    pub fn url(&self, api_base: &str, access_token: &str) -> String {
-        let mut url = format!("{api_base}{}?access_token={}", self.path, url_encode(access_token));
-        for (k, v) in &self.query {
-            url.push('&');
-            url.push_str(k);
-            url.push('=');
-            url.push_str(v);
-        }
-        url
-    }
-
-    /// The call as a route label for logs (no query values).
-    pub fn label(&self) -> &'static str {
-        self.path
-    }
-}
-
 /// Maps an admin request (`path` below `/api`, e.g. `/messages`) to its WeChat call.
 pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCall, Error> {
     if body.len() > MAX_BODY_BYTES {
@@ -76,11 +37,11 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), method) {
         (["messages"], "POST") => {
-            validate_custom_send(&json_object(body)?)?;
+            validate_custom_send(&parse_object(body)?)?;
             Ok(ApiCall::post("/cgi-bin/message/custom/send", body.to_vec()))
         }
         (["typing"], "POST") => {
-            let o = json_object(body)?;
+            let o = parse_object(body)?;
             let touser = string_field(&o, "touser", "touser")?;
             let command = string_field(&o, "command", "command")?;
             if command != "Typing" && command != "CancelTyping" {
@@ -91,14 +52,14 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
         (["kf", "accounts"], "GET") => Ok(ApiCall::get("/cgi-bin/customservice/getkflist")),
         (["kf", "online"], "GET") => Ok(ApiCall::get("/cgi-bin/customservice/getonlinekflist")),
         (["kf", "accounts"], "POST") => {
-            let o = json_object(body)?;
+            let o = parse_object(body)?;
             let kf = kf_account_field(&o)?;
             let nickname = string_field(&o, "nickname", "nickname")?;
             Ok(ApiCall::post("/customservice/kfaccount/add", to_body(json!({"kf_account": kf, "nickname": nickname}))))
         }
         (["kf", "accounts", kf], "PUT") => {
             let kf = kf_account_path(kf)?;
-            let o = json_object(body)?;
+            let o = parse_object(body)?;
             let nickname = string_field(&o, "nickname", "nickname")?;
             Ok(ApiCall::post(
                 "/customservice/kfaccount/update",
@@ -111,7 +72,7 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
         }
         (["kf", "accounts", kf, "invite"], "POST") => {
             let kf = kf_account_path(kf)?;
-            let o = json_object(body)?;
+            let o = parse_object(body)?;
             let invite_wx = string_field(&o, "invite_wx", "invite_wx")?;
             Ok(ApiCall::post(
                 "/customservice/kfaccount/inviteworker",
@@ -119,7 +80,7 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             ))
         }
         (["kf", "sessions"], "POST" | "DELETE") => {
-            let o = json_object(body)?;
+            let o = parse_object(body)?;
             let kf = kf_account_field(&o)?;
             let openid = string_field(&o, "openid", "openid")?;
             let path =
@@ -127,32 +88,21 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             Ok(ApiCall::post(path, to_body(json!({"kf_account": kf, "openid": openid}))))
         }
         (["kf", "sessions"], "GET") => {
-            let param = |name: &str| {
-                query
-                    .split('&')
-                    .filter_map(|p| p.split_once('='))
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| percent_decode(v))
-                    .filter(|v| !v.is_empty())
-            };
+            let param = |name: &str| query_param(query, name).filter(|v| !v.is_empty());
             if let Some(openid) = param("openid") {
-                let mut call = ApiCall::get("/customservice/kfsession/getsession");
-                call.query.push(("openid", url_encode(&openid)));
-                Ok(call)
+                Ok(ApiCall::get("/customservice/kfsession/getsession").with_query("openid", openid))
             } else if let Some(kf) = param("kf_account") {
                 if !is_kf_account(&kf) {
                     return Err(invalid("kf_account", "must look like prefix@account"));
                 }
-                let mut call = ApiCall::get("/customservice/kfsession/getsessionlist");
-                call.query.push(("kf_account", url_encode(&kf)));
-                Ok(call)
+                Ok(ApiCall::get("/customservice/kfsession/getsessionlist").with_query("kf_account", kf))
             } else {
                 Err(invalid("openid", "pass ?openid= or ?kf_account="))
             }
         }
         (["kf", "waitcase"], "GET") => Ok(ApiCall::get("/customservice/kfsession/getwaitcase")),
         (["kf", "records"], "POST") => {
-            let o = json_object(body)?;
+            let o = parse_object(body)?;
             let start = int_field(&o, "starttime")?;
             let end = int_field(&o, "endtime")?;
             let msgid = int_field(&o, "msgid")?;
@@ -238,37 +188,12 @@ pub fn validate_custom_send(o: &Map<String, Value>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads WeChat's answer: the body unchanged on success, or the error it carries.
-pub fn interpret_response(status: u16, body: &[u8]) -> Result<(), Error> {
-    if !(200..300).contains(&status) {
-        return Err(Error::Upstream("WeChat answered a non-2xx status"));
-    }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|_| Error::Upstream("WeChat answered something that is not JSON"))?;
-    let o = v.as_object().ok_or(Error::Upstream("WeChat answered JSON that is not an object"))?;
-    match o.get("errcode").and_then(Value::as_i64) {
-        None | Some(0) => Ok(()),
-        Some(errcode) => Err(Error::WeChat {
-            errcode,
-            errmsg: o.get("errmsg").and_then(Value::as_str).unwrap_or_default().chars().take(200).collect(),
-        }),
-    }
-}
-
 fn invalid(field: &str, reason: &'static str) -> Error {
     Error::InvalidRequest { field: field.to_string(), reason }
 }
 
 fn to_body(v: Value) -> Vec<u8> {
     v.to_string().into_bytes()
-}
-
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(invalid("body", "must be a JSON object")),
-        Err(_) => Err(invalid("body", "is not valid JSON")),
-    }
 }
 
 fn string_field<'a>(o: &'a Map<String, Value>, name: &str, label: &str) -> Result<&'a str, Error> {
@@ -296,16 +221,26 @@ fn kf_account_field(o: &Map<String, Value>) -> Result<String, Error> {
 }
 
 fn kf_account_path(raw: &str) -> Result<String, Error> {
-    let kf = percent_decode(raw);
+    let kf = percent_decode_path(raw);
     if !is_kf_account(&kf) {
         return Err(invalid("kf_account", "must look like prefix@account"));
     }
     Ok(kf)
 }
 
+/// A path segment, percent-decoded (`+` is a plus sign in a path, not a space).
+fn percent_decode_path(raw: &str) -> String {
+    percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::http::Body;
+
+    fn json_body(s: &str) -> Body {
+        Body::Json(s.as_bytes().to_vec())
+    }
 
     fn send(body: Value) -> Result<ApiCall, Error> {
         plan("POST", "/messages", "", body.to_string().as_bytes())
@@ -339,7 +274,7 @@ mod tests {
             let raw = body.to_string();
             let call = plan("POST", "/messages", "", raw.as_bytes()).unwrap();
             assert_eq!(call.path, "/cgi-bin/message/custom/send");
-            assert_eq!(call.body.as_deref(), Some(raw.as_bytes()), "forwarded unchanged");
+            assert_eq!(call.body, Body::Json(raw.into_bytes()), "forwarded unchanged");
         }
     }
 
@@ -382,22 +317,16 @@ mod tests {
     fn account_and_session_routes_build_documented_calls() {
         let add = plan("POST", "/kf/accounts", "", r#"{"kf_account":"a@b","nickname":"客服1"}"#.as_bytes()).unwrap();
         assert_eq!(add.path, "/customservice/kfaccount/add");
-        assert_eq!(add.body.unwrap(), r#"{"kf_account":"a@b","nickname":"客服1"}"#.as_bytes());
+        assert_eq!(add.body, json_body(r#"{"kf_account":"a@b","nickname":"客服1"}"#));
         let upd = plan("PUT", "/kf/accounts/a%40b", "", br#"{"nickname":"n"}"#).unwrap();
         assert_eq!(upd.path, "/customservice/kfaccount/update");
-        assert_eq!(upd.body.unwrap(), br#"{"kf_account":"a@b","nickname":"n"}"#);
+        assert_eq!(upd.body, json_body(r#"{"kf_account":"a@b","nickname":"n"}"#));
         let del = plan("DELETE", "/kf/accounts/a@b", "", b"").unwrap();
-        assert_eq!(
-            (del.path, del.body.unwrap()),
-            ("/customservice/kfaccount/del", br#"{"kf_account":"a@b"}"#.to_vec())
-        );
+        assert_eq!((del.path, del.body), ("/customservice/kfaccount/del", json_body(r#"{"kf_account":"a@b"}"#)));
         let inv = plan("POST", "/kf/accounts/a@b/invite", "", br#"{"invite_wx":"wxid"}"#).unwrap();
         assert_eq!(inv.path, "/customservice/kfaccount/inviteworker");
         let get = plan("GET", "/kf/sessions", "openid=o%201", b"").unwrap();
-        assert_eq!(
-            get.url("https://x", "T"),
-            "https://x/customservice/kfsession/getsession?access_token=T&openid=o%201"
-        );
+        assert_eq!(get.url("https://x", "T"), "https://x/customservice/kfsession/getsession?access_token=T&openid=o+1");
         let list = plan("GET", "/kf/sessions", "kf_account=a%40b", b"").unwrap();
         assert_eq!(list.path, "/customservice/kfsession/getsessionlist");
         let close = plan("DELETE", "/kf/sessions", "", br#"{"kf_account":"a@b","openid":"o"}"#).unwrap();
@@ -429,18 +358,5 @@ mod tests {
         assert_eq!(plan("GET", "/messages", "", b"").unwrap_err(), Error::MethodNotAllowed("POST"));
         assert_eq!(plan("PATCH", "/kf/accounts/a@b", "", b"").unwrap_err(), Error::MethodNotAllowed("PUT, DELETE"));
         assert_eq!(plan("POST", "/messages", "", &vec![b' '; MAX_BODY_BYTES + 1]).unwrap_err(), Error::PayloadTooLarge);
-    }
-
-    #[test]
-    fn interpret_response_maps_errcodes_and_junk() {
-        assert!(interpret_response(200, br#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
-        assert!(interpret_response(200, br#"{"kf_list":[]}"#).is_ok());
-        assert_eq!(
-            interpret_response(200, br#"{"errcode":45015,"errmsg":"response out of time limit"}"#).unwrap_err(),
-            Error::WeChat { errcode: 45015, errmsg: "response out of time limit".into() }
-        );
-        assert!(matches!(interpret_response(500, b"{}"), Err(Error::Upstream(_))));
-        assert!(matches!(interpret_response(200, b"<html>"), Err(Error::Upstream(_))));
-        assert!(matches!(interpret_response(200, b"[]"), Err(Error::Upstream(_))));
     }
 }

@@ -134,10 +134,10 @@ mod tests {
     const APPID: &str = "wx5823bf96d3bd56c7";
 
     fn kat_msg() -> &'static str {
-        include_str!("../tests/fixtures/safe/plaintext_kat.xml").trim_end()
+        include_str!("../../tests/fixtures/safe/plaintext_kat.xml").trim_end()
     }
     fn kat_encrypt() -> &'static str {
-        include_str!("../tests/fixtures/safe/encrypt_kat.txt").trim()
+        include_str!("../../tests/fixtures/safe/encrypt_kat.txt").trim()
     }
 
     #[test]

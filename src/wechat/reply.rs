@@ -5,7 +5,7 @@
 //! split across two CDATA sections, so no value can close its section early.
 
 use crate::error::Error;
-use crate::xml::parse_fields;
+use crate::wechat::xml::parse_fields;
 
 /// The body that acknowledges a push with no reply message.
 pub const SUCCESS: &str = "success";
@@ -25,7 +25,7 @@ pub struct TransferCustomerServiceReply {
 
 impl TransferCustomerServiceReply {
     /// The reply to `message`: sender and recipient swapped.
-    pub fn to(message: &crate::message::Message, create_time: u64, kf_account: Option<&str>) -> Self {
+    pub fn to(message: &crate::wechat::message::Message, create_time: u64, kf_account: Option<&str>) -> Self {
         TransferCustomerServiceReply {
             to_user_name: message.from_user_name.clone(),
             from_user_name: message.to_user_name.clone(),
@@ -103,20 +103,27 @@ fn push_number(out: &mut String, name: &str, value: u64) {
     out.push('>');
 }
 
+/// Whether XML 1.0 allows `c` in a document (`Char` production; Rust strings hold no surrogates).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `<name><![CDATA[value]]></name>`. A `]]>` in the value is split across two sections, and a
+/// character XML 1.0 forbids (a NUL, most control characters) is written as U+FFFD.
 fn push_cdata(out: &mut String, name: &str, value: &str) {
     out.push('<');
     out.push_str(name);
     out.push_str("><![CDATA[");
-    // "]]>" would end the section: end it after "]]" and open a new one before ">".
-    if !value.as_bytes().contains(&b']') {
-        // Nearly every value: a byte scan beats a substring search.
+    // Nearly every value has none of the bytes that need care: one byte scan decides.
+    if !value.bytes().any(|b| b == b']' || b < 0x20 || b == 0xEF) {
         out.push_str(value);
     } else {
         for (i, piece) in value.split("]]>").enumerate() {
             if i > 0 {
+                // End the section after "]]" and open a new one before ">".
                 out.push_str("]]]]><![CDATA[>");
             }
-            out.push_str(piece);
+            out.extend(piece.chars().map(|c| if is_xml_char(c) { c } else { char::REPLACEMENT_CHARACTER }));
         }
     }
     out.push_str("]]></");
@@ -156,5 +163,21 @@ mod tests {
             kf_account: Some("k]]><x/>@y".into()),
         };
         assert_eq!(TransferCustomerServiceReply::parse(&r.render()).unwrap(), r);
+    }
+
+    #[test]
+    fn reply_never_writes_a_character_xml_forbids() {
+        let r = TransferCustomerServiceReply {
+            to_user_name: "o\u{0}1\u{1}\u{8}\u{b}\u{c}\u{1f}\u{fffe}\u{ffff}".into(),
+            from_user_name: "gh\t\n\r]]>\u{0}".into(),
+            create_time: 1,
+            kf_account: Some("中文😀@x".into()),
+        };
+        let xml = r.render();
+        assert!(xml.chars().all(is_xml_char), "{xml:?}");
+        let back = TransferCustomerServiceReply::parse(&xml).unwrap();
+        assert_eq!(back.to_user_name, "o\u{fffd}1\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}");
+        assert_eq!(back.from_user_name, "gh\t\n\r]]>\u{fffd}");
+        assert_eq!(back.kf_account.as_deref(), Some("中文😀@x"));
     }
 }

@@ -1,13 +1,13 @@
 //! Inbound WeChat messages and events as typed values.
 //!
-//! Every `MsgType` and `Event` in WECHAT-PROTOCOL.md has a variant; anything else parses into
+//! Every documented `MsgType` and `Event` has a variant; anything else parses into
 //! [`MessageKind::Unknown`] or [`Event::Unknown`], so a new WeChat feature never fails a request.
 //! Fields every message carries (`ToUserName`, `FromUserName`, `CreateTime`, `MsgType`) are
 //! required; numbers that are present must parse (`CreateTime`, `MsgId`, coordinates).
 //! Type-specific strings default to empty when absent: the message is still worth transferring.
 
 use crate::error::Error;
-use crate::xml::{parse_fields, Fields};
+use crate::wechat::xml::{parse_fields, Fields};
 
 /// One message or event pushed to the callback URL.
 #[derive(Debug, Clone, PartialEq)]
@@ -250,7 +250,8 @@ pub fn from_fields(f: &Fields) -> Result<Message, Error> {
         Some(id) => Some(id),
         None => number::<u64>(f, "MsgID")?,
     };
-    let kind = match msg_type.as_str() {
+    // WeChat writes "event" and "text"; "Event" or " EVENT " must not turn an event into a transfer.
+    let kind = match msg_type.trim().to_ascii_lowercase().as_str() {
         "text" => MessageKind::Text { content: text(f, "Content") },
         "image" => MessageKind::Image { pic_url: text(f, "PicUrl"), media_id: text(f, "MediaId") },
         "voice" => MessageKind::Voice {
@@ -303,7 +304,7 @@ fn parse_event(f: &Fields) -> Result<Event, Error> {
             pic_md5_sums: f.get_all("SendPicsInfo/PicList/item/PicMd5Sum").map(str::to_string).collect(),
         })
     };
-    Ok(match event.to_ascii_lowercase().as_str() {
+    Ok(match event.trim().to_ascii_lowercase().as_str() {
         "subscribe" => Event::Subscribe { event_key: non_empty(f, "EventKey"), ticket: non_empty(f, "Ticket") },
         "unsubscribe" => Event::Unsubscribe,
         "scan" => Event::Scan { event_key: key(), ticket: non_empty(f, "Ticket") },
@@ -427,5 +428,18 @@ mod tests {
         assert_eq!(e.kind, MessageKind::Event(Event::Unknown { event: "teleport".into() }));
         assert!(!e.is_user_message());
         assert_eq!(e.label(), "event:unknown");
+    }
+
+    #[test]
+    fn msg_type_and_event_match_whatever_their_case_and_surrounding_spaces() {
+        for msg_type in ["Event", "EVENT", " event ", "\tevent\n"] {
+            let e =
+                parse_message(&msg(&format!("<MsgType><![CDATA[{msg_type}]]></MsgType><Event> SUBSCRIBE </Event>")))
+                    .unwrap();
+            assert_eq!(e.kind, MessageKind::Event(Event::Subscribe { event_key: None, ticket: None }), "{msg_type:?}");
+            assert!(!e.is_user_message(), "{msg_type:?} must be acknowledged, never transferred");
+        }
+        let t = parse_message(&msg("<MsgType>TEXT</MsgType><Content>hi</Content>")).unwrap();
+        assert_eq!(t.kind, MessageKind::Text { content: "hi".into() });
     }
 }

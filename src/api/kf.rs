@@ -5,14 +5,20 @@
 //! `WECHAT_KF_ROUTING=online` only an account that `getonlinekflist` shows online with free
 //! capacity is named; otherwise the transfer is untargeted and WeChat assigns any free agent.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 
+use crate::api::http::ApiCall;
+use crate::app::{App, Background};
 use crate::config::{Config, KfRouting};
 use crate::error::Error;
+use crate::runtime::{with_timeout, Clock, Runtime, Store, STORE_MIN_TTL_SECS};
 
-/// How long a fetched online list is trusted (memory and KV).
+/// How long a fetched online list is trusted (memory and store).
 pub const ONLINE_LIST_TTL_SECS: u64 = 30;
-/// How long a failed or slow lookup makes transfers skip the lookup (memory only).
+/// How long a failed or slow lookup makes callers skip the lookup (memory only).
 pub const NEGATIVE_TTL_SECS: u64 = 30;
 /// The most a transfer waits for the lookup, well inside WeChat's 5 s.
 pub const LOOKUP_BUDGET_MS: u64 = 1_500;
@@ -89,6 +95,94 @@ pub fn target(config: &Config) -> Target<'_> {
         (Some(_), KfRouting::Online) => Target::LookUp(&config.kf_accounts),
     }
 }
+
+/// Store key of an account's online list.
+pub fn online_key(appid: &str) -> String {
+    format!("kf_online:{appid}")
+}
+
+/// The online list as this isolate knows it: `(trusted until, list)`, the list `None` after a
+/// failed or slow lookup.
+#[derive(Debug, Default)]
+pub struct OnlineState {
+    memory: RefCell<Option<(u64, Option<Vec<OnlineKf>>)>>,
+}
+
+impl OnlineState {
+    /// `Some(list or None)` while trusted at `now`.
+    fn get(&self, now: u64) -> Option<Option<Vec<OnlineKf>>> {
+        self.memory.borrow().as_ref().filter(|(until, _)| now < *until).map(|(_, list)| list.clone())
+    }
+
+    fn remember(&self, now: u64, list: Option<Vec<OnlineKf>>) {
+        let ttl = if list.is_some() { ONLINE_LIST_TTL_SECS } else { NEGATIVE_TTL_SECS };
+        *self.memory.borrow_mut() = Some((now + ttl, list));
+    }
+
+    /// When the list in memory was fetched and whether it is a list (for the status report).
+    pub fn age(&self, now: u64) -> Option<(u64, bool)> {
+        let memory = self.memory.borrow();
+        let (until, list) = memory.as_ref()?;
+        let ttl = if list.is_some() { ONLINE_LIST_TTL_SECS } else { NEGATIVE_TTL_SECS };
+        Some((now.saturating_sub(until.saturating_sub(ttl)), list.is_some()))
+    }
+}
+
+/// Who is online, within [`LOOKUP_BUDGET_MS`]: isolate memory, else the store, else
+/// `getonlinekflist`. `None` when unknown (the lookup failed, or failed recently, or ran over
+/// budget); a lookup over budget is handed back to finish in the background and warm the cache.
+pub async fn online_agents<R: Runtime + 'static>(app: &Rc<App<R>>) -> (Option<Vec<OnlineKf>>, Option<Background>) {
+    let now = app.rt.clock().now();
+    if let Some(known) = app.isolate.online.get(now) {
+        return (known, None);
+    }
+    let lookup = Box::pin(fetch_online(app.clone()));
+    match with_timeout(app.rt.clock(), LOOKUP_BUDGET_MS, lookup).await {
+        Ok(Ok(list)) => {
+            app.isolate.online.remember(now, Some(list.clone()));
+            (Some(list), None)
+        }
+        Ok(Err(e)) => {
+            app.note(format!("online list unavailable: {}", e.code()));
+            app.isolate.online.remember(now, None);
+            (None, None)
+        }
+        Err(pending) => {
+            app.note("online list over budget".to_string());
+            app.isolate.online.remember(now, None);
+            let app = app.clone();
+            let finish = async move {
+                if let Ok(list) = pending.await {
+                    app.isolate.online.remember(app.rt.clock().now(), Some(list));
+                }
+            };
+            (None, Some(Box::pin(finish)))
+        }
+    }
+}
+
+/// The store's list if fresh, else `getonlinekflist` (then stored).
+async fn fetch_online<R: Runtime>(app: Rc<App<R>>) -> Result<Vec<OnlineKf>, Error> {
+    let api = app.api()?;
+    let key = online_key(api.tokens.creds.appid);
+    let now = app.rt.clock().now();
+    if let Ok(Some(raw)) = app.rt.store().get(&key).await {
+        if let Ok(cached) = serde_json::from_str::<CachedOnlineList>(&raw) {
+            if cached.is_fresh(now) {
+                return Ok(cached.list);
+            }
+        }
+    }
+    let list = parse_online_list(&api.call(&ApiCall::get(ONLINE_PATH)).await?)?;
+    let cached = CachedOnlineList { fetched_at: now, list };
+    if let Ok(value) = serde_json::to_string(&cached) {
+        let _ = app.rt.store().put(&key, &value, STORE_MIN_TTL_SECS).await;
+    }
+    Ok(cached.list)
+}
+
+/// `getonlinekflist`'s path.
+pub const ONLINE_PATH: &str = "/cgi-bin/customservice/getonlinekflist";
 
 #[cfg(test)]
 mod tests {

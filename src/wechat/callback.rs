@@ -3,12 +3,12 @@
 //! The glue reads the request, calls [`verify_url`] for `GET` and [`open_message`] then
 //! [`respond`] for `POST` (choosing the `KfAccount` in between, which may need I/O).
 
-use crate::crypto::WeChatCrypto;
 use crate::error::Error;
-use crate::message::{parse_message, Message};
-use crate::reply::{EncryptedReply, TransferCustomerServiceReply, SUCCESS};
-use crate::signature;
-use crate::xml::parse_fields;
+use crate::wechat::crypto::WeChatCrypto;
+use crate::wechat::message::{parse_message, Message};
+use crate::wechat::reply::{EncryptedReply, TransferCustomerServiceReply, SUCCESS};
+use crate::wechat::signature;
+use crate::wechat::xml::parse_fields;
 
 /// Largest `POST /wechat` body accepted (WeChat's messages are a few KiB at most).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -22,7 +22,14 @@ pub struct CallbackSettings<'a> {
     pub max_clock_skew_secs: u64,
 }
 
-/// The callback's query parameters, percent-decoded. The first occurrence of a name wins.
+/// Longest `nonce` accepted (WeChat's are about ten digits); it is echoed in encrypted replies.
+pub const MAX_NONCE_LEN: usize = 64;
+/// Longest `echostr` accepted (WeChat's are about twenty digits); it is echoed verbatim.
+pub const MAX_ECHOSTR_LEN: usize = 128;
+
+/// The callback's query parameters, percent-decoded; the first occurrence of a name wins.
+/// Values are checked when read: what is echoed (`nonce`, `echostr`) and what is parsed
+/// (`timestamp`) must look like what WeChat sends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
     pub signature: Option<String>,
@@ -31,27 +38,24 @@ pub struct Query {
     pub echostr: Option<String>,
     pub encrypt_type: Option<String>,
     pub msg_signature: Option<String>,
-    pub openid: Option<String>,
 }
 
 impl Query {
     /// Parses a query string (without the leading `?`).
     pub fn parse(query: &str) -> Query {
         let mut q = Query::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match k {
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
                 "signature" => &mut q.signature,
                 "timestamp" => &mut q.timestamp,
                 "nonce" => &mut q.nonce,
                 "echostr" => &mut q.echostr,
                 "encrypt_type" => &mut q.encrypt_type,
                 "msg_signature" => &mut q.msg_signature,
-                "openid" => &mut q.openid,
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(percent_decode(v));
+                *slot = Some(v.into_owned());
             }
         }
         q
@@ -61,21 +65,50 @@ impl Query {
         value.as_deref().filter(|v| !v.is_empty()).ok_or(Error::MissingParameter(name))
     }
 
+    /// `timestamp`: 1 to 20 ASCII digits (seconds).
+    fn timestamp(&self) -> Result<&str, Error> {
+        let v = Query::require(&self.timestamp, "timestamp")?;
+        if v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::InvalidParameter("timestamp"));
+        }
+        Ok(v)
+    }
+
+    /// `nonce`: ASCII letters and digits, at most [`MAX_NONCE_LEN`].
+    fn nonce(&self) -> Result<&str, Error> {
+        let v = Query::require(&self.nonce, "nonce")?;
+        if v.len() > MAX_NONCE_LEN || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::InvalidParameter("nonce"));
+        }
+        Ok(v)
+    }
+
+    /// `echostr`: ASCII letters and digits, at most [`MAX_ECHOSTR_LEN`].
+    fn echostr(&self) -> Result<&str, Error> {
+        let v = Query::require(&self.echostr, "echostr")?;
+        if v.len() > MAX_ECHOSTR_LEN || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::InvalidParameter("echostr"));
+        }
+        Ok(v)
+    }
+
     /// Whether WeChat marked the body as encrypted (safe or compatible mode).
     pub fn is_encrypted(&self) -> bool {
         self.encrypt_type.as_deref() == Some("aes")
     }
 }
 
-/// `GET` URL check: the `echostr` to answer verbatim, if the signature is WeChat's.
-pub fn verify_url<'q>(s: &CallbackSettings<'_>, q: &'q Query) -> Result<&'q str, Error> {
+/// `GET` URL check: the `echostr` to answer verbatim, if the signature is WeChat's and the
+/// timestamp inside the window.
+pub fn verify_url<'q>(s: &CallbackSettings<'_>, q: &'q Query, now: u64) -> Result<&'q str, Error> {
     let signature = Query::require(&q.signature, "signature")?;
-    let timestamp = Query::require(&q.timestamp, "timestamp")?;
-    let nonce = Query::require(&q.nonce, "nonce")?;
-    let echostr = Query::require(&q.echostr, "echostr")?;
+    let timestamp = q.timestamp()?;
+    let nonce = q.nonce()?;
+    let echostr = q.echostr()?;
     if !signature::check_signature(s.token, timestamp, nonce, signature) {
         return Err(Error::InvalidSignature);
     }
+    check_timestamp(timestamp, now, s.max_clock_skew_secs)?;
     Ok(echostr)
 }
 
@@ -97,28 +130,30 @@ pub fn open_message(s: &CallbackSettings<'_>, q: &Query, body: &[u8], now: u64) 
     if body.len() > MAX_BODY_BYTES {
         return Err(Error::PayloadTooLarge);
     }
-    let timestamp = Query::require(&q.timestamp, "timestamp")?;
-    let nonce = Query::require(&q.nonce, "nonce")?;
+    let timestamp = q.timestamp()?;
+    let nonce = q.nonce()?;
     let encrypted = q.is_encrypted();
     let signature = if encrypted {
         Query::require(&q.msg_signature, "msg_signature")?
     } else {
         Query::require(&q.signature, "signature")?
     };
-    check_timestamp(timestamp, now, s.max_clock_skew_secs)?;
 
     let message = if encrypted {
-        let crypto = s.crypto.ok_or(Error::Config("WECHAT_ENCODING_AES_KEY"))?;
         let outer = parse_fields(body_str(body)?)?;
         let encrypt = outer.get("Encrypt").filter(|e| !e.is_empty()).ok_or(Error::MissingField("Encrypt"))?;
         if !signature::check(&[s.token, timestamp, nonce, encrypt], signature) {
             return Err(Error::InvalidSignature);
         }
+        check_timestamp(timestamp, now, s.max_clock_skew_secs)?;
+        // Only a push signed with our token reaches here: a missing key is ours to fix.
+        let crypto = s.crypto.ok_or(Error::Config("WECHAT_ENCODING_AES_KEY"))?;
         parse_message(&crypto.decrypt(encrypt)?)?
     } else {
         if !signature::check_signature(s.token, timestamp, nonce, signature) {
             return Err(Error::InvalidSignature);
         }
+        check_timestamp(timestamp, now, s.max_clock_skew_secs)?;
         parse_message(body_str(body)?)?
     };
     Ok(Inbound { message, encrypted, nonce: nonce.to_string() })
@@ -182,32 +217,6 @@ fn body_str(body: &[u8]) -> Result<&str, Error> {
     std::str::from_utf8(body).map_err(|_| Error::MalformedXml("body is not UTF-8"))
 }
 
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; invalid escapes
-/// are kept as written and invalid UTF-8 is replaced, so decoding never fails.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        match byte {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +227,27 @@ mod tests {
         assert_eq!(q.signature.as_deref(), Some("ab"));
         assert_eq!(q.echostr.as_deref(), Some("a b c%2"));
         assert_eq!(q.timestamp.as_deref(), Some(""));
-        assert_eq!(percent_decode("%E4%B8%AD%zz%"), "中%zz%");
+        assert_eq!(Query::parse("nonce=%E4%B8%AD%zz%").nonce.as_deref(), Some("中%zz%"));
+    }
+
+    #[test]
+    fn echoed_and_parsed_parameters_must_look_like_wechat_s() {
+        let q = |s: &str| Query::parse(s);
+        assert_eq!(q("timestamp=1700000000").timestamp(), Ok("1700000000"));
+        assert_eq!(q("timestamp=").timestamp(), Err(Error::MissingParameter("timestamp")));
+        for bad in ["abc", "-1", "1e9", "123456789012345678901", "1%0A"] {
+            assert_eq!(q(&format!("timestamp={bad}")).timestamp(), Err(Error::InvalidParameter("timestamp")), "{bad}");
+        }
+        assert_eq!(q("nonce=1320562132").nonce(), Ok("1320562132"));
+        let long_nonce = format!("nonce={}", "1".repeat(MAX_NONCE_LEN + 1));
+        for bad in ["a%00b", "a%01", "a+b", "%3C%2Fxml%3E", long_nonce.as_str()] {
+            let query = if bad.starts_with("nonce=") { bad.to_string() } else { format!("nonce={bad}") };
+            assert_eq!(q(&query).nonce(), Err(Error::InvalidParameter("nonce")), "{bad}");
+        }
+        assert_eq!(q("echostr=5837397749323563137").echostr(), Ok("5837397749323563137"));
+        for bad in ["a%0Ab", "a+b", "%E4%B8%AD", "%3Cscript%3E", &"9".repeat(MAX_ECHOSTR_LEN + 1)] {
+            assert_eq!(q(&format!("echostr={bad}")).echostr(), Err(Error::InvalidParameter("echostr")), "{bad}");
+        }
     }
 
     #[test]

@@ -1,0 +1,287 @@
+//! The access_token cache, over the runtime traits: isolate memory, then the store, then the
+//! token endpoint, with [`crate::api::token`]'s policy.
+//!
+//! - **Single flight.** Within an isolate one token request runs at a time. The request that
+//!   starts it (the leader) awaits it; the others (followers) poll isolate memory on their own
+//!   timers for that flight's outcome, because workerd cancels a request woken by another
+//!   request's I/O. Outcomes are kept by flight, so a newer flight never hides an older one's.
+//! - **Back-off.** A failed token request is remembered: until the next attempt every caller is
+//!   answered at once with the failure and when the next attempt will be made.
+//! - **Rejections.** A rejected token is refreshed at most once per call, and a token that was
+//!   itself fetched after a rejection is not refreshed again for
+//!   [`REJECTION_MIN_AGE_SECS`](crate::api::token::REJECTION_MIN_AGE_SECS) (the mark travels
+//!   with it through the store); a forced refresh at most every 30 s across isolates.
+//! - **The store failing** degrades to the endpoint: never a 5xx of its own.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+use crate::api::client::exchange;
+use crate::api::token::{
+    self, after_rejection, backoff_secs, parse_token_answer, refresh_due, token_request, AfterRejection, CachedToken,
+};
+use crate::config::ApiCredentials;
+use crate::error::Error;
+use crate::runtime::{Clock, Runtime, Store, STORE_MIN_TTL_SECS};
+
+/// How often a follower looks for the leader's outcome.
+pub const FOLLOW_POLL_MS: u64 = 5;
+/// A flight older than this is presumed lost: followers give up (504) and the next caller leads.
+pub const FLIGHT_LIMIT_MS: u64 = 25_000;
+/// Back-off before the one retry of a token request answered -1 (busy).
+pub const BUSY_RETRY_MS: u64 = 300;
+/// Outcomes kept for followers (flights are sequential, so a handful is plenty).
+const OUTCOMES_KEPT: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flight {
+    generation: u64,
+    started_ms: u64,
+}
+
+/// The token state of one isolate (for one account: an isolate's configuration never changes).
+#[derive(Debug, Default)]
+pub struct TokenState {
+    memory: RefCell<Option<CachedToken>>,
+    flight: Cell<Option<Flight>>,
+    generation: Cell<u64>,
+    outcomes: RefCell<VecDeque<(u64, Result<CachedToken, Error>)>>,
+    consecutive_failures: Cell<u32>,
+    /// Until when (ms) callers are answered with this failure.
+    backoff: RefCell<Option<(u64, Error)>>,
+    last_forced: Cell<Option<u64>>,
+}
+
+impl TokenState {
+    /// The token in memory (usable or not), for the status report.
+    pub fn peek(&self) -> Option<CachedToken> {
+        self.memory.borrow().clone()
+    }
+
+    fn usable(&self, now: u64) -> Option<CachedToken> {
+        self.memory.borrow().as_ref().filter(|t| t.is_usable(now)).cloned()
+    }
+
+    fn outcome(&self, generation: u64) -> Option<Result<CachedToken, Error>> {
+        self.outcomes.borrow().iter().find(|(g, _)| *g == generation).map(|(_, r)| r.clone())
+    }
+
+    /// The current back-off as an error to answer with, if one is running at `now_ms`.
+    fn backing_off(&self, now_ms: u64) -> Option<Error> {
+        let backoff = self.backoff.borrow();
+        let (until, cause) = backoff.as_ref().filter(|(until, _)| now_ms < *until)?;
+        Some(Error::retry_later(cause.clone(), until.saturating_sub(now_ms).div_ceil(1000)))
+    }
+
+    /// Records flight `generation`'s result: memory on success, the back-off on failure.
+    fn record(&self, generation: u64, result: Result<CachedToken, Error>, now_ms: u64) -> Result<CachedToken, Error> {
+        let result = match result {
+            Ok(t) => {
+                *self.memory.borrow_mut() = Some(t.clone());
+                self.consecutive_failures.set(0);
+                *self.backoff.borrow_mut() = None;
+                Ok(t)
+            }
+            Err(e) => {
+                let failures = self.consecutive_failures.get().saturating_add(1);
+                self.consecutive_failures.set(failures);
+                let secs = backoff_secs(e.cause(), failures);
+                *self.backoff.borrow_mut() = Some((now_ms.saturating_add(secs * 1000), e.cause().clone()));
+                Err(Error::retry_later(e, secs))
+            }
+        };
+        let mut outcomes = self.outcomes.borrow_mut();
+        if outcomes.len() == OUTCOMES_KEPT {
+            outcomes.pop_front();
+        }
+        outcomes.push_back((generation, result.clone()));
+        result
+    }
+}
+
+/// Clears the flight if its leader goes away without an outcome (its request was cancelled), so
+/// that followers stop waiting and one of them leads.
+struct FlightGuard<'a> {
+    state: &'a TokenState,
+    generation: u64,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.state.flight.get().is_some_and(|f| f.generation == self.generation) {
+            self.state.flight.set(None);
+        }
+    }
+}
+
+enum Followed {
+    Done(Result<CachedToken, Error>),
+    LeaderGone,
+}
+
+/// The cache for one account.
+pub struct TokenCache<'a, R: Runtime> {
+    pub(crate) rt: &'a R,
+    pub(crate) state: &'a TokenState,
+    pub(crate) creds: ApiCredentials<'a>,
+}
+
+impl<'a, R: Runtime> TokenCache<'a, R> {
+    fn key(&self) -> String {
+        token::kv_key(self.creds.appid)
+    }
+
+    /// A usable token: memory, else the store, else the endpoint (one request per isolate
+    /// however many callers wait for it); during a back-off, the remembered failure at once.
+    pub async fn access_token(&self) -> Result<CachedToken, Error> {
+        let clock = self.rt.clock();
+        if let Some(t) = self.state.usable(clock.now()) {
+            return Ok(t);
+        }
+        self.single_flight(None).await
+    }
+
+    async fn single_flight(&self, avoid: Option<&str>) -> Result<CachedToken, Error> {
+        let clock = self.rt.clock();
+        loop {
+            let now_ms = clock.now_ms();
+            if let Some(flight) = self.state.flight.get() {
+                if now_ms.saturating_sub(flight.started_ms) < FLIGHT_LIMIT_MS {
+                    match self.follow(flight).await {
+                        Followed::Done(result) => return result,
+                        Followed::LeaderGone => continue,
+                    }
+                }
+            }
+            if let Some(e) = self.state.backing_off(now_ms) {
+                return Err(e);
+            }
+            let generation = self.state.generation.get() + 1;
+            self.state.generation.set(generation);
+            self.state.flight.set(Some(Flight { generation, started_ms: now_ms }));
+            let _guard = FlightGuard { state: self.state, generation };
+            let result = self.load_or_fetch(avoid).await;
+            return self.state.record(generation, result, clock.now_ms());
+        }
+    }
+
+    /// Waits, on this caller's own timer, for `flight`'s outcome.
+    async fn follow(&self, flight: Flight) -> Followed {
+        let clock = self.rt.clock();
+        loop {
+            clock.sleep(FOLLOW_POLL_MS).await;
+            if let Some(result) = self.state.outcome(flight.generation) {
+                return Followed::Done(result);
+            }
+            if self.state.flight.get() != Some(flight) {
+                return Followed::LeaderGone;
+            }
+            if clock.now_ms().saturating_sub(flight.started_ms) >= FLIGHT_LIMIT_MS {
+                return Followed::Done(Err(Error::UpstreamTimeout));
+            }
+        }
+    }
+
+    async fn load_or_fetch(&self, avoid: Option<&str>) -> Result<CachedToken, Error> {
+        let now = self.rt.clock().now();
+        if let Some(t) = self.stored().await {
+            if t.is_usable(now) && Some(t.access_token.as_str()) != avoid {
+                return Ok(t);
+            }
+        }
+        let mut t = self.fetch_token(false).await?;
+        t.after_rejection = avoid.is_some();
+        self.store(&t).await;
+        Ok(t)
+    }
+
+    /// The token in the store; a store failure or an unreadable entry reads as none.
+    async fn stored(&self) -> Option<CachedToken> {
+        let raw = self.rt.store().get(&self.key()).await.ok().flatten()?;
+        serde_json::from_str(&raw).ok()
+    }
+
+    async fn store(&self, t: &CachedToken) {
+        let Ok(value) = serde_json::to_string(t) else { return };
+        // A failed write only costs other isolates a token request.
+        let _ = self.rt.store().put(&self.key(), &value, t.kv_ttl(self.rt.clock().now())).await;
+    }
+
+    /// Asks the token endpoint; a busy answer (-1) is retried once after [`BUSY_RETRY_MS`].
+    async fn fetch_token(&self, force_refresh: bool) -> Result<CachedToken, Error> {
+        let call = token_request(&self.creds, force_refresh);
+        let mut busy_retried = false;
+        loop {
+            let answer = exchange(self.rt, &call).await?;
+            match parse_token_answer(&answer) {
+                Ok((t, expires_in)) => return Ok(CachedToken::new(t, expires_in, self.rt.clock().now())),
+                Err(Error::WeChat { errcode: -1, .. }) if !busy_retried => {
+                    busy_retried = true;
+                    self.rt.clock().sleep(BUSY_RETRY_MS).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// After WeChat rejected `rejected`: a different token to retry with, or `None` (no retry:
+    /// the token is too young to be refreshed again, or the stable endpoint keeps handing back
+    /// the rejected token and a forced refresh was made less than 30 s ago).
+    pub async fn refresh_after_rejection(&self, rejected: &CachedToken) -> Result<Option<CachedToken>, Error> {
+        let clock = self.rt.clock();
+        let now = clock.now();
+        if !rejected.may_refresh_after_rejection(now) {
+            return Ok(None);
+        }
+        {
+            let mut memory = self.state.memory.borrow_mut();
+            if memory.as_ref().is_some_and(|t| t.access_token == rejected.access_token) {
+                *memory = None;
+            }
+        }
+        if let Some(t) = self.state.usable(now) {
+            // Another caller of this isolate already replaced it.
+            return Ok(Some(t));
+        }
+        if self.stored().await.is_some_and(|t| t.access_token == rejected.access_token) {
+            let _ = self.rt.store().delete(&self.key()).await;
+        }
+        let fresh = self.single_flight(Some(&rejected.access_token)).await?;
+        let last_forced = self.state.last_forced.get().max(self.stored_forced_at().await);
+        match after_rejection(&rejected.access_token, &fresh.access_token, last_forced, clock.now()) {
+            AfterRejection::UseFresh => Ok(Some(fresh)),
+            AfterRejection::GiveUp => Ok(None),
+            AfterRejection::ForceRefresh => {
+                let now = clock.now();
+                self.state.last_forced.set(Some(now));
+                let key = token::force_key(self.creds.appid);
+                let _ = self.rt.store().put(&key, &now.to_string(), STORE_MIN_TTL_SECS).await;
+                let mut forced = self.fetch_token(true).await?;
+                forced.after_rejection = true;
+                *self.state.memory.borrow_mut() = Some(forced.clone());
+                self.store(&forced).await;
+                Ok(Some(forced))
+            }
+        }
+    }
+
+    async fn stored_forced_at(&self) -> Option<u64> {
+        let raw = self.rt.store().get(&token::force_key(self.creds.appid)).await.ok().flatten()?;
+        raw.parse().ok()
+    }
+
+    /// Cron: refreshes the stored token when it is missing or close to its end.
+    pub async fn refresh_if_due(&self) -> Result<&'static str, Error> {
+        let cached = self.stored().await;
+        if !refresh_due(cached.as_ref(), self.rt.clock().now()) {
+            if let Some(t) = cached {
+                *self.state.memory.borrow_mut() = Some(t);
+            }
+            return Ok("fresh");
+        }
+        let t = self.fetch_token(false).await?;
+        *self.state.memory.borrow_mut() = Some(t.clone());
+        self.store(&t).await;
+        Ok("refreshed")
+    }
+}

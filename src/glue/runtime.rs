@@ -1,0 +1,159 @@
+//! The runtime traits over Workers: KV for the store, `Date`/`setTimeout` for the clock, `fetch`
+//! for the upstream. They move bytes and decide nothing (every TTL, limit and timeout is the
+//! caller's).
+
+use std::time::Duration;
+
+use worker::js_sys::{self, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{web_sys, Delay, Env, KvStore};
+
+use crate::api::http::{Answer, Body, HttpCall, HttpMethod};
+use crate::error::Error;
+use crate::runtime::{Clock, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
+
+/// Workers KV (the `WECHAT_KV` binding); without the binding every operation fails, and the
+/// callers degrade to isolate memory and the WeChat API.
+pub(crate) struct KvBacked(Option<KvStore>);
+
+impl KvBacked {
+    fn kv(&self) -> Result<&KvStore, Error> {
+        self.0.as_ref().ok_or(Error::Config("WECHAT_KV"))
+    }
+}
+
+impl Store for KvBacked {
+    async fn get(&self, key: &str) -> Result<Option<String>, Error> {
+        self.kv()?.get(key).text().await.map_err(|_| Error::Internal("KV read failed"))
+    }
+    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), Error> {
+        let put = self.kv()?.put(key, value).map_err(|_| Error::Internal("KV write failed"))?;
+        put.expiration_ttl(ttl_secs).execute().await.map_err(|_| Error::Internal("KV write failed"))
+    }
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.kv()?.delete(key).await.map_err(|_| Error::Internal("KV delete failed"))
+    }
+}
+
+/// The runtime's clock and timers.
+pub(crate) struct WorkerClock;
+
+impl Clock for WorkerClock {
+    fn now_ms(&self) -> u64 {
+        worker::Date::now().as_millis()
+    }
+    async fn sleep(&self, ms: u64) {
+        Delay::from(Duration::from_millis(ms)).await
+    }
+}
+
+/// `fetch`, with the answer's body read up to [`MAX_ANSWER_BYTES`].
+pub(crate) struct FetchUpstream;
+
+impl Upstream for FetchUpstream {
+    async fn send(&self, call: &HttpCall) -> Result<Answer, Error> {
+        let request = build_request(call)?;
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let response: web_sys::Response = JsFuture::from(global.fetch_with_request(&request))
+            .await
+            .map_err(|_| Error::Upstream("unreachable or connection reset"))?
+            .unchecked_into();
+        let status = response.status();
+        let body = match response.body() {
+            None => Vec::new(),
+            Some(stream) => {
+                read_bounded(stream, MAX_ANSWER_BYTES).await?.ok_or(Error::Upstream("answer larger than 1 MiB"))?
+            }
+        };
+        Ok(Answer { status, body })
+    }
+}
+
+fn build_request(call: &HttpCall) -> Result<web_sys::Request, Error> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(match call.method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Post => "POST",
+    });
+    match &call.body {
+        Body::None => {}
+        Body::Json(json) => {
+            let headers = web_sys::Headers::new().map_err(|_| Error::Internal("headers"))?;
+            let _ = headers.set("content-type", "application/json; charset=utf-8");
+            init.set_headers(&headers);
+            init.set_body(&Uint8Array::from(json.as_slice()));
+        }
+        Body::File { field, filename, content_type, bytes } => {
+            let parts = js_sys::Array::of1(&Uint8Array::from(&bytes[..]));
+            let options = web_sys::BlobPropertyBag::new();
+            options.set_type(content_type);
+            let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
+                .map_err(|_| Error::Internal("blob"))?;
+            let form = web_sys::FormData::new().map_err(|_| Error::Internal("form data"))?;
+            form.append_with_blob_and_filename(field, &blob, filename).map_err(|_| Error::Internal("form data"))?;
+            init.set_body(&form);
+        }
+    }
+    web_sys::Request::new_with_str_and_init(&call.url, &init).map_err(|_| Error::Upstream("invalid URL"))
+}
+
+/// Reads `stream` to its end: `Some(bytes)`, or `None` (and the stream cancelled) as soon as
+/// more than `limit` bytes arrived.
+pub(crate) async fn read_bounded(stream: web_sys::ReadableStream, limit: usize) -> Result<Option<Vec<u8>>, Error> {
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut body = Vec::new();
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(|_| Error::Upstream("body unreadable"))?;
+        if Reflect::get(&chunk, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+            return Ok(Some(body));
+        }
+        let value: Uint8Array = Reflect::get(&chunk, &JsValue::from_str("value"))
+            .map_err(|_| Error::Upstream("body unreadable"))?
+            .unchecked_into();
+        let len = value.length() as usize;
+        if body.len().saturating_add(len) > limit {
+            let _ = reader.cancel();
+            return Ok(None);
+        }
+        let start = body.len();
+        body.resize(start + len, 0);
+        if let Some(dst) = body.get_mut(start..) {
+            value.copy_to(dst);
+        }
+    }
+}
+
+/// The runtime of one request.
+pub(crate) struct WorkerRuntime {
+    store: KvBacked,
+    clock: WorkerClock,
+    upstream: FetchUpstream,
+}
+
+impl WorkerRuntime {
+    pub(crate) fn new(env: &Env) -> Self {
+        WorkerRuntime { store: KvBacked(env.kv("WECHAT_KV").ok()), clock: WorkerClock, upstream: FetchUpstream }
+    }
+}
+
+impl Runtime for WorkerRuntime {
+    type Store = KvBacked;
+    type Clock = WorkerClock;
+    type Upstream = FetchUpstream;
+    fn store(&self) -> &KvBacked {
+        &self.store
+    }
+    fn clock(&self) -> &WorkerClock {
+        &self.clock
+    }
+    fn upstream(&self) -> &FetchUpstream {
+        &self.upstream
+    }
+    fn random16(&self) -> [u8; 16] {
+        let mut buf = [0u8; 16];
+        // crypto.getRandomValues does not fail for 16 bytes.
+        let _ = getrandom::getrandom(&mut buf);
+        buf
+    }
+}
