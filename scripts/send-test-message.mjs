@@ -6,8 +6,8 @@
 //        [--aes-key KEY --appid wx...] [--text "hello"] [--event subscribe] [--check-url]
 //
 // Defaults match .dev.vars.example. --check-url performs the GET URL check instead.
-import { createHash, createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { wechatPeer } from '../tests/support/wechat.mjs';
 
 const { values: o } = parseArgs({
   options: {
@@ -21,13 +21,13 @@ const { values: o } = parseArgs({
   },
 });
 
-const sha1 = (...parts) => createHash('sha1').update(parts.sort().join('')).digest('hex');
-const ts = String(Math.floor(Date.now() / 1000));
-const nonce = String(Math.floor(Math.random() * 1e9));
+const peer = wechatPeer({ token: o.token, aesKey: o['aes-key'], appid: o.appid });
+const ts = Math.floor(Date.now() / 1000);
+const nonce = String(peer.randomNonce());
 
 if (o['check-url']) {
-  const echostr = String(Math.floor(Math.random() * 1e18));
-  const res = await fetch(`${o.url}?signature=${sha1(o.token, ts, nonce)}&timestamp=${ts}&nonce=${nonce}&echostr=${echostr}`);
+  const echostr = String(Math.floor(Math.random() * 1e15));
+  const res = await fetch(`${o.url}?${peer.urlCheckQuery(echostr, { timestamp: ts, nonce })}`);
   const body = await res.text();
   console.log(`${res.status} ${body === echostr ? 'echostr matches' : `unexpected body: ${body}`}`);
   process.exit(res.ok && body === echostr ? 0 : 1);
@@ -39,31 +39,13 @@ const inner = `<xml><ToUserName><![CDATA[gh_test]]></ToUserName><FromUserName><!
     ? `<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[${o.event}]]></Event>`
     : `<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[${o.text}]]></Content><MsgId>${Date.now()}</MsgId>`) +
   `</xml>`;
-
-let query = `signature=${sha1(o.token, ts, nonce)}&timestamp=${ts}&nonce=${nonce}&openid=oTestUser`;
-let body = inner;
-let key;
-if (o['aes-key']) {
-  key = Buffer.from(o['aes-key'] + '=', 'base64');
-  const msg = Buffer.from(inner);
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(msg.length);
-  const plain = Buffer.concat([randomBytes(16), len, msg, Buffer.from(o.appid)]);
-  const pad = 32 - (plain.length % 32);
-  const c = createCipheriv('aes-256-cbc', key, key.subarray(0, 16)).setAutoPadding(false);
-  const enc = Buffer.concat([c.update(Buffer.concat([plain, Buffer.alloc(pad, pad)])), c.final()]).toString('base64');
-  query += `&encrypt_type=aes&msg_signature=${sha1(o.token, ts, nonce, enc)}`;
-  body = `<xml><ToUserName><![CDATA[gh_test]]></ToUserName><Encrypt><![CDATA[${enc}]]></Encrypt></xml>`;
-}
+const { query, body } = o['aes-key']
+  ? peer.safePush(inner, { timestamp: ts, nonce })
+  : { query: peer.plainQuery({ timestamp: ts, nonce }), body: inner };
 
 const res = await fetch(`${o.url}?${query}`, { method: 'POST', body, headers: { 'content-type': 'text/xml' } });
-let reply = await res.text();
+const reply = await res.text();
 console.log(`HTTP ${res.status}`);
-const enc = reply.match(/<Encrypt><!\[CDATA\[(.*?)\]\]><\/Encrypt>/);
-if (enc && key) {
-  const d = createDecipheriv('aes-256-cbc', key, key.subarray(0, 16)).setAutoPadding(false);
-  const p = Buffer.concat([d.update(Buffer.from(enc[1], 'base64')), d.final()]);
-  reply = `(decrypted) ${p.subarray(20, 20 + p.readUInt32BE(16)).toString()}`;
-}
-console.log(reply);
+const opened = peer.openReply(reply);
+console.log(opened === reply ? reply : `(decrypted) ${opened}`);
 process.exit(res.ok ? 0 : 1);
