@@ -39,12 +39,12 @@ const mf = startWorker({ wechat: mock.handler, bindings: { WECHAT_KF_ACCOUNT: 'k
 const url = (await mf.ready).toString().replace(/\/$/, '');
 const dir = mkdtempSync(join(tmpdir(), 'wechat-tp-'));
 
-/** One load run: { rps, p99_ms, non2xx }. Never blocks this process (it drains workerd's logs). */
+/** One load run: { rps, p99_ms, non2xx, errors }. Never blocks this process (it drains workerd's logs). */
 function load({ path, method = 'GET', body, headers = {} }, duration = seconds) {
   if (client === 'autocannon') {
     return new Promise((resolve, reject) => {
       autocannon({ url: url + path, connections, duration, method, body, headers }, (err, r) =>
-        err ? reject(err) : resolve({ rps: r.requests.average, p99_ms: r.latency.p99, non2xx: r.non2xx + r.errors + r.timeouts }));
+        err ? reject(err) : resolve({ rps: r.requests.average, p99_ms: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts }));
     });
   }
   const args = ['-t1', `-c${connections}`, `-d${duration}s`, '--latency'];
@@ -63,8 +63,10 @@ function load({ path, method = 'GET', body, headers = {} }, duration = seconds) 
       const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1] ?? NaN);
       const p99 = out.match(/\s99%\s+([\d.]+)(us|ms|s)/);
       const p99_ms = p99 ? Number(p99[1]) * { us: 0.001, ms: 1, s: 1000 }[p99[2]] : NaN;
-      const non2xx = Number(out.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0) + Number(out.match(/Socket errors:.*timeout (\d+)/)?.[1] ?? 0);
-      resolve({ rps, p99_ms, non2xx });
+      const non2xx = Number(out.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0);
+      const socket = out.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
+      const errors = socket ? socket.slice(1).reduce((n, x) => n + Number(x), 0) : 0;
+      resolve({ rps, p99_ms, non2xx, errors });
     });
   });
 }
@@ -109,17 +111,17 @@ try {
       ratio_min: Math.min(...ratios),
       ratio_max: Math.max(...ratios),
       non2xx: run.reduce((n, r) => n + r.non2xx, 0),
-      errors: 0,
+      errors: run.reduce((n, r) => n + r.errors, 0),
     });
   }
 } finally {
   await mf.dispose();
 }
 console.log(`client=${client} connections=${connections} rounds=${rounds} x ${seconds}s per route (medians)`);
-console.log('| route | req/s | p99 ms | /healthz req/s | /healthz p99 ms | ratio (min–max) | non-2xx |');
-console.log('|---|---|---|---|---|---|---|');
+console.log('| route | req/s | p99 ms | /healthz req/s | /healthz p99 ms | ratio (min–max) | non-2xx | errors |');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
-  console.log(`| ${r.route} | ${r.rps.toFixed(0)} | ${r.p99_ms.toFixed(1)} | ${r.healthz_rps.toFixed(0)} | ${r.healthz_p99_ms.toFixed(1)} | ${r.ratio.toFixed(2)} (${r.ratio_min.toFixed(2)}–${r.ratio_max.toFixed(2)}) | ${r.floor ? '(405 expected)' : r.non2xx} |`);
+  console.log(`| ${r.route} | ${r.rps.toFixed(0)} | ${r.p99_ms.toFixed(1)} | ${r.healthz_rps.toFixed(0)} | ${r.healthz_p99_ms.toFixed(1)} | ${r.ratio.toFixed(2)} (${r.ratio_min.toFixed(2)}–${r.ratio_max.toFixed(2)}) | ${r.floor ? '(405 expected)' : r.non2xx} | ${r.errors} |`);
 }
 console.log(`token requests during the run: ${mock.tokenRequests()}`);
 if (o.json) writeFileSync(o.json, JSON.stringify({ client, rows, tokenRequests: mock.tokenRequests() }, null, 2));
