@@ -1,0 +1,482 @@
+#!/usr/bin/env node
+// CPU per request of the Rust worker against a plain JavaScript Worker doing the same job
+// (perf/js-worker/, fast-xml-parser + Web Crypto), read from workerd's own CPU counters rather
+// than from throughput: each worker runs in its own Miniflare, hence its own workerd process, and
+// the CPU that process spent (sum of /proc/<pid>/task/*/schedstat, ns; utime+stime from
+// /proc/<pid>/stat as a cross-check, and the fallback without schedstat) is divided by the
+// requests sent. An empty worker (perf/empty-worker/, answers "ok") measured with the same
+// requests gives the runtime's floor, which is subtracted: "above floor" is what the worker's own
+// code costs (routing, parsing, crypto, the log line, the Rust/JS boundary).
+//
+//   node perf/cpu.mjs [--ours DIR] [--compare DIR] [--rounds 5] [--requests 2000] [--warmup 200]
+//                     [--concurrency 8] [--chunks 10] [--json out.json]
+//
+// --ours is a built bundle directory (build/ layout: worker/shim.mjs, index.js, index_bg.wasm),
+// default <repo>/build; --compare adds a second Rust build (e.g. a baseline) as an extra column.
+// Every round starts fresh workerd processes, one at a time (the new workerd child of this process
+// is the instance's), reads each one's CPU at ready and around its first request, then measures
+// every scenario on every instance and disposes them. Worker order alternates between rounds
+// (ABBA), and within a scenario the requests go in --chunks slices interleaved across the
+// instances, so load elsewhere on the machine falls on all alike. An A/A control (ours started
+// twice, as two instances) shows the noise. Medians over rounds with min–max; ratios are the
+// median (min–max) of the per-round ratios. Before measuring, every Rust build and the JS Worker
+// must answer a set of pushes (all message and event fixtures in plain, safe and compatible mode,
+// URL checks, refusals) equivalently, with replies that decrypt and verify, or the run stops.
+// A default run takes ~2.5 minutes on 2 cores (~3 with --compare).
+import { Miniflare } from 'miniflare';
+import { Pool } from 'undici';
+import * as esbuild from 'esbuild';
+import { parseArgs } from 'node:util';
+import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
+import { TOKEN, APPID, plainQuery, safePush, fixture, decrypt, sign, field, now } from '../tests/support/wechat.mjs';
+import { workerdPids, cpu, cpuDelta, HAS_SCHEDSTAT } from './workerd.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { values: o } = parseArgs({
+  options: {
+    ours: { type: 'string', default: join(root, 'build') },
+    compare: { type: 'string' },
+    rounds: { type: 'string', default: '5' },
+    requests: { type: 'string', default: '2000' },
+    warmup: { type: 'string', default: '200' },
+    concurrency: { type: 'string', default: '8' },
+    chunks: { type: 'string', default: '10' },
+    json: { type: 'string' },
+  },
+});
+const ROUNDS = Number(o.rounds);
+const N = Number(o.requests);
+const WARMUP = Number(o.warmup);
+const CONCURRENCY = Number(o.concurrency);
+const CHUNKS = Math.max(1, Math.min(Number(o.chunks), N));
+const oursDir = resolve(o.ours);
+const compareDir = o.compare ? resolve(o.compare) : undefined;
+for (const d of [oursDir, compareDir].filter(Boolean)) {
+  if (!existsSync(join(d, 'worker/shim.mjs'))) throw new Error(`${d} has no worker/shim.mjs: not a built bundle`);
+}
+
+const KF = 'kf2001@gh_10f6c3c3ac5a';
+const bindings = { ...defaultBindings, WECHAT_KF_ACCOUNT: KF };
+// workerd's output is read and dropped (log lines must not slow this process), except the tail
+// of its stderr, shown when it fails to start.
+let lastStderr = '';
+const drain = (stdout, stderr) => {
+  stdout.resume();
+  stderr.on('data', (d) => { lastStderr = (lastStderr + d).slice(-4000); });
+};
+
+// ---- the JS worker's bundle, as wrangler would build it (esbuild, ESM, not minified) ------------
+
+const tmp = mkdtempSync(join(tmpdir(), 'wechat-cpu-'));
+const esbuildOptions = {
+  entryPoints: [join(root, 'perf/js-worker/worker.mjs')],
+  bundle: true,
+  format: 'esm',
+  platform: 'neutral',
+  conditions: ['workerd', 'worker', 'browser'],
+  mainFields: ['module', 'main'],
+  target: 'es2022',
+  logLevel: 'warning',
+};
+await esbuild.build({ ...esbuildOptions, outfile: join(tmp, 'js/worker.mjs') });
+const jsMinified = (await esbuild.build({ ...esbuildOptions, minify: true, write: false })).outputFiles[0].contents;
+const jsBundle = readFileSync(join(tmp, 'js/worker.mjs'));
+
+// ---- workers ------------------------------------------------------------------------------------
+
+const plainWorker = (dir) => () => new Miniflare({
+  scriptPath: join(dir, 'worker.mjs'),
+  modules: true,
+  modulesRoot: dir,
+  compatibilityDate: '2026-04-20',
+  bindings,
+  cf: false,
+  handleRuntimeStdio: drain,
+});
+const rustWorker = (dir) => () => startWorker({ buildDir: dir, bindings: { WECHAT_KF_ACCOUNT: KF }, options: { handleRuntimeStdio: drain } });
+
+// `role` ties a worker to the columns of the table; "ours2" is the A/A control.
+const WORKERS = [
+  { id: 'empty', label: 'empty worker', start: plainWorker(join(root, 'perf/empty-worker')) },
+  { id: 'ours', label: `ours (${oursDir})`, start: rustWorker(oursDir) },
+  { id: 'ours2', label: 'ours, 2nd instance (A/A)', start: rustWorker(oursDir) },
+  { id: 'js', label: 'JS Worker', start: plainWorker(join(tmp, 'js')) },
+  ...(compareDir ? [{ id: 'compare', label: `compare (${compareDir})`, start: rustWorker(compareDir) }] : []),
+];
+
+// ---- workerd's CPU ------------------------------------------------------------------------------
+
+async function startInstance(w) {
+  const before = new Set(workerdPids());
+  lastStderr = '';
+  const mf = w.start();
+  let url;
+  try {
+    url = (await mf.ready).toString().replace(/\/$/, '');
+  } catch (e) {
+    process.stderr.write(`${w.id} did not start; workerd said:\n${lastStderr}\n`);
+    throw e;
+  }
+  const fresh = workerdPids().filter((p) => !before.has(p));
+  if (fresh.length !== 1) {
+    await mf.dispose();
+    throw new Error(`expected one new workerd process for ${w.id}, found ${fresh.length} (${fresh.join(', ')})`);
+  }
+  const pid = fresh[0];
+  const ready = cpu(pid);
+  const inst = { ...w, mf, url, pid };
+  inst.readyNs = ready.ns;
+  inst.readyStatNs = ready.statNs;
+  return inst;
+}
+
+async function stopInstance(inst) {
+  await inst.mf.dispose();
+}
+
+/**
+ * Runs `fn` with a fresh keep-alive pool to the instance, closed afterwards: a connection left
+ * idle while other workers are measured may be closed by workerd just as it is reused.
+ * Returns what `fn` returned and the number of connections opened.
+ */
+async function withPool(inst, fn) {
+  const pool = new Pool(inst.url, { connections: CONCURRENCY, pipelining: 1 });
+  let connects = 0;
+  pool.on('connect', () => { connects++; });
+  try {
+    return { value: await fn(pool), connects };
+  } finally {
+    await pool.close();
+  }
+}
+
+// ---- requests -----------------------------------------------------------------------------------
+
+const XML = { 'content-type': 'text/xml' };
+const text = fixture('messages/text.xml').toString();
+/** The measured scenarios, rebuilt every round so timestamps stay inside the 300 s window. */
+function scenarios() {
+  const safe = safePush(text);
+  return [
+    { id: 'plain', label: 'POST /wechat plain text', method: 'POST', path: `/wechat?${plainQuery()}`, body: text, headers: XML, status: 200 },
+    { id: 'safe', label: 'POST /wechat safe text', method: 'POST', path: `/wechat?${safe.query}`, body: safe.body, headers: XML, status: 200 },
+    { id: 'healthz', label: 'GET /healthz', method: 'GET', path: '/healthz', status: 200 },
+    { id: 'notfound', label: 'GET /nope (404)', method: 'GET', path: '/nope', status: 404 },
+  ];
+}
+
+async function send(pool, req) {
+  const res = await pool.request({ path: req.path, method: req.method, body: req.body, headers: req.headers });
+  const body = await res.body.text();
+  return { status: res.statusCode, headers: res.headers, body };
+}
+
+/** `count` requests at CONCURRENCY in flight; counts answers with an unexpected status. */
+async function load(pool, inst, req, count) {
+  let next = 0;
+  let wrong = 0;
+  const lane = async () => {
+    while (next < count) {
+      next++;
+      const res = await pool.request({ path: req.path, method: req.method, body: req.body, headers: req.headers });
+      await res.body.dump({ limit: 1 << 20 });
+      if (inst.id !== 'empty' && res.statusCode !== req.status) wrong++;
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, lane));
+  return wrong;
+}
+
+const SETTLE_MS = 50;
+/**
+ * One scenario on every instance. The N requests per instance are sent in CHUNKS interleaved
+ * across the instances (A B C, C B A, ...), so a burst of load elsewhere on the machine falls on
+ * every worker alike. Each workerd's CPU is read once before its first chunk and once after the
+ * last: an idle workerd spends no CPU (measured: 0 µs/s), so the gaps while the others run add
+ * nothing, and work a request leaves behind (the log write) is still counted.
+ */
+async function measureAll(instances, req) {
+  const pools = instances.map((inst) => {
+    const pool = new Pool(inst.url, { connections: CONCURRENCY, pipelining: 1 });
+    const p = { inst, pool, connects: 0, wrong: 0, wallNs: 0 };
+    pool.on('connect', () => { p.connects++; });
+    return p;
+  });
+  try {
+    for (const p of pools) await load(p.pool, p.inst, req, WARMUP);
+    await sleep(SETTLE_MS);
+    for (const p of pools) p.before = cpu(p.inst.pid);
+    for (let k = 0; k < CHUNKS; k++) {
+      const size = Math.floor((N * (k + 1)) / CHUNKS) - Math.floor((N * k) / CHUNKS);
+      for (const p of k % 2 === 0 ? pools : [...pools].reverse()) {
+        const t0 = process.hrtime.bigint();
+        p.wrong += await load(p.pool, p.inst, req, size);
+        p.wallNs += Number(process.hrtime.bigint() - t0);
+      }
+    }
+    await sleep(SETTLE_MS);
+    for (const p of pools) p.after = cpu(p.inst.pid);
+  } finally {
+    for (const p of pools) await p.pool.close();
+  }
+  const out = {};
+  for (const p of pools) {
+    if (p.wrong) throw new Error(`${p.inst.id} answered ${p.wrong} of ${N} ${req.label} with a status other than ${req.status}`);
+    const d = cpuDelta(p.before, p.after);
+    out[p.inst.id] = { us: d.ns / N / 1e3, statUs: d.statNs / N / 1e3, vanishedThreads: d.vanished, rps: N / (p.wallNs / 1e9), connects: p.connects };
+  }
+  return out;
+}
+
+/** CPU of the first request of a fresh isolate, right after `await mf.ready` (a plain push). */
+async function firstRequest(inst) {
+  const req = scenarios()[0];
+  const a = cpu(inst.pid);
+  const { value: res } = await withPool(inst, (pool) => send(pool, req));
+  if (inst.id !== 'empty' && res.status !== 200) throw new Error(`${inst.id}: first request answered ${res.status}`);
+  await sleep(100); // background work the request set off (compilation, log write)
+  const d = cpuDelta(a, cpu(inst.pid));
+  return { ms: d.ns / 1e6, statMs: d.statNs / 1e6 };
+}
+
+// ---- self-check: every worker answers every push equivalently -----------------------------------
+
+const pad32 = (xml) => { const n = 20 + Buffer.byteLength(xml) + APPID.length; return 32 - (n % 32); };
+
+/** A reply reduced to what must agree between workers (CreateTime, random prefix, nonce differ). */
+function normalize(res, { encrypted }) {
+  const type = (res.headers['content-type'] ?? '').split(';')[0];
+  let xml = res.body;
+  const out = { status: res.status, type };
+  if (encrypted && res.status === 200 && type !== 'text/plain') {
+    const enc = field(xml, 'Encrypt');
+    const ts = field(xml, 'TimeStamp');
+    const nonce = field(xml, 'Nonce');
+    if (sign(TOKEN, ts, nonce, enc) !== field(xml, 'MsgSignature')) throw new Error('reply MsgSignature does not verify');
+    if (Math.abs(Number(ts) - now()) > 60) throw new Error('reply TimeStamp is not now');
+    const inner = decrypt(enc);
+    if (inner.appid !== APPID) throw new Error(`reply appid ${inner.appid}`);
+    xml = inner.xml;
+    out.encryptedReply = true;
+  }
+  if (res.status === 200 && type === 'text/plain') {
+    out.reply = xml; // "success", or the URL check's echostr
+  } else if (res.status === 200) {
+    const createTime = Number(field(xml, 'CreateTime'));
+    if (!(Math.abs(createTime - now()) <= 60)) throw new Error(`reply CreateTime ${createTime} is not now`);
+    out.reply = ['ToUserName', 'FromUserName', 'MsgType', 'KfAccount'].map((f) => `${f}=${field(xml, f)}`).join(' ');
+    if (!/^<xml>[\s\S]*<\/xml>$/.test(xml.trim())) throw new Error('reply is not an <xml> document');
+  } else {
+    try { out.error = JSON.parse(res.body).error; } catch { out.error = `non-JSON: ${res.body.slice(0, 40)}`; }
+  }
+  return out;
+}
+
+async function selfCheck(instances) {
+  const cases = [];
+  for (const dir of ['messages', 'events']) {
+    for (const f of readdirSync(new URL(`../tests/fixtures/${dir}/`, import.meta.url)).sort()) {
+      const xml = fixture(`${dir}/${f}`).toString();
+      cases.push({ name: `${dir}/${f} plain`, req: { method: 'POST', path: `/wechat?${plainQuery()}`, body: xml, headers: XML }, encrypted: false });
+      const safe = safePush(xml);
+      cases.push({ name: `${dir}/${f} safe (pad ${pad32(xml)})`, req: { method: 'POST', path: `/wechat?${safe.query}`, body: safe.body, headers: XML }, encrypted: true, pad: pad32(xml) });
+      const compat = safePush(xml, { compatible: true });
+      cases.push({ name: `${dir}/${f} compatible`, req: { method: 'POST', path: `/wechat?${compat.query}`, body: compat.body, headers: XML }, encrypted: true });
+    }
+  }
+  const ts = String(now());
+  const good = `signature=${sign(TOKEN, ts, '42')}&timestamp=${ts}&nonce=42`;
+  cases.push(
+    { name: 'URL check', req: { method: 'GET', path: `/wechat?${good}&echostr=hello123` }, expect: 'hello123' },
+    { name: 'URL check, bad signature', req: { method: 'GET', path: `/wechat?signature=${'0'.repeat(40)}&timestamp=${ts}&nonce=42&echostr=x` } },
+    { name: 'URL check, missing echostr', req: { method: 'GET', path: `/wechat?${good}` } },
+    { name: 'plain, stale timestamp', req: { method: 'POST', path: `/wechat?${plainQuery({ timestamp: now() - 400 })}`, body: text, headers: XML } },
+    { name: 'safe, wrong appid', req: { method: 'POST', path: `/wechat?${safePush(text, { appid: 'wx0000000000000000' }).query}`, body: safePush(text, { appid: 'wx0000000000000000' }).body, headers: XML }, encrypted: true },
+    { name: 'safe, tampered msg_signature', req: { method: 'POST', path: `/wechat?${safePush(text).query.replace(/msg_signature=[0-9a-f]/, 'msg_signature=x')}`, body: safePush(text).body, headers: XML }, encrypted: true },
+    { name: 'plain, malformed XML', req: { method: 'POST', path: `/wechat?${plainQuery()}`, body: fixture('bad/malformed.xml').toString(), headers: XML } },
+    { name: 'plain, DOCTYPE', req: { method: 'POST', path: `/wechat?${plainQuery()}`, body: fixture('bad/billion_laughs.xml').toString(), headers: XML } },
+    { name: 'plain, missing MsgType', req: { method: 'POST', path: `/wechat?${plainQuery()}`, body: fixture('bad/missing_msgtype.xml').toString(), headers: XML } },
+    { name: '404', req: { method: 'GET', path: '/nope' } },
+    { name: 'PUT /wechat', req: { method: 'PUT', path: '/wechat', body: 'x' } },
+  );
+  const pads = cases.filter((c) => c.pad).map((c) => c.pad);
+  if (!pads.some((p) => p > 16) || !pads.some((p) => p <= 16)) throw new Error('self-check lacks a pad above and at most 16');
+  const rust = instances.filter((i) => i.id !== 'empty');
+  const mismatches = [];
+  for (const c of cases) {
+    const got = {};
+    for (const inst of rust) {
+      let res;
+      try {
+        res = (await withPool(inst, (pool) => send(pool, c.req))).value;
+      } catch (e) {
+        throw new Error(`self-check, ${c.name}: ${inst.id}: ${e.message}`);
+      }
+      try {
+        got[inst.id] = normalize(res, c);
+      } catch (e) {
+        throw new Error(`self-check, ${c.name}: ${inst.id}: ${e.message}; it answered ${res.status} ${res.body.slice(0, 300)}`);
+      }
+      if (c.expect !== undefined && (res.body !== c.expect || res.status !== 200)) mismatches.push(`${c.name}: ${inst.id} answered ${res.status} ${res.body.slice(0, 40)}`);
+    }
+    const ref = JSON.stringify(got.ours);
+    for (const [id, v] of Object.entries(got)) {
+      if (JSON.stringify(v) !== ref) mismatches.push(`${c.name}: ours ${ref} vs ${id} ${JSON.stringify(v)}`);
+    }
+  }
+  // /healthz: same features.
+  const h = {};
+  for (const inst of rust) {
+    const { value: res } = await withPool(inst, (pool) => send(pool, { method: 'GET', path: '/healthz' }));
+    const j = JSON.parse(res.body);
+    h[inst.id] = JSON.stringify({ status: res.status, callback: j.features.callback, safe_mode: j.features.safe_mode, kf_targeting: j.features.kf_targeting });
+  }
+  for (const [id, v] of Object.entries(h)) if (v !== h.ours) mismatches.push(`/healthz: ours ${h.ours} vs ${id} ${v}`);
+  if (mismatches.length) throw new Error(`self-check failed:\n  ${mismatches.join('\n  ')}`);
+  return cases.length + 1;
+}
+
+// ---- bundle sizes -------------------------------------------------------------------------------
+
+function gzipOfDir(dir) {
+  let raw = 0;
+  let gz = 0;
+  const walk = (d) => {
+    for (const e of readdirSync(d)) {
+      const p = join(d, e);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.(js|mjs|wasm)$/.test(e)) {
+        const b = readFileSync(p);
+        raw += b.length;
+        gz += gzipSync(b, { level: 9 }).length;
+      }
+    }
+  };
+  walk(dir);
+  return { raw, gzip: gz };
+}
+
+// ---- the run ------------------------------------------------------------------------------------
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const stats = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), values: xs });
+
+const started = Date.now();
+const rounds = [];
+let checked = 0;
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? WORKERS : [...WORKERS].reverse();
+    const round = { order: order.map((w) => w.id), workers: {} };
+    const instances = [];
+    try {
+      for (const w of order) {
+        const inst = await startInstance(w);
+        instances.push(inst);
+        await sleep(100); // startup's trailing background work
+        const first = await firstRequest(inst);
+        round.workers[w.id] = { pid: inst.pid, readyMs: inst.readyNs / 1e6, readyStatMs: inst.readyStatNs / 1e6, first, scenarios: {} };
+      }
+      if (r === 0) checked = await selfCheck(instances);
+      for (const sc of scenarios()) {
+        const got = await measureAll(instances, sc);
+        for (const inst of instances) round.workers[inst.id].scenarios[sc.id] = got[inst.id];
+      }
+    } finally {
+      for (const inst of instances) await stopInstance(inst);
+    }
+    rounds.push(round);
+    process.stderr.write(`round ${r + 1}/${ROUNDS} done (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
+  }
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+// ---- report -------------------------------------------------------------------------------------
+
+const ids = WORKERS.map((w) => w.id);
+const SCEN = scenarios().map(({ id, label }) => ({ id, label }));
+const above = (round, id, sc) => round.workers[id].scenarios[sc].us - round.workers.empty.scenarios[sc].us;
+const summary = { floor: {}, above: {}, absolute: {}, ratios: {}, aa: {}, first: {}, ready: {}, bundle: {} };
+for (const { id: sc } of SCEN) {
+  summary.floor[sc] = stats(rounds.map((rd) => rd.workers.empty.scenarios[sc].us));
+  summary.above[sc] = {};
+  summary.absolute[sc] = {};
+  for (const id of ids) {
+    summary.absolute[sc][id] = stats(rounds.map((rd) => rd.workers[id].scenarios[sc].us));
+    if (id !== 'empty') summary.above[sc][id] = stats(rounds.map((rd) => above(rd, id, sc)));
+  }
+  summary.ratios[sc] = { oursOverJs: stats(rounds.map((rd) => above(rd, 'ours', sc) / above(rd, 'js', sc))) };
+  if (compareDir) summary.ratios[sc].oursOverCompare = stats(rounds.map((rd) => above(rd, 'ours', sc) / above(rd, 'compare', sc)));
+  summary.aa[sc] = stats(rounds.map((rd) => above(rd, 'ours2', sc) / above(rd, 'ours', sc)));
+}
+for (const id of ids) {
+  summary.first[id] = stats(rounds.map((rd) => rd.workers[id].first.ms));
+  summary.ready[id] = stats(rounds.map((rd) => rd.workers[id].readyMs));
+}
+summary.ratios.first = { oursOverJs: stats(rounds.map((rd) => rd.workers.ours.first.ms / rd.workers.js.first.ms)) };
+summary.ratios.ready = { oursOverJs: stats(rounds.map((rd) => rd.workers.ours.readyMs / rd.workers.js.readyMs)) };
+if (compareDir) {
+  summary.ratios.first.oursOverCompare = stats(rounds.map((rd) => rd.workers.ours.first.ms / rd.workers.compare.first.ms));
+  summary.ratios.ready.oursOverCompare = stats(rounds.map((rd) => rd.workers.ours.readyMs / rd.workers.compare.readyMs));
+}
+summary.bundle.ours = gzipOfDir(oursDir);
+if (compareDir) summary.bundle.compare = gzipOfDir(compareDir);
+summary.bundle.js = {
+  raw: jsBundle.length,
+  gzip: gzipSync(jsBundle, { level: 9 }).length,
+  minifiedRaw: jsMinified.length,
+  minifiedGzip: gzipSync(jsMinified, { level: 9 }).length,
+};
+
+const f1 = (x) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(1));
+const f2 = (x) => x.toFixed(2);
+const cell = (s, fmt = f1) => `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+const header = ['CPU per request (µs)', 'ours', 'JS Worker', ...(compareDir ? ['compare'] : []), 'ratio ours/JS (min–max)', ...(compareDir ? ['ratio ours/compare'] : [])];
+const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+const row = (label, ours, js, cmp, ratio, ratioCmp) => lines.push(`| ${[label, ours, js, ...(compareDir ? [cmp] : []), ratio, ...(compareDir ? [ratioCmp ?? '—'] : [])].join(' | ')} |`);
+const fl = SCEN.map(({ id }) => f1(summary.floor[id].median)).join(' · ');
+row(`floor: empty worker, absolute (plain · safe · healthz · 404)`, fl, fl, fl, '—', '—');
+for (const { id, label } of SCEN) {
+  const a = summary.above[id];
+  row(`${label}, above floor`, cell(a.ours), cell(a.js), compareDir ? cell(a.compare) : '', cell(summary.ratios[id].oursOverJs, f2), compareDir ? cell(summary.ratios[id].oursOverCompare, f2) : undefined);
+}
+for (const id of ['plain', 'safe']) {
+  row(`A/A control: ${id} above floor, ours vs ours (2nd instance; ratio = 2nd/1st)`, cell(summary.above[id].ours), cell(summary.above[id].ours2), '', cell(summary.aa[id], f2), '—');
+}
+row(`first request of a fresh isolate (ms CPU; empty worker ${f1(summary.first.empty.median)})`, cell(summary.first.ours, f2), cell(summary.first.js, f2), compareDir ? cell(summary.first.compare, f2) : '', cell(summary.ratios.first.oursOverJs, f2), compareDir ? cell(summary.ratios.first.oursOverCompare, f2) : undefined);
+row(`spawn → ready, workerd total (ms CPU; empty worker ${f1(summary.ready.empty.median)})`, cell(summary.ready.ours), cell(summary.ready.js), compareDir ? cell(summary.ready.compare) : '', cell(summary.ratios.ready.oursOverJs, f2), compareDir ? cell(summary.ratios.ready.oursOverCompare, f2) : undefined);
+const kib = (b) => (b / 1024).toFixed(1);
+row('bundle gzip -9 (KiB; JS: esbuild, not minified / minified)', kib(summary.bundle.ours.gzip), `${kib(summary.bundle.js.gzip)} / ${kib(summary.bundle.js.minifiedGzip)}`, compareDir ? kib(summary.bundle.compare.gzip) : '', (summary.bundle.ours.gzip / summary.bundle.js.gzip).toFixed(2), compareDir ? (summary.bundle.ours.gzip / summary.bundle.compare.gzip).toFixed(2) : undefined);
+
+const vanished = rounds.flatMap((rd) => Object.values(rd.workers).flatMap((w) => Object.values(w.scenarios).map((s) => s.vanishedThreads))).reduce((a, b) => a + b, 0);
+const maxConnects = Math.max(...rounds.flatMap((rd) => Object.values(rd.workers).flatMap((w) => Object.values(w.scenarios).map((s) => s.connects))));
+console.log(`${ROUNDS} rounds × ${N} requests (after ${WARMUP} warm-up) per scenario and worker, concurrency ${CONCURRENCY}; ` +
+  `CPU from ${HAS_SCHEDSTAT ? '/proc/<pid>/task/*/schedstat' : '/proc/<pid>/stat utime+stime'} of each workerd; medians (min–max). ` +
+  `Self-check: ${checked} pushes answered equivalently by ${ids.filter((i) => i !== 'empty').join(', ')}. ` +
+  `${Math.round((Date.now() - started) / 1000)} s.`);
+console.log();
+console.log(lines.join('\n'));
+if (vanished) console.log(`\nnote: ${vanished} workerd threads exited inside a measured window (their CPU there is not counted)`);
+if (maxConnects > CONCURRENCY) console.log(`\nnote: up to ${maxConnects} connections opened for one measurement (${CONCURRENCY} expected): keep-alive did not hold`);
+if (o.json) {
+  writeFileSync(o.json, JSON.stringify({
+    config: { ours: oursDir, compare: compareDir ?? null, rounds: ROUNDS, requests: N, warmup: WARMUP, concurrency: CONCURRENCY, cpuSource: HAS_SCHEDSTAT ? 'schedstat' : 'stat' },
+    workers: WORKERS.map(({ id, label }) => ({ id, label })),
+    scenarios: SCEN,
+    summary,
+    rounds,
+    selfCheckCases: checked,
+    seconds: (Date.now() - started) / 1000,
+  }, null, 2));
+}
