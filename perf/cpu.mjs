@@ -3,15 +3,16 @@
 // (perf/js-worker/, fast-xml-parser + Web Crypto), read from workerd's own CPU counters rather
 // than from throughput: each worker runs in its own Miniflare, hence its own workerd process, and
 // the CPU that process spent (sum of /proc/<pid>/task/*/schedstat, ns; utime+stime from
-// /proc/<pid>/stat as a cross-check, and the fallback without schedstat) is divided by the
-// requests sent. An empty worker (perf/empty-worker/, answers "ok") measured with the same
+// /proc/<pid>/stat as a cross-check, and the fallback without schedstat) around each slice of
+// requests is divided by the slice's requests, and an instance's figure in a round is the median
+// over its slices. An empty worker (perf/empty-worker/, answers "ok") measured with the same
 // requests gives the runtime's floor, which is subtracted: "above floor" is what the worker's own
 // code costs (routing, parsing, crypto, the log line, the Rust/JS boundary).
 //
-//   node perf/cpu.mjs [--ours DIR] [--compare DIR] [--rounds 5] [--requests 2000] [--warmup 200]
-//                     [--concurrency 8] [--chunks 10] [--json out.json]
+//   node perf/cpu.mjs [--ours DIR] [--compare DIR] [--rounds 5] [--requests 4000] [--warmup 1000]
+//                     [--concurrency 8] [--chunks 20] [--json out.json]
 //
-// --ours is a built bundle directory (build/ layout: worker/shim.mjs, index.js, index_bg.wasm),
+// --ours is a built bundle directory (build/ layout: worker.mjs, index_bg.wasm; or worker-build's worker/shim.mjs),
 // default <repo>/build; --compare adds a second Rust build (e.g. a baseline) as an extra column.
 // Every round starts fresh workerd processes, one at a time (the new workerd child of this process
 // is the instance's), reads each one's CPU at ready and around its first request, then measures
@@ -22,7 +23,7 @@
 // median (min–max) of the per-round ratios. Before measuring, every Rust build and the JS Worker
 // must answer a set of pushes (all message and event fixtures in plain, safe and compatible mode,
 // URL checks, refusals) equivalently, with replies that decrypt and verify, or the run stops.
-// A default run takes ~2.5 minutes on 2 cores (~3 with --compare).
+// A default run takes ~5 minutes on 2 cores (~6 with --compare).
 import { Miniflare } from 'miniflare';
 import { Pool } from 'undici';
 import * as esbuild from 'esbuild';
@@ -43,10 +44,10 @@ const { values: o } = parseArgs({
     ours: { type: 'string', default: join(root, 'build') },
     compare: { type: 'string' },
     rounds: { type: 'string', default: '5' },
-    requests: { type: 'string', default: '2000' },
-    warmup: { type: 'string', default: '200' },
+    requests: { type: 'string', default: '4000' },
+    warmup: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '8' },
-    chunks: { type: 'string', default: '10' },
+    chunks: { type: 'string', default: '20' },
     json: { type: 'string' },
   },
 });
@@ -58,7 +59,7 @@ const CHUNKS = Math.max(1, Math.min(Number(o.chunks), N));
 const oursDir = resolve(o.ours);
 const compareDir = o.compare ? resolve(o.compare) : undefined;
 for (const d of [oursDir, compareDir].filter(Boolean)) {
-  if (!existsSync(join(d, 'worker/shim.mjs'))) throw new Error(`${d} has no worker/shim.mjs: not a built bundle`);
+  if (!existsSync(join(d, 'worker.mjs')) && !existsSync(join(d, 'worker/shim.mjs'))) throw new Error(`${d} is not a built bundle (no worker.mjs)`);
 }
 
 const KF = 'kf2001@gh_10f6c3c3ac5a';
@@ -193,43 +194,53 @@ async function load(pool, inst, req, count) {
   return wrong;
 }
 
-const SETTLE_MS = 50;
+const SETTLE_MS = 20;
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 /**
  * One scenario on every instance. The N requests per instance are sent in CHUNKS interleaved
  * across the instances (A B C, C B A, ...), so a burst of load elsewhere on the machine falls on
- * every worker alike. Each workerd's CPU is read once before its first chunk and once after the
- * last: an idle workerd spends no CPU (measured: 0 µs/s), so the gaps while the others run add
- * nothing, and work a request leaves behind (the log write) is still counted.
+ * every worker alike. Each workerd's CPU is read before and after each of its chunks (an idle
+ * workerd spends no CPU: measured 0 µs/s, so work a request leaves behind, like the log write,
+ * lands in the next reading), and the instance's figure is the median over its chunks: a GC or
+ * a burst of host load in one chunk does not move it.
  */
 async function measureAll(instances, req) {
   const pools = instances.map((inst) => {
     const pool = new Pool(inst.url, { connections: CONCURRENCY, pipelining: 1 });
-    const p = { inst, pool, connects: 0, wrong: 0, wallNs: 0 };
+    const p = { inst, pool, connects: 0, wrong: 0, wallNs: 0, chunks: [], ns: 0, statNs: 0, vanished: 0 };
     pool.on('connect', () => { p.connects++; });
     return p;
   });
   try {
     for (const p of pools) await load(p.pool, p.inst, req, WARMUP);
     await sleep(SETTLE_MS);
-    for (const p of pools) p.before = cpu(p.inst.pid);
     for (let k = 0; k < CHUNKS; k++) {
       const size = Math.floor((N * (k + 1)) / CHUNKS) - Math.floor((N * k) / CHUNKS);
       for (const p of k % 2 === 0 ? pools : [...pools].reverse()) {
+        const before = cpu(p.inst.pid);
         const t0 = process.hrtime.bigint();
         p.wrong += await load(p.pool, p.inst, req, size);
         p.wallNs += Number(process.hrtime.bigint() - t0);
+        const d = cpuDelta(before, cpu(p.inst.pid));
+        p.chunks.push(d.ns / size / 1e3);
+        p.ns += d.ns;
+        p.statNs += d.statNs;
+        p.vanished += d.vanished;
       }
     }
-    await sleep(SETTLE_MS);
-    for (const p of pools) p.after = cpu(p.inst.pid);
   } finally {
     for (const p of pools) await p.pool.close();
   }
   const out = {};
   for (const p of pools) {
     if (p.wrong) throw new Error(`${p.inst.id} answered ${p.wrong} of ${N} ${req.label} with a status other than ${req.status}`);
-    const d = cpuDelta(p.before, p.after);
-    out[p.inst.id] = { us: d.ns / N / 1e3, statUs: d.statNs / N / 1e3, vanishedThreads: d.vanished, rps: N / (p.wallNs / 1e9), connects: p.connects };
+    out[p.inst.id] = {
+      us: median(p.chunks), meanUs: p.ns / N / 1e3, statUs: p.statNs / N / 1e3, chunksUs: p.chunks,
+      vanishedThreads: p.vanished, rps: N / (p.wallNs / 1e9), connects: p.connects,
+    };
   }
   return out;
 }
@@ -364,11 +375,7 @@ function gzipOfDir(dir) {
 
 // ---- the run ------------------------------------------------------------------------------------
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
+
 const stats = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs), values: xs });
 
 const started = Date.now();
@@ -462,7 +469,7 @@ row('bundle gzip -9 (KiB; JS: esbuild, not minified / minified)', kib(summary.bu
 const vanished = rounds.flatMap((rd) => Object.values(rd.workers).flatMap((w) => Object.values(w.scenarios).map((s) => s.vanishedThreads))).reduce((a, b) => a + b, 0);
 const maxConnects = Math.max(...rounds.flatMap((rd) => Object.values(rd.workers).flatMap((w) => Object.values(w.scenarios).map((s) => s.connects))));
 console.log(`${ROUNDS} rounds × ${N} requests (after ${WARMUP} warm-up) per scenario and worker, concurrency ${CONCURRENCY}; ` +
-  `CPU from ${HAS_SCHEDSTAT ? '/proc/<pid>/task/*/schedstat' : '/proc/<pid>/stat utime+stime'} of each workerd; medians (min–max). ` +
+  `CPU from ${HAS_SCHEDSTAT ? '/proc/<pid>/task/*/schedstat' : '/proc/<pid>/stat utime+stime'} of each workerd, median of ${CHUNKS} slices per round; medians over rounds (min–max). ` +
   `Self-check: ${checked} pushes answered equivalently by ${ids.filter((i) => i !== 'empty').join(', ')}. ` +
   `${Math.round((Date.now() - started) / 1000)} s.`);
 console.log();

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds the Worker bundle into build/ (what wrangler.toml's `main` points to), using the locally
-# installed wasm-bindgen, wasm-opt and esbuild so worker-build downloads nothing.
+# Builds the Worker into build/ (wrangler.toml's `main` is build/worker.mjs): the Rust core for
+# wasm32, wasm-bindgen's glue (ES module target, with a reset function for a trapped instance),
+# wasm-opt, then esbuild bundles our entry (src/glue/entry.mjs) with the glue. Only local tools:
+# nothing is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -10,7 +12,20 @@ if [ "$lock" != "$cli" ]; then
   echo "build: wasm-bindgen CLI $cli does not match Cargo.lock's $lock; run scripts/setup.sh" >&2
   exit 1
 fi
-export WASM_BINDGEN_BIN="$CARGO_BIN/wasm-bindgen"
-export WASM_OPT_BIN="$PWD/node_modules/.bin/wasm-opt"
-export ESBUILD_BIN="$PWD/node_modules/.bin/esbuild"
-exec "$CARGO_BIN/worker-build" --release "$@"
+cargo build --release --target wasm32-unknown-unknown --lib
+stage=$(mktemp -d build.stage.XXXXXX)
+trap 'rm -rf "$stage"' EXIT
+"$CARGO_BIN/wasm-bindgen" --target module --out-dir "$stage" --out-name index --no-typescript \
+  --experimental-reset-state-function target/wasm32-unknown-unknown/release/wechat_kf_worker.wasm
+# esbuild reads the wasm as an ordinary (compiled) module import.
+sed -i 's/^import source wasmModule from/import wasmModule from/' "$stage/index.js"
+node_modules/.bin/wasm-opt ${WASM_OPT_FLAGS:--Oz} --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-reference-types --enable-multivalue --enable-sign-ext --enable-mutable-globals \
+  "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
+cp src/glue/entry.mjs "$stage/entry.mjs"
+node_modules/.bin/esbuild "$stage/entry.mjs" --bundle --format=esm --minify --log-level=warning \
+  --external:./index_bg.wasm --external:'cloudflare:*' --outfile="$stage/worker.mjs"
+rm -rf build
+mkdir -p build
+mv "$stage/worker.mjs" "$stage/index_bg.wasm" build/
+echo "build: build/worker.mjs $(wc -c < build/worker.mjs) B, build/index_bg.wasm $(wc -c < build/index_bg.wasm) B"

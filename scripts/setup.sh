@@ -4,7 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORKER_BUILD_VERSION=0.8.7
 WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 : "${WASM_BINDGEN_VERSION:?wasm-bindgen not found in Cargo.lock}"
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -16,10 +15,6 @@ have_version() { # binary expected-version
 if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
   echo "setup: adding the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown
-fi
-if ! have_version worker-build "$WORKER_BUILD_VERSION"; then
-  echo "setup: installing worker-build $WORKER_BUILD_VERSION"
-  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
 fi
 if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   echo "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION"

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::json::ObjectWriter;
 use crate::runtime::{Clock, Runtime};
-use crate::wechat::callback::{self, Query};
+use crate::wechat::callback::{self, CallbackSettings, Inbound, Query};
 use crate::wechat::reply::SUCCESS;
 
 /// Work that runs after the response is sent (`waitUntil`).
@@ -148,6 +148,10 @@ pub struct Response {
 pub const JSON: &str = "application/json; charset=utf-8";
 pub const TEXT: &str = "text/plain; charset=utf-8";
 pub const XML: &str = "application/xml; charset=utf-8";
+/// Every content type answered; [`Response::encode`] sends its index in this list.
+pub const CONTENT_TYPES: [&str; 3] = [JSON, TEXT, XML];
+/// Headers every response carries besides its content type and its route's own.
+pub const COMMON_HEADERS: [(&str, &str); 2] = [("cache-control", "no-store"), ("x-content-type-options", "nosniff")];
 
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
@@ -158,6 +162,50 @@ impl Response {
     pub fn error(err: &Error) -> Self {
         Response { status: err.status(), content_type: JSON, headers: err.headers(), body: err.body().into_bytes() }
     }
+
+    /// Every header sent: the content type, [`COMMON_HEADERS`], and the route's own.
+    pub fn all_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        std::iter::once(("content-type", self.content_type))
+            .chain(COMMON_HEADERS)
+            .chain(self.headers.iter().map(|(name, value)| (*name, value.as_str())))
+    }
+
+    /// The response and its log line as one byte string, for the JS entry to read with one
+    /// crossing of the wasm boundary. Little-endian:
+    /// `u16 status | u8 content type (index in CONTENT_TYPES) | u8 n | n × (u8 len, name, u16 len,
+    /// value) (the route's own headers) | u8 level | u32 len, log line | body`, level 0 = no line,
+    /// 1 = `console.log`, 2 = `console.error` (a 5xx).
+    pub fn encode(&self, log_line: Option<&str>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 160);
+        out.extend_from_slice(&self.status.to_le_bytes());
+        let kind = CONTENT_TYPES.iter().position(|t| *t == self.content_type).unwrap_or_default();
+        out.push(u8::try_from(kind).unwrap_or_default());
+        let headers = self.headers.get(..usize::from(u8::MAX)).unwrap_or(&self.headers);
+        out.push(u8::try_from(headers.len()).unwrap_or(u8::MAX));
+        for (name, value) in headers {
+            let name = truncated(name.as_bytes(), usize::from(u8::MAX));
+            out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+            out.extend_from_slice(name);
+            let value = truncated(value.as_bytes(), usize::from(u16::MAX));
+            out.extend_from_slice(&u16::try_from(value.len()).unwrap_or(u16::MAX).to_le_bytes());
+            out.extend_from_slice(value);
+        }
+        let (level, line) = match log_line {
+            None => (0, ""),
+            Some(line) if self.status >= 500 => (2, line),
+            Some(line) => (1, line),
+        };
+        out.push(level);
+        out.extend_from_slice(&u32::try_from(line.len()).unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// At most `max` bytes of `bytes`.
+fn truncated(bytes: &[u8], max: usize) -> &[u8] {
+    bytes.get(..max).unwrap_or(bytes)
 }
 
 /// A served request.
@@ -180,15 +228,31 @@ impl Served {
     }
 }
 
-/// Serves `req`, whose body the glue read within `route.body_limit()`.
-pub async fn serve<R: Runtime + 'static>(app: &Rc<App<R>>, route: Route, req: Request<'_>) -> Served {
+/// Serves `req` without any I/O, when that is possible: `None` when the answer needs the store
+/// or the WeChat API (then [`serve`] does the whole request). The common path, a push
+/// transferred to a fixed account or untargeted, and every error answer, are served here.
+pub fn serve_now<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> Option<Served> {
     let result = match route {
-        Route::UrlCheck => url_check(app, &req),
-        Route::Push => push(app, &req).await,
-        Route::Health => Ok(Served::done(Response::new(200, JSON, app.config.health().into_bytes()), "ok")),
-        Route::Admin => admin_call(app, &req).await,
+        Route::UrlCheck => url_check(app, req),
+        Route::Push => push_now(app, req)?,
+        Route::Health => Ok(Served::done(Response::new(200, JSON, app.config.health().as_bytes().to_vec()), "ok")),
+        Route::Admin => return None,
         Route::NotFound => Err(Error::NotFound),
         Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
+    };
+    Some(result.unwrap_or_else(|e| Served::failed(&e)))
+}
+
+/// Serves `req`, whose body the glue read within `route.body_limit()`.
+pub async fn serve<R: Runtime + 'static>(app: &Rc<App<R>>, route: Route, req: Request<'_>) -> Served {
+    if let Some(served) = serve_now(app, route, &req) {
+        return served;
+    }
+    let result = match route {
+        Route::Push => push(app, &req).await,
+        Route::Admin => admin_call(app, &req).await,
+        // Every other route is served by `serve_now`.
+        _ => Err(Error::Internal("route without an I/O path")),
     };
     result.unwrap_or_else(|e| Served::failed(&e))
 }
@@ -200,13 +264,44 @@ fn url_check<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Served, Erro
     Ok(Served::done(Response::new(200, TEXT, echostr.as_bytes().to_vec()), "url_check"))
 }
 
-async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, req: &Request<'_>) -> Result<Served, Error> {
+/// A verified, parsed push.
+struct Push<'c> {
+    settings: CallbackSettings<'c>,
+    inbound: Inbound,
+    now: u64,
+}
+
+fn open_push<'c, R: Runtime>(app: &'c App<R>, req: &Request<'_>) -> Result<Push<'c>, Error> {
     let settings = app.config.callback()?;
-    let query = Query::parse(req.query);
     let now = app.rt.clock().now();
-    let inbound = callback::open_message(&settings, &query, req.body, now)?;
+    let inbound = callback::open_message(&settings, &Query::parse(req.query), req.body, now)?;
+    Ok(Push { settings, inbound, now })
+}
+
+/// The push answered without I/O; `None` when its transfer target needs a lookup.
+fn push_now<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Option<Result<Served, Error>> {
+    let push = match open_push(app, req) {
+        Ok(push) => push,
+        Err(e) => return Some(Err(e)),
+    };
+    let kf_account = if push.inbound.message.is_user_message() { transfer_target_now(app, push.now)? } else { None };
+    Some(reply(app, push, kf_account, None))
+}
+
+async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, req: &Request<'_>) -> Result<Served, Error> {
+    let push = open_push(app, req)?;
     let (kf_account, background) =
-        if inbound.message.is_user_message() { transfer_target(app).await } else { (None, None) };
+        if push.inbound.message.is_user_message() { transfer_target(app).await } else { (None, None) };
+    reply(app, push, kf_account, background)
+}
+
+fn reply<R: Runtime>(
+    app: &App<R>,
+    push: Push<'_>,
+    kf_account: Option<String>,
+    background: Option<Background>,
+) -> Result<Served, Error> {
+    let Push { settings, inbound, now } = push;
     // Only an encrypted reply needs a random prefix.
     let random = if inbound.encrypted { app.rt.random16() } else { [0; 16] };
     let (action, reply) = callback::respond(&settings, &inbound, kf_account.as_deref(), now, &random)?;
@@ -219,6 +314,18 @@ async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, req: &Request<'_>) -> Resu
         if kf_account.is_some() { " targeted" } else { "" },
     );
     Ok(Served { response: Response::new(200, content_type, reply.into_bytes()), outcome, background })
+}
+
+/// The `KfAccount` for a transfer from what this isolate knows; `None` when a lookup is needed.
+fn transfer_target_now<R: Runtime>(app: &App<R>, now: u64) -> Option<Option<String>> {
+    match kf::target(&app.config) {
+        Target::Untargeted => Some(None),
+        Target::Fixed(account) => Some(Some(account.to_string())),
+        Target::LookUp(accounts) => {
+            let online = app.isolate.online.known(now)?;
+            Some(online.and_then(|list| kf::choose(accounts, &list).map(str::to_string)))
+        }
+    }
 }
 
 /// The `KfAccount` for a transfer (see [`kf::target`] and [`kf::online_agents`]).

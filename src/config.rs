@@ -82,6 +82,7 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Problems found while loading, at most one per variable.
     pub problems: Vec<Problem>,
+    health: std::cell::OnceCell<String>,
 }
 
 impl Config {
@@ -162,6 +163,7 @@ impl Config {
             token_endpoint,
             admin_token: get("ADMIN_TOKEN"),
             problems,
+            health: std::cell::OnceCell::new(),
         }
     }
 
@@ -217,7 +219,12 @@ impl Config {
     }
 
     /// The JSON `GET /healthz` answers: features on/off and the variables at fault. No values.
-    pub fn health(&self) -> String {
+    /// Built once: the configuration never changes.
+    pub fn health(&self) -> &str {
+        self.health.get_or_init(|| self.build_health())
+    }
+
+    fn build_health(&self) -> String {
         let (missing, invalid) = self.faults();
         let mut features = ObjectWriter::new();
         features
@@ -357,7 +364,7 @@ mod tests {
         ]);
         let h = c.health();
         assert!(!h.contains("SECRET") && !h.contains("abcdefghij"), "{h}");
-        let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+        let h: serde_json::Value = serde_json::from_str(h).unwrap();
         assert_eq!(h["features"]["outbound_api"], true);
         assert_eq!(h["features"]["safe_mode"], true);
     }
@@ -365,7 +372,7 @@ mod tests {
     #[test]
     fn health_is_not_ok_while_a_variable_is_missing() {
         // The AppSecret without the AppID: the outbound API cannot work.
-        let health = |c: &Config| serde_json::from_str::<serde_json::Value>(&c.health()).unwrap();
+        let health = |c: &Config| serde_json::from_str::<serde_json::Value>(c.health()).unwrap();
         let h = health(&build(&[("WECHAT_TOKEN", "t"), ("WECHAT_APPSECRET", "s")]));
         assert_eq!(h["missing"], serde_json::json!(["WECHAT_APPID"]));
         assert_eq!(h["ok"], false);

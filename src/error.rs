@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::json::ObjectWriter;
+
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -147,37 +149,32 @@ impl Error {
 
     /// The JSON body answered to the caller. Only fixed texts and caller-supplied field names.
     pub fn body(&self) -> String {
-        self.json().to_string()
+        let mut w = ObjectWriter::new();
+        self.write_fields(&mut w);
+        w.finish()
     }
 
-    fn json(&self) -> serde_json::Value {
+    fn write_fields(&self, w: &mut ObjectWriter) {
         match self {
-            Error::WeChat { errcode, errmsg } => serde_json::json!({
-                "errcode": errcode,
-                "errmsg": errmsg,
-                "hint": wechat_hint(*errcode),
-            }),
-            Error::InvalidRequest { field, reason } => serde_json::json!({
-                "error": self.code(),
-                "field": field,
-                "message": reason,
-            }),
+            Error::WeChat { errcode, errmsg } => {
+                w.int("errcode", *errcode).str("errmsg", errmsg).str("hint", wechat_hint(*errcode));
+            }
+            Error::InvalidRequest { field, reason } => {
+                w.str("error", self.code()).str("field", field).str("message", reason);
+            }
             Error::MissingParameter(n)
             | Error::InvalidParameter(n)
             | Error::MissingField(n)
-            | Error::InvalidField(n) => serde_json::json!({
-                "error": self.code(),
-                "field": n,
-                "message": self.public_message(),
-            }),
-            Error::RetryLater { cause, retry_after_secs } => {
-                let mut json = cause.json();
-                if let Some(o) = json.as_object_mut() {
-                    o.insert("retry_after".into(), (*retry_after_secs).into());
-                }
-                json
+            | Error::InvalidField(n) => {
+                w.str("error", self.code()).str("field", n).str("message", self.public_message());
             }
-            _ => serde_json::json!({ "error": self.code(), "message": self.public_message() }),
+            Error::RetryLater { cause, retry_after_secs } => {
+                cause.write_fields(w);
+                w.num("retry_after", *retry_after_secs);
+            }
+            _ => {
+                w.str("error", self.code()).str("message", self.public_message());
+            }
         }
     }
 

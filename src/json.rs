@@ -149,6 +149,12 @@ impl ObjectWriter {
         self
     }
 
+    pub fn int(&mut self, key: &str, value: i64) -> &mut Self {
+        self.key(key);
+        self.out.push_str(itoa::Buffer::new().format(value));
+        self
+    }
+
     pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
         self.key(key);
         self.out.push_str(if value { "true" } else { "false" });
@@ -252,10 +258,13 @@ mod tests {
     fn object_writer_escapes_what_json_requires_and_parses_back() {
         let mut w = ObjectWriter::new();
         let nasty = "q\"b\\n\nr\rt\t\u{0}\u{1f}中😀</script>";
-        w.str("s", nasty).num("n", u64::MAX).bool("b", false).strs("l", ["a", "\""]).raw("o", "{}");
+        w.str("s", nasty).num("n", u64::MAX).int("i", i64::MIN).bool("b", false).strs("l", ["a", "\""]).raw("o", "{}");
         let json = w.finish();
         let back: Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, serde_json::json!({"s": nasty, "n": u64::MAX, "b": false, "l": ["a", "\""], "o": {}}));
+        assert_eq!(
+            back,
+            serde_json::json!({"s": nasty, "n": u64::MAX, "i": i64::MIN, "b": false, "l": ["a", "\""], "o": {}})
+        );
         assert_eq!(ObjectWriter::new().finish(), "{}");
     }
 }

@@ -274,3 +274,42 @@ fn a_hanging_online_list_never_delays_a_transfer_past_the_budget() {
     assert_eq!((kf.as_str(), ms), ("a@gh_1", 0));
     assert_eq!(rt.upstream.count("getonlinekflist"), 1);
 }
+
+/// Reads `Response::encode`'s layout the way src/glue/entry.mjs does.
+#[allow(clippy::type_complexity)]
+fn decode(out: &[u8]) -> (u16, &'static str, Vec<(String, String)>, u8, String, Vec<u8>) {
+    let status = u16::from_le_bytes([out[0], out[1]]);
+    let content_type = wechat_kf_worker::app::CONTENT_TYPES[usize::from(out[2])];
+    let mut i = 4;
+    let mut headers = Vec::new();
+    for _ in 0..out[3] {
+        let name_end = i + 1 + usize::from(out[i]);
+        let name = String::from_utf8(out[i + 1..name_end].to_vec()).unwrap();
+        let value_end = name_end + 2 + usize::from(u16::from_le_bytes([out[name_end], out[name_end + 1]]));
+        headers.push((name, String::from_utf8(out[name_end + 2..value_end].to_vec()).unwrap()));
+        i = value_end;
+    }
+    let level = out[i];
+    let line_end = i + 5 + u32::from_le_bytes([out[i + 1], out[i + 2], out[i + 3], out[i + 4]]) as usize;
+    let line = String::from_utf8(out[i + 5..line_end].to_vec()).unwrap();
+    (status, content_type, headers, level, line, out[line_end..].to_vec())
+}
+
+#[test]
+fn a_response_crosses_to_the_entry_as_one_byte_string() {
+    let err = Error::retry_later(Error::WeChat { errcode: 40164, errmsg: "invalid ip".into() }, 300);
+    let response = Response::error(&err);
+    let (status, content_type, headers, level, line, body) = decode(&response.encode(Some("{\"a\":\"中\"}")));
+    assert_eq!((status, content_type), (502, "application/json; charset=utf-8"));
+    assert_eq!(headers, vec![("retry-after".to_string(), "300".to_string())]);
+    assert_eq!((level, line.as_str()), (2, "{\"a\":\"中\"}"), "a 5xx is logged at error level");
+    assert_eq!(body, err.body().into_bytes());
+    let ok = Response::new(200, "application/xml; charset=utf-8", b"<xml/>".to_vec());
+    let (status, content_type, headers, level, line, body) = decode(&ok.encode(None));
+    assert_eq!(
+        (status, content_type, headers.len(), level, line.as_str(), body.as_slice()),
+        (200, "application/xml; charset=utf-8", 0, 0, "", &b"<xml/>"[..])
+    );
+    let (.., level, _, _) = decode(&ok.encode(Some("x")));
+    assert_eq!(level, 1);
+}

@@ -109,8 +109,9 @@ pub struct OnlineState {
 }
 
 impl OnlineState {
-    /// `Some(list or None)` while trusted at `now`.
-    fn get(&self, now: u64) -> Option<Option<Vec<OnlineKf>>> {
+    /// What this isolate knows at `now`: `Some(list)`, `Some(None)` after a recent failed or
+    /// slow lookup, `None` when a lookup is due.
+    pub fn known(&self, now: u64) -> Option<Option<Vec<OnlineKf>>> {
         self.memory.borrow().as_ref().filter(|(until, _)| now < *until).map(|(_, list)| list.clone())
     }
 
@@ -133,7 +134,7 @@ impl OnlineState {
 /// budget); a lookup over budget is handed back to finish in the background and warm the cache.
 pub async fn online_agents<R: Runtime + 'static>(app: &Rc<App<R>>) -> (Option<Vec<OnlineKf>>, Option<Background>) {
     let now = app.rt.clock().now();
-    if let Some(known) = app.isolate.online.get(now) {
+    if let Some(known) = app.isolate.online.known(now) {
         return (known, None);
     }
     let lookup = Box::pin(fetch_online(app.clone()));

@@ -1,11 +1,9 @@
-//! Request and response plumbing: the body read within the route's limit, the response built
-//! once.
+//! Request plumbing: the body read within the route's limit, and what is left unread drained.
 
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys;
 
-use crate::app::Response;
 use crate::error::Error;
 
 use super::runtime::read_bounded;
@@ -63,30 +61,4 @@ pub(crate) async fn discard_unread_body(req: &web_sys::Request) {
             let _ = read_bounded(stream, DRAIN_LIMIT).await;
         }
     }
-}
-
-/// The runtime's response for `r`.
-pub(crate) fn to_web(r: &Response) -> web_sys::Response {
-    let headers = web_sys::Headers::new().unwrap_or_else(|_| unreachable_headers());
-    let _ = headers.set("content-type", r.content_type);
-    let _ = headers.set("cache-control", "no-store");
-    for (name, value) in &r.headers {
-        let _ = headers.set(name, value);
-    }
-    let init = web_sys::ResponseInit::new();
-    init.set_status(r.status);
-    init.set_headers(&headers);
-    let body = Uint8Array::from(r.body.as_slice());
-    web_sys::Response::new_with_opt_buffer_source_and_init(Some(&body), &init)
-        .unwrap_or_else(|_| web_sys::Response::new().unwrap_or_else(|_| unreachable_response()))
-}
-
-#[cold]
-fn unreachable_headers() -> web_sys::Headers {
-    worker::wasm_bindgen::throw_str("Headers() failed")
-}
-
-#[cold]
-fn unreachable_response() -> web_sys::Response {
-    worker::wasm_bindgen::throw_str("Response() failed")
 }

@@ -8,6 +8,8 @@ mod runtime;
 use std::cell::OnceCell;
 use std::rc::Rc;
 
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsValue};
 use worker::{event, web_sys, Context, Env, ScheduleContext, ScheduledEvent};
 
 use crate::app::{self, App, Isolate, Request, Route, Served};
@@ -42,52 +44,91 @@ fn app(env: &Env) -> Rc<App<WorkerRuntime>> {
     Rc::new(App::new(config, isolate, WorkerRuntime::new(env)))
 }
 
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+/// The headers of every response by content type, as JSON (`[{"content-type": ..., ...}, ...]`
+/// in the order of [`app::CONTENT_TYPES`]): the entry builds them once.
+#[wasm_bindgen]
+pub fn response_headers() -> String {
+    let mut sets = String::from("[");
+    for (i, content_type) in app::CONTENT_TYPES.iter().enumerate() {
+        if i > 0 {
+            sets.push(',');
+        }
+        let mut set = crate::json::ObjectWriter::new();
+        set.str("content-type", content_type);
+        for (name, value) in app::COMMON_HEADERS {
+            set.str(name, value);
+        }
+        sets.push_str(&set.finish());
+    }
+    sets.push(']');
+    sets
+}
+
+/// The request without I/O (see [`app::serve_now`]), for the JS entry: the encoded response
+/// (see [`app::Response::encode`]), or `undefined` when the request needs [`handle_async`].
+/// `body` is the whole body (the entry reads small declared bodies itself), absent for none.
+#[wasm_bindgen]
+pub fn handle(env: Env, method: &str, url: &str, body: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let (path, query) = app::split_url(url);
+    let route = Route::of(method, path);
+    let app = app(&env);
+    let request = Request { method, path, query, authorization: None, body: body.as_deref().unwrap_or_default() };
+    let served = app::serve_now(&app, route, &request)?;
+    let line = app::log_line(route, method, served.response.status, &served.outcome, 0, &app.take_notes());
+    Some(served.response.encode(Some(&line)))
+}
+
+/// The whole request, with I/O; resolves to the encoded response. `body`: the body if the entry
+/// already read it, else it is read here within the route's limit.
+#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures)]
+pub async fn handle_async(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+    body: Option<Vec<u8>>,
+) -> Result<JsValue, JsValue> {
+    let ctx = Context::new(ctx);
     let started = WorkerClock.now_ms();
     let method = req.method();
     let url = req.url();
     let (path, query) = app::split_url(&url);
     let route = Route::of(&method, path);
     let app = app(&env);
-    let served = match route.body_limit() {
-        Some(limit) => match http::read_body(&req, limit).await {
-            Ok(body) => {
-                let authorization = req.headers().get("authorization").ok().flatten();
-                let request =
-                    Request { method: &method, path, query, authorization: authorization.as_deref(), body: &body };
-                app::serve(&app, route, request).await
-            }
-            Err(e) => Served::failed(&e),
-        },
-        None => {
-            let request = Request { method: &method, path, query, authorization: None, body: &[] };
+    let authorization = if route == Route::Admin { req.headers().get("authorization").ok().flatten() } else { None };
+    let body = match (body, route.body_limit()) {
+        (Some(body), _) => Ok(body),
+        (None, Some(limit)) => http::read_body(&req, limit).await,
+        (None, None) => Ok(Vec::new()),
+    };
+    let served = match body {
+        Ok(body) => {
+            let request =
+                Request { method: &method, path, query, authorization: authorization.as_deref(), body: &body };
             app::serve(&app, route, request).await
         }
+        Err(e) => Served::failed(&e),
     };
     http::discard_unread_body(&req).await;
     let Served { response, outcome, background } = served;
     let ms = WorkerClock.now_ms().saturating_sub(started);
-    let status = response.status;
-    let web = http::to_web(&response);
-    match background {
+    let encoded = match background {
         // The log line waits for the background work, so that it can tell what that did.
-        Some(work) => ctx.wait_until(async move {
-            work.await;
-            log(&app::log_line(route, &method, status, &outcome, ms, &app.take_notes()), status);
-        }),
-        None => log(&app::log_line(route, &method, status, &outcome, ms, &app.take_notes()), status),
-    }
-    Ok(web)
-}
-
-/// One line per request; server faults (misconfiguration, runtime failures) at error level.
-fn log(line: &str, status: u16) {
-    if status >= 500 {
-        worker::console_error!("{line}");
-    } else {
-        worker::console_log!("{line}");
-    }
+        Some(work) => {
+            let status = response.status;
+            ctx.wait_until(async move {
+                work.await;
+                let line = app::log_line(route, &method, status, &outcome, ms, &app.take_notes());
+                if status >= 500 {
+                    worker::console_error!("{line}");
+                } else {
+                    worker::console_log!("{line}");
+                }
+            });
+            response.encode(None)
+        }
+        None => response.encode(Some(&app::log_line(route, &method, response.status, &outcome, ms, &app.take_notes()))),
+    };
+    Ok(Uint8Array::from(encoded.as_slice()).into())
 }
 
 /// Cron Trigger: keeps the stored access_token fresh so user-facing calls never wait for it.

@@ -2,6 +2,7 @@
 //! for the upstream. They move bytes and decide nothing (every TTL, limit and timeout is the
 //! caller's).
 
+use std::cell::OnceCell;
 use std::time::Duration;
 
 use worker::js_sys::{self, Reflect, Uint8Array};
@@ -13,13 +14,16 @@ use crate::api::http::{Answer, Body, HttpCall, HttpMethod};
 use crate::error::Error;
 use crate::runtime::{Clock, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
 
-/// Workers KV (the `WECHAT_KV` binding); without the binding every operation fails, and the
-/// callers degrade to isolate memory and the WeChat API.
-pub(crate) struct KvBacked(Option<KvStore>);
+/// Workers KV (the `WECHAT_KV` binding), looked up on first use; without the binding every
+/// operation fails, and the callers degrade to isolate memory and the WeChat API.
+pub(crate) struct KvBacked {
+    env: Env,
+    kv: OnceCell<Option<KvStore>>,
+}
 
 impl KvBacked {
     fn kv(&self) -> Result<&KvStore, Error> {
-        self.0.as_ref().ok_or(Error::Config("WECHAT_KV"))
+        self.kv.get_or_init(|| self.env.kv("WECHAT_KV").ok()).as_ref().ok_or(Error::Config("WECHAT_KV"))
     }
 }
 
@@ -41,7 +45,8 @@ pub(crate) struct WorkerClock;
 
 impl Clock for WorkerClock {
     fn now_ms(&self) -> u64 {
-        worker::Date::now().as_millis()
+        // Whole milliseconds since the epoch: exact in an f64.
+        js_sys::Date::now() as u64
     }
     async fn sleep(&self, ms: u64) {
         Delay::from(Duration::from_millis(ms)).await
@@ -133,7 +138,11 @@ pub(crate) struct WorkerRuntime {
 
 impl WorkerRuntime {
     pub(crate) fn new(env: &Env) -> Self {
-        WorkerRuntime { store: KvBacked(env.kv("WECHAT_KV").ok()), clock: WorkerClock, upstream: FetchUpstream }
+        WorkerRuntime {
+            store: KvBacked { env: env.clone(), kv: OnceCell::new() },
+            clock: WorkerClock,
+            upstream: FetchUpstream,
+        }
     }
 }
 

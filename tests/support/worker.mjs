@@ -2,6 +2,7 @@
 import { Miniflare } from 'miniflare';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -37,9 +38,11 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
       for (const line of lines) if (line.trim()) logs.push({ stream: name, line });
     });
   };
+  const dir = buildDir ?? join(root, 'build');
   const mf = new Miniflare({
-    rootPath: buildDir ?? join(root, 'build'),
-    scriptPath: 'worker/shim.mjs',
+    rootPath: dir,
+    // build/worker.mjs; a baseline built by worker-build has worker/shim.mjs.
+    scriptPath: existsSync(join(dir, 'worker.mjs')) ? 'worker.mjs' : 'worker/shim.mjs',
     modulesRoot: '.',
     modules: true,
     modulesRules: [

@@ -1,0 +1,71 @@
+// The Worker's entry point. It reads what a request needs once (method, URL, a small declared
+// body), calls the Rust core once, and builds the response once from the bytes it returns
+// (status, headers, log line, body: see `Response::encode` in src/app.rs). Requests the core
+// cannot answer without I/O (KV, the WeChat API), and bodies that are large, undeclared or not
+// POSTed, go to the core's async path with the original request. It decides nothing else.
+import * as core from './index.js';
+
+/// Bodies up to this size (the callback's limit) are read here; the core checks every limit itself.
+const FAST_BODY_LIMIT = 64 * 1024;
+const utf8 = new TextDecoder();
+const latin1 = (bytes, start, end) => String.fromCharCode.apply(null, bytes.subarray(start, end));
+/// The headers of every response, by content type (`Response::encode` sends the index).
+const HEADERS = JSON.parse(core.response_headers());
+
+function respond(out) {
+  const status = out[0] | (out[1] << 8);
+  let headers = HEADERS[out[2]];
+  let i = 4;
+  if (out[3] > 0) {
+    headers = { ...headers };
+    for (let n = out[3]; n > 0; n--) {
+      const nameEnd = i + 1 + out[i];
+      const name = latin1(out, i + 1, nameEnd);
+      const valueEnd = nameEnd + 2 + (out[nameEnd] | (out[nameEnd + 1] << 8));
+      headers[name] = latin1(out, nameEnd + 2, valueEnd);
+      i = valueEnd;
+    }
+  }
+  const level = out[i];
+  const lineEnd = i + 5 + (out[i + 1] | (out[i + 2] << 8) | (out[i + 3] << 16)) + out[i + 4] * 0x1000000;
+  if (level === 1) console.log(utf8.decode(out.subarray(i + 5, lineEnd)));
+  else if (level === 2) console.error(utf8.decode(out.subarray(i + 5, lineEnd)));
+  return new Response(out.subarray(lineEnd), { status, headers });
+}
+
+/// A JS exception out of the core. A trap (a Rust panic) leaves the instance unusable: a fresh
+/// one serves the next request.
+function failed(e) {
+  const trap = e instanceof WebAssembly.RuntimeError;
+  if (trap) core.__wbg_reset_state();
+  console.error(JSON.stringify({ route: 'entry', status: 500, outcome: trap ? 'internal_error: wasm trap' : 'internal_error: runtime' }));
+  return new Response('{"error":"internal_error","message":"internal error"}', {
+    status: 500,
+    headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+  });
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    try {
+      const method = request.method;
+      let body;
+      if (request.body !== null) {
+        const declared = Number(request.headers.get('content-length') ?? NaN);
+        if (method !== 'POST' || !(declared <= FAST_BODY_LIMIT)) return respond(await core.handle_async(request, env, ctx));
+        body = new Uint8Array(await request.arrayBuffer());
+      }
+      return respond(core.handle(env, method, request.url, body) ?? (await core.handle_async(request, env, ctx, body)));
+    } catch (e) {
+      return failed(e);
+    }
+  },
+
+  async scheduled(event, env, ctx) {
+    try {
+      await core.scheduled(event, env, ctx);
+    } catch (e) {
+      failed(e);
+    }
+  },
+};
