@@ -47,7 +47,7 @@ fn send_call() -> ApiCall {
 /// A stored token fetched `age` seconds before `NOW`.
 fn seed_token(rt: &FakeRuntime, access_token: &str, age: u64) {
     let t = CachedToken::new(access_token.into(), 7200, NOW - age);
-    rt.store.seed(TOKEN_KEY, &serde_json::to_string(&t).unwrap(), 3600);
+    rt.store.seed(TOKEN_KEY, &t.to_json(), 3600);
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn fifty_concurrent_callers_and_an_empty_cache_make_one_token_request() {
     assert!(results.iter().all(|r| r.as_ref().unwrap().access_token == "T1"), "{results:?}");
     assert_eq!(rt.upstream.count("/cgi-bin/stable_token"), 1);
     // Stored for the other isolates, until a margin before its expiry.
-    let stored: CachedToken = serde_json::from_str(&rt.store.peek(TOKEN_KEY).unwrap()).unwrap();
+    let stored = CachedToken::from_json(&rt.store.peek(TOKEN_KEY).unwrap()).unwrap();
     assert_eq!(stored.access_token, "T1");
     assert_eq!(rt.store.expiry(TOKEN_KEY), Some((NOW + 7200 - 300) * 1000 + 50));
 }

@@ -4,12 +4,10 @@
 //! `POST /api/messages` forwards the caller's JSON byte for byte (UTF-8, no re-escaping);
 //! the other routes send a JSON object built from the validated fields only.
 
-use serde_json::{json, Map, Value};
-
 use crate::api::http::{query_param, ApiCall};
 use crate::config::is_kf_account;
 use crate::error::Error;
-use crate::json::parse_object;
+use crate::json::{parse_object, Json, Object, ObjectWriter};
 
 /// Largest admin request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -47,7 +45,10 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             if command != "Typing" && command != "CancelTyping" {
                 return Err(invalid("command", "must be Typing or CancelTyping"));
             }
-            Ok(ApiCall::post("/cgi-bin/message/custom/typing", to_body(json!({"touser": touser, "command": command}))))
+            Ok(ApiCall::post(
+                "/cgi-bin/message/custom/typing",
+                string_body(&[("touser", touser), ("command", command)]),
+            ))
         }
         (["kf", "accounts"], "GET") => Ok(ApiCall::get("/cgi-bin/customservice/getkflist")),
         (["kf", "online"], "GET") => Ok(ApiCall::get("/cgi-bin/customservice/getonlinekflist")),
@@ -55,7 +56,10 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             let o = parse_object(body)?;
             let kf = kf_account_field(&o)?;
             let nickname = string_field(&o, "nickname", "nickname")?;
-            Ok(ApiCall::post("/customservice/kfaccount/add", to_body(json!({"kf_account": kf, "nickname": nickname}))))
+            Ok(ApiCall::post(
+                "/customservice/kfaccount/add",
+                string_body(&[("kf_account", &kf), ("nickname", nickname)]),
+            ))
         }
         (["kf", "accounts", kf], "PUT") => {
             let kf = kf_account_path(kf)?;
@@ -63,12 +67,12 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             let nickname = string_field(&o, "nickname", "nickname")?;
             Ok(ApiCall::post(
                 "/customservice/kfaccount/update",
-                to_body(json!({"kf_account": kf, "nickname": nickname})),
+                string_body(&[("kf_account", &kf), ("nickname", nickname)]),
             ))
         }
         (["kf", "accounts", kf], "DELETE") => {
             let kf = kf_account_path(kf)?;
-            Ok(ApiCall::post("/customservice/kfaccount/del", to_body(json!({"kf_account": kf}))))
+            Ok(ApiCall::post("/customservice/kfaccount/del", string_body(&[("kf_account", &kf)])))
         }
         (["kf", "accounts", kf, "invite"], "POST") => {
             let kf = kf_account_path(kf)?;
@@ -76,7 +80,7 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             let invite_wx = string_field(&o, "invite_wx", "invite_wx")?;
             Ok(ApiCall::post(
                 "/customservice/kfaccount/inviteworker",
-                to_body(json!({"kf_account": kf, "invite_wx": invite_wx})),
+                string_body(&[("kf_account", &kf), ("invite_wx", invite_wx)]),
             ))
         }
         (["kf", "sessions"], "POST" | "DELETE") => {
@@ -85,7 +89,7 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             let openid = string_field(&o, "openid", "openid")?;
             let path =
                 if method == "POST" { "/customservice/kfsession/create" } else { "/customservice/kfsession/close" };
-            Ok(ApiCall::post(path, to_body(json!({"kf_account": kf, "openid": openid}))))
+            Ok(ApiCall::post(path, string_body(&[("kf_account", &kf), ("openid", openid)])))
         }
         (["kf", "sessions"], "GET") => {
             let param = |name: &str| query_param(query, name).filter(|v| !v.is_empty());
@@ -113,10 +117,11 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             if !(1..=10_000).contains(&number) {
                 return Err(invalid("number", "must be 1..=10000"));
             }
-            Ok(ApiCall::post(
-                "/customservice/msgrecord/getmsglist",
-                to_body(json!({"starttime": start, "endtime": end, "msgid": msgid, "number": number})),
-            ))
+            Ok(ApiCall::post("/customservice/msgrecord/getmsglist", {
+                let mut w = ObjectWriter::new();
+                w.int("starttime", start).int("endtime", end).int("msgid", msgid).int("number", number);
+                w.finish().into_bytes()
+            }))
         }
         _ => Err(allowed_methods(&segments).map_or(Error::NotFound, Error::MethodNotAllowed)),
     }
@@ -137,7 +142,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
 /// Checks a `message/custom/send` body: `touser`, a known `msgtype` with its required fields,
 /// one article for `news`, a non-empty `msgmenu.list`, and a well-formed optional
 /// `customservice.kf_account`.
-pub fn validate_custom_send(o: &Map<String, Value>) -> Result<(), Error> {
+pub fn validate_custom_send(o: &Object) -> Result<(), Error> {
     string_field(o, "touser", "touser")?;
     let msgtype = string_field(o, "msgtype", "msgtype")?;
     let Some((_, required)) = MSGTYPES.iter().find(|(t, _)| *t == msgtype) else {
@@ -145,7 +150,7 @@ pub fn validate_custom_send(o: &Map<String, Value>) -> Result<(), Error> {
     };
     let payload = o
         .get(msgtype)
-        .and_then(Value::as_object)
+        .and_then(Json::as_object)
         .ok_or_else(|| Error::InvalidRequest { field: msgtype.to_string(), reason: "must be an object" })?;
     for name in *required {
         string_field(payload, name, &format!("{msgtype}.{name}"))?;
@@ -154,20 +159,20 @@ pub fn validate_custom_send(o: &Map<String, Value>) -> Result<(), Error> {
         "news" => {
             let articles = payload
                 .get("articles")
-                .and_then(Value::as_array)
+                .and_then(Json::as_array)
                 .ok_or_else(|| Error::InvalidRequest { field: "news.articles".into(), reason: "must be an array" })?;
             if articles.len() != 1 {
                 return Err(invalid("news.articles", "must hold exactly one article (WeChat answers 45008 otherwise)"));
             }
             let article = articles
                 .first()
-                .and_then(Value::as_object)
+                .and_then(Json::as_object)
                 .ok_or_else(|| invalid("news.articles[0]", "must be an object"))?;
             string_field(article, "title", "news.articles[0].title")?;
             string_field(article, "url", "news.articles[0].url")?;
         }
         "msgmenu" => {
-            let list = payload.get("list").and_then(Value::as_array).filter(|l| !l.is_empty());
+            let list = payload.get("list").and_then(Json::as_array).filter(|l| !l.is_empty());
             let list = list.ok_or_else(|| invalid("msgmenu.list", "must be a non-empty array"))?;
             for (i, item) in list.iter().enumerate() {
                 let item =
@@ -192,27 +197,32 @@ fn invalid(field: &str, reason: &'static str) -> Error {
     Error::InvalidRequest { field: field.to_string(), reason }
 }
 
-fn to_body(v: Value) -> Vec<u8> {
-    v.to_string().into_bytes()
+/// A JSON object of string fields.
+fn string_body(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut w = ObjectWriter::new();
+    for (name, value) in fields {
+        w.str(name, value);
+    }
+    w.finish().into_bytes()
 }
 
-fn string_field<'a>(o: &'a Map<String, Value>, name: &str, label: &str) -> Result<&'a str, Error> {
+fn string_field<'a>(o: &'a Object, name: &str, label: &str) -> Result<&'a str, Error> {
     match o.get(name) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
-        Some(Value::String(_)) => Err(invalid(label, "must not be empty")),
+        Some(Json::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Json::String(_)) => Err(invalid(label, "must not be empty")),
         Some(_) => Err(invalid(label, "must be a string")),
         None => Err(invalid(label, "is required")),
     }
 }
 
-fn int_field(o: &Map<String, Value>, name: &str) -> Result<i64, Error> {
+fn int_field(o: &Object, name: &str) -> Result<i64, Error> {
     match o.get(name) {
         Some(v) => v.as_i64().filter(|n| *n >= 0).ok_or_else(|| invalid(name, "must be a non-negative integer")),
         None => Err(invalid(name, "is required")),
     }
 }
 
-fn kf_account_field(o: &Map<String, Value>) -> Result<String, Error> {
+fn kf_account_field(o: &Object) -> Result<String, Error> {
     let kf = string_field(o, "kf_account", "kf_account")?;
     if !is_kf_account(kf) {
         return Err(invalid("kf_account", "must look like prefix@account"));
@@ -237,6 +247,7 @@ fn percent_decode_path(raw: &str) -> String {
 mod tests {
     use super::*;
     use crate::api::http::Body;
+    use serde_json::{json, Value};
 
     fn json_body(s: &str) -> Body {
         Body::Json(s.as_bytes().to_vec())

@@ -1,36 +1,28 @@
 //! Reading WeChat's JSON answers, once for every API: `{"errcode":N,"errmsg":"..."}` with
 //! `errcode` 0 or absent meaning success.
 
-use serde_json::{Map, Value};
-
 use crate::api::http::Answer;
 use crate::error::Error;
+use crate::json::{parse, Json, Object};
 
 /// Longest `errmsg` kept (it is echoed to admin API callers and is WeChat's text, not ours).
 pub const MAX_ERRMSG_CHARS: usize = 200;
 
 /// The answer's JSON object, or the error it stands for: a non-2xx status or a body that is not
 /// a JSON object is [`Error::Upstream`]; a non-zero `errcode` is [`Error::WeChat`].
-pub fn read_answer(answer: &Answer) -> Result<Map<String, Value>, Error> {
+pub fn read_answer(answer: &Answer) -> Result<Object, Error> {
     if !answer.is_success() {
         return Err(Error::Upstream("WeChat answered a non-2xx status"));
     }
-    let value: Value = serde_json::from_slice(&answer.body)
-        .map_err(|_| Error::Upstream("WeChat answered something that is not JSON"))?;
-    let Value::Object(o) = value else {
+    let value = parse(&answer.body).map_err(|_| Error::Upstream("WeChat answered something that is not JSON"))?;
+    let Json::Object(o) = value else {
         return Err(Error::Upstream("WeChat answered JSON that is not an object"));
     };
-    match o.get("errcode").and_then(Value::as_i64) {
+    match o.get("errcode").and_then(Json::as_i64) {
         None | Some(0) => Ok(o),
         Some(errcode) => Err(Error::WeChat {
             errcode,
-            errmsg: o
-                .get("errmsg")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .chars()
-                .take(MAX_ERRMSG_CHARS)
-                .collect(),
+            errmsg: o.get("errmsg").and_then(Json::as_str).unwrap_or_default().chars().take(MAX_ERRMSG_CHARS).collect(),
         }),
     }
 }
@@ -46,7 +38,7 @@ mod tests {
     #[test]
     fn read_answer_maps_errcodes_and_junk() {
         assert!(read_answer(&answer(200, r#"{"errcode":0,"errmsg":"ok"}"#)).is_ok());
-        assert_eq!(read_answer(&answer(200, r#"{"kf_list":[]}"#)).unwrap()["kf_list"], serde_json::json!([]));
+        assert_eq!(read_answer(&answer(200, r#"{"kf_list":[]}"#)).unwrap().get("kf_list"), Some(&Json::Array(vec![])));
         assert_eq!(
             read_answer(&answer(200, r#"{"errcode":45015,"errmsg":"response out of time limit"}"#)).unwrap_err(),
             Error::WeChat { errcode: 45015, errmsg: "response out of time limit".into() }

@@ -8,12 +8,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::api::http::ApiCall;
 use crate::app::{App, Background};
 use crate::config::{Config, KfRouting};
 use crate::error::Error;
+use crate::json::{parse, Json, Object};
 use crate::runtime::{with_timeout, Clock, Runtime, Store, STORE_MIN_TTL_SECS};
 
 /// How long a fetched online list is trusted (memory and store).
@@ -24,29 +23,51 @@ pub const NEGATIVE_TTL_SECS: u64 = 30;
 pub const LOOKUP_BUDGET_MS: u64 = 1_500;
 
 /// One entry of `getonlinekflist`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnlineKf {
     pub kf_account: String,
-    /// 0 offline; 1 web client online (other non-zero values: other clients).
-    #[serde(default)]
+    /// 0 offline; 1 web client online (other non-zero values: other clients). Absent: 0.
     pub status: i64,
     /// Maximum sessions auto-accepted; 0 means auto-accept is off. Absent: not reported.
-    #[serde(default)]
     pub auto_accept: Option<i64>,
-    /// Sessions being served now.
-    #[serde(default)]
+    /// Sessions being served now. Absent: 0.
     pub accepted_case: i64,
 }
 
 impl OnlineKf {
+    /// An entry as WeChat writes it: `kf_account` a string, the numbers integers when present.
+    fn from_json(entry: &Json) -> Option<OnlineKf> {
+        let o = entry.as_object()?;
+        let int = |name: &str| match o.get(name) {
+            None => Some(None),
+            Some(v) => v.as_i64().map(Some),
+        };
+        Some(OnlineKf {
+            kf_account: o.get("kf_account")?.as_str()?.to_string(),
+            status: int("status")?.unwrap_or_default(),
+            auto_accept: int("auto_accept")?,
+            accepted_case: int("accepted_case")?.unwrap_or_default(),
+        })
+    }
+
+    fn write(&self, out: &mut String) {
+        let mut w = crate::json::ObjectWriter::new();
+        w.str("kf_account", &self.kf_account).int("status", self.status);
+        if let Some(max) = self.auto_accept {
+            w.int("auto_accept", max);
+        }
+        w.int("accepted_case", self.accepted_case);
+        out.push_str(&w.finish());
+    }
+
     /// Online, and either below its auto-accept limit or with no limit reported.
     pub fn has_capacity(&self) -> bool {
         self.status != 0 && self.auto_accept.is_none_or(|max| max > 0 && self.accepted_case < max)
     }
 }
 
-/// An online list with the time it was fetched, as cached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An online list with the time it was fetched, as cached: `{"fetched_at":..,"list":[..]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedOnlineList {
     pub fetched_at: u64,
     pub list: Vec<OnlineKf>,
@@ -56,19 +77,42 @@ impl CachedOnlineList {
     pub fn is_fresh(&self, now: u64) -> bool {
         now.saturating_sub(self.fetched_at) < ONLINE_LIST_TTL_SECS
     }
+
+    pub fn to_json(&self) -> String {
+        let mut out = String::from("{\"fetched_at\":");
+        out.push_str(itoa::Buffer::new().format(self.fetched_at));
+        out.push_str(",\"list\":[");
+        for (i, kf) in self.list.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            kf.write(&mut out);
+        }
+        out.push_str("]}");
+        out
+    }
+
+    pub fn from_json(raw: &str) -> Option<Self> {
+        let doc = parse(raw.as_bytes()).ok()?;
+        let o = doc.as_object()?;
+        Some(CachedOnlineList { fetched_at: o.get("fetched_at")?.as_u64()?, list: entries(o.get("list"))? })
+    }
 }
 
-#[derive(Deserialize)]
-struct OnlineResponse {
-    #[serde(default)]
-    kf_online_list: Vec<OnlineKf>,
+/// The entries of a list; absent is empty.
+fn entries(list: Option<&Json>) -> Option<Vec<OnlineKf>> {
+    match list {
+        None => Some(Vec::new()),
+        Some(list) => list.as_array()?.iter().map(OnlineKf::from_json).collect(),
+    }
 }
 
 /// Reads `getonlinekflist`'s answer (already checked for `errcode`).
 pub fn parse_online_list(body: &[u8]) -> Result<Vec<OnlineKf>, Error> {
-    serde_json::from_slice::<OnlineResponse>(body)
-        .map(|r| r.kf_online_list)
-        .map_err(|_| Error::Upstream("getonlinekflist answered an unexpected shape"))
+    let doc = parse(body).ok();
+    let o: Option<&Object> = doc.as_ref().and_then(Json::as_object);
+    o.and_then(|o| entries(o.get("kf_online_list")))
+        .ok_or(Error::Upstream("getonlinekflist answered an unexpected shape"))
 }
 
 /// The first configured account that is online with free capacity.
@@ -168,7 +212,7 @@ async fn fetch_online<R: Runtime>(app: Rc<App<R>>) -> Result<Vec<OnlineKf>, Erro
     let key = online_key(api.tokens.creds.appid);
     let now = app.rt.clock().now();
     if let Ok(Some(raw)) = app.rt.store().get(&key).await {
-        if let Ok(cached) = serde_json::from_str::<CachedOnlineList>(&raw) {
+        if let Some(cached) = CachedOnlineList::from_json(&raw) {
             if cached.is_fresh(now) {
                 return Ok(cached.list);
             }
@@ -176,9 +220,7 @@ async fn fetch_online<R: Runtime>(app: Rc<App<R>>) -> Result<Vec<OnlineKf>, Erro
     }
     let list = parse_online_list(&api.call(&ApiCall::get(ONLINE_PATH)).await?)?;
     let cached = CachedOnlineList { fetched_at: now, list };
-    if let Ok(value) = serde_json::to_string(&cached) {
-        let _ = app.rt.store().put(&key, &value, STORE_MIN_TTL_SECS).await;
-    }
+    let _ = app.rt.store().put(&key, &cached.to_json(), STORE_MIN_TTL_SECS).await;
     Ok(cached.list)
 }
 
@@ -216,6 +258,16 @@ mod tests {
         assert!(!list[0].has_capacity());
         assert!(list[1].has_capacity());
         assert!(parse_online_list(b"{}").unwrap().is_empty());
-        assert!(parse_online_list(b"[").is_err());
+        for junk in [
+            &b"["[..],
+            b"[]",
+            br#"{"kf_online_list":{}}"#,
+            br#"{"kf_online_list":[{"status":1}]}"#,
+            br#"{"kf_online_list":[{"kf_account":"a@b","status":"1"}]}"#,
+        ] {
+            assert_eq!(parse_online_list(junk), Err(Error::Upstream("getonlinekflist answered an unexpected shape")));
+        }
+        let cached = CachedOnlineList { fetched_at: 7, list };
+        assert_eq!(CachedOnlineList::from_json(&cached.to_json()), Some(cached));
     }
 }

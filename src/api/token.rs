@@ -2,13 +2,11 @@
 //! what to do when WeChat rejects one or the endpoint fails. The clock is always passed in
 //! (`now`, seconds). [`crate::api::token_cache`] applies it over the runtime traits.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
 use crate::api::answer::read_answer;
 use crate::api::http::{encode, Answer, HttpCall};
 use crate::config::{ApiCredentials, TokenEndpoint};
 use crate::error::Error;
+use crate::json::{parse, Json, ObjectWriter};
 use crate::runtime::STORE_MIN_TTL_SECS;
 
 /// A cron run refreshes the token when it has less than this left (the cron runs every 5 min).
@@ -28,8 +26,8 @@ pub const BACKOFF_MAX_SECS: u64 = 60;
 /// Back-off after a credential error or the daily quota: no retry fixes those soon.
 pub const CREDENTIAL_BACKOFF_SECS: u64 = 300;
 
-/// A token as cached in memory and in KV (JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A token as cached in memory and in KV (JSON, see [`CachedToken::to_json`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedToken {
     pub access_token: String,
     /// When WeChat said it expires (seconds since the epoch).
@@ -37,7 +35,6 @@ pub struct CachedToken {
     /// When we received it.
     pub fetched_at: u64,
     /// It was fetched because WeChat rejected the token before it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub after_rejection: bool,
 }
 
@@ -50,6 +47,28 @@ impl CachedToken {
             fetched_at: now,
             after_rejection: false,
         }
+    }
+
+    /// `{"access_token":..,"expires_at":..,"fetched_at":..[,"after_rejection":true]}`.
+    pub fn to_json(&self) -> String {
+        let mut w = ObjectWriter::new();
+        w.str("access_token", &self.access_token).num("expires_at", self.expires_at).num("fetched_at", self.fetched_at);
+        if self.after_rejection {
+            w.bool("after_rejection", true);
+        }
+        w.finish()
+    }
+
+    /// Reads [`to_json`](Self::to_json)'s output; `None` for anything else.
+    pub fn from_json(raw: &str) -> Option<Self> {
+        let doc = parse(raw.as_bytes()).ok()?;
+        let o = doc.as_object()?;
+        Some(CachedToken {
+            access_token: o.get("access_token")?.as_str()?.to_string(),
+            expires_at: o.get("expires_at")?.as_u64()?,
+            fetched_at: o.get("fetched_at")?.as_u64()?,
+            after_rejection: o.get("after_rejection").and_then(Json::as_bool).unwrap_or(false),
+        })
     }
 
     /// Safety margin before the real expiry: a quarter of the lifetime, at most 5 minutes, so a
@@ -126,17 +145,14 @@ pub fn after_rejection(rejected: &str, fresh: &str, last_forced: Option<u64>, no
 /// The token request for `creds`. `force_refresh` only applies to the stable endpoint.
 pub fn token_request(creds: &ApiCredentials<'_>, force_refresh: bool) -> HttpCall {
     match creds.endpoint {
-        TokenEndpoint::Stable => HttpCall::post_json(
-            format!("{}/cgi-bin/stable_token", creds.api_base),
-            serde_json::json!({
-                "grant_type": "client_credential",
-                "appid": creds.appid,
-                "secret": creds.secret,
-                "force_refresh": force_refresh,
-            })
-            .to_string()
-            .into_bytes(),
-        ),
+        TokenEndpoint::Stable => {
+            let mut body = ObjectWriter::new();
+            body.str("grant_type", "client_credential")
+                .str("appid", creds.appid)
+                .str("secret", creds.secret)
+                .bool("force_refresh", force_refresh);
+            HttpCall::post_json(format!("{}/cgi-bin/stable_token", creds.api_base), body.finish().into_bytes())
+        }
         TokenEndpoint::Classic => HttpCall::get(format!(
             "{}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
             creds.api_base,
@@ -149,8 +165,8 @@ pub fn token_request(creds: &ApiCredentials<'_>, force_refresh: bool) -> HttpCal
 /// Reads a token endpoint's answer: `(access_token, expires_in)` or the error it stands for.
 pub fn parse_token_answer(answer: &Answer) -> Result<(String, u64), Error> {
     let o = read_answer(answer)?;
-    let token = o.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN);
-    let expires_in = o.get("expires_in").and_then(Value::as_u64).filter(|&e| e > 0);
+    let token = o.get("access_token").and_then(Json::as_str).filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN);
+    let expires_in = o.get("expires_in").and_then(Json::as_u64).filter(|&e| e > 0);
     match (token, expires_in) {
         (Some(t), Some(e)) => Ok((t.to_string(), e)),
         _ => Err(Error::Upstream("token endpoint answered without a usable access_token")),
@@ -274,9 +290,12 @@ mod tests {
         assert!(!refreshed.may_refresh_after_rejection(1000 + REJECTION_MIN_AGE_SECS - 1));
         assert!(refreshed.may_refresh_after_rejection(1000 + REJECTION_MIN_AGE_SECS));
         // Stored without the mark when unset, read back either way.
-        assert!(!serde_json::to_string(&plain).unwrap().contains("after_rejection"));
-        let back: CachedToken = serde_json::from_str(&serde_json::to_string(&refreshed).unwrap()).unwrap();
-        assert!(back.after_rejection);
+        assert_eq!(plain.to_json(), r#"{"access_token":"T","expires_at":8200,"fetched_at":1000}"#);
+        assert_eq!(CachedToken::from_json(&plain.to_json()), Some(plain.clone()));
+        assert_eq!(CachedToken::from_json(&refreshed.to_json()), Some(refreshed));
+        for junk in ["", "{}", r#"{"access_token":"T","expires_at":-1,"fetched_at":1}"#, "[1]"] {
+            assert_eq!(CachedToken::from_json(junk), None, "{junk}");
+        }
     }
 
     #[test]

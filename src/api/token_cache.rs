@@ -198,13 +198,12 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
     /// The token in the store; a store failure or an unreadable entry reads as none.
     async fn stored(&self) -> Option<CachedToken> {
         let raw = self.rt.store().get(&self.key()).await.ok().flatten()?;
-        serde_json::from_str(&raw).ok()
+        CachedToken::from_json(&raw)
     }
 
     async fn store(&self, t: &CachedToken) {
-        let Ok(value) = serde_json::to_string(t) else { return };
         // A failed write only costs other isolates a token request.
-        let _ = self.rt.store().put(&self.key(), &value, t.kv_ttl(self.rt.clock().now())).await;
+        let _ = self.rt.store().put(&self.key(), &t.to_json(), t.kv_ttl(self.rt.clock().now())).await;
     }
 
     /// Asks the token endpoint; a busy answer (-1) is retried once after [`BUSY_RETRY_MS`].
