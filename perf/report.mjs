@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // `make bench`: every figure in one table a reader can compare across commits, and the budgets.
 //   core (native, divan): ns per message, plain and safe mode, per message type
+//   CPU per request in workerd against a plain JS Worker (perf/cpu.mjs): above the runtime's
+//              floor, first request of a fresh isolate, bundle gzip
 //   miniflare: req/s and p99 of POST /wechat (plain, safe) and POST /api/messages, each next to
 //              GET /healthz on the same server in the same run
 //   bundle: raw and gzip, from `wrangler deploy --dry-run`
@@ -11,7 +13,14 @@ import { readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const BUDGET = { bundleGzipKiB: 250, corePlainUs: 5, wechatRatio: 0.8 };
+const BUDGET = {
+  bundleGzipKiB: 150,
+  corePlainUs: 5,
+  wechatRatio: 0.8,
+  // CPU above the floor against the JS Worker (per-round median of the ratio).
+  cpu: { plain: 0.6, safe: 0.7, healthz: 1.0, notfound: 1.0 },
+  firstRequest: 1.0,
+};
 const root = new URL('..', import.meta.url).pathname;
 const run = (cmd, args, opts = {}) => {
   const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
@@ -32,12 +41,17 @@ for (const line of run('cargo', ['bench', '--bench', 'core']).split('\n')) {
   }
 }
 
-// 2. Throughput (miniflare), 3. token requests.
 const dir = mkdtempSync(join(tmpdir(), 'wechat-bench-'));
+
+// 2. CPU per request against the JS Worker.
+const cpuTable = run('node', ['perf/cpu.mjs', '--json', join(dir, 'cpu.json')]);
+const cpu = JSON.parse(readFileSync(join(dir, 'cpu.json'), 'utf8')).summary;
+
+// 3. Throughput (miniflare), 4. token requests.
 run('node', ['perf/throughput.mjs', '--json', join(dir, 'tp.json')]);
 const tp = JSON.parse(readFileSync(join(dir, 'tp.json'), 'utf8'));
 
-// 4. Bundle.
+// 5. Bundle.
 const size = Object.fromEntries(run('bash', ['scripts/bundle-size.sh'], { env: { ...process.env, BUNDLE_BUDGET_KIB: '100000' } })
   .split('\n').map((l) => l.split(' ')).filter((p) => p.length === 2));
 
@@ -48,6 +62,8 @@ console.log('| message | plain | safe |\n|---|---|---|');
 for (const [name, r] of Object.entries(core)) {
   console.log(`| ${name} | ${us(r.plain.median)} (${us(r.plain.fastest)}) | ${us(r.safe.median)} (${us(r.safe.fastest)}) |`);
 }
+console.log('\n## CPU per request in workerd, against a plain JS Worker (perf/cpu.mjs)\n');
+console.log(cpuTable.trim());
 console.log(`\n## Local miniflare (workerd), ${tp.client}, each route against GET /healthz in alternating rounds (medians)\n`);
 console.log('| route | req/s | p99 ms | /healthz req/s | /healthz p99 ms | ratio (min–max) |\n|---|---|---|---|---|---|');
 for (const r of tp.rows) {
@@ -62,6 +78,10 @@ const checks = [
   [`bundle gzip <= ${BUDGET.bundleGzipKiB} KiB`, Number(size.bundle_gzip_kib) <= BUDGET.bundleGzipKiB, `${size.bundle_gzip_kib} KiB`],
   [`core plain mode <= ${BUDGET.corePlainUs} µs/message (slowest type, median)`, worstPlain / 1000 <= BUDGET.corePlainUs, `${us(worstPlain)} µs`],
   ...wechat.map((r) => [`${r.route} >= ${BUDGET.wechatRatio}x /healthz`, r.ratio >= BUDGET.wechatRatio, `${r.ratio.toFixed(2)}x`]),
+  ...Object.entries(BUDGET.cpu).map(([sc, max]) => [`CPU above floor, ${sc} <= ${max}x the JS Worker (per-round median)`,
+    cpu.ratios[sc].oursOverJs.median <= max, `${cpu.ratios[sc].oursOverJs.median.toFixed(2)}x (pooled ${cpu.ratios[sc].pooledOursOverJs.toFixed(2)}x)`]),
+  [`first request of a fresh isolate <= ${BUDGET.firstRequest}x the JS Worker's CPU`, cpu.ratios.first.oursOverJs.median <= BUDGET.firstRequest,
+    `${cpu.ratios.first.oursOverJs.median.toFixed(2)}x`],
   ['no non-2xx answers or errors under load', tp.rows.every((r) => r.floor || (r.non2xx === 0 && r.errors === 0)),
     tp.rows.filter((r) => !r.floor).map((r) => r.non2xx + r.errors).join('/')],
 ];

@@ -151,7 +151,7 @@ pub const XML: &str = "application/xml; charset=utf-8";
 /// Every content type answered; [`Response::encode`] sends its index in this list.
 pub const CONTENT_TYPES: [&str; 3] = [JSON, TEXT, XML];
 /// Headers every response carries besides its content type and its route's own.
-pub const COMMON_HEADERS: [(&str, &str); 2] = [("cache-control", "no-store"), ("x-content-type-options", "nosniff")];
+pub const COMMON_HEADERS: [(&str, &str); 1] = [("cache-control", "no-store")];
 
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
@@ -174,7 +174,8 @@ impl Response {
     /// crossing of the wasm boundary. Little-endian:
     /// `u16 status | u8 content type (index in CONTENT_TYPES) | u8 n | n × (u8 len, name, u16 len,
     /// value) (the route's own headers) | u8 level | u32 len, log line | body`, level 0 = no line,
-    /// 1 = `console.log`, 2 = `console.error` (a 5xx).
+    /// 1 = `console.log`, 2 = `console.error` (a 5xx); 3 and 4 the same for a line that is not
+    /// all ASCII (the entry reads ASCII without a decoder).
     pub fn encode(&self, log_line: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 160);
         out.extend_from_slice(&self.status.to_le_bytes());
@@ -192,8 +193,7 @@ impl Response {
         }
         let (level, line) = match log_line {
             None => (0, ""),
-            Some(line) if self.status >= 500 => (2, line),
-            Some(line) => (1, line),
+            Some(line) => (if self.status >= 500 { 2 } else { 1 } + if line.is_ascii() { 0 } else { 2 }, line),
         };
         out.push(level);
         out.extend_from_slice(&u32::try_from(line.len()).unwrap_or(0).to_le_bytes());

@@ -302,7 +302,7 @@ fn a_response_crosses_to_the_entry_as_one_byte_string() {
     let (status, content_type, headers, level, line, body) = decode(&response.encode(Some("{\"a\":\"中\"}")));
     assert_eq!((status, content_type), (502, "application/json; charset=utf-8"));
     assert_eq!(headers, vec![("retry-after".to_string(), "300".to_string())]);
-    assert_eq!((level, line.as_str()), (2, "{\"a\":\"中\"}"), "a 5xx is logged at error level");
+    assert_eq!((level, line.as_str()), (4, "{\"a\":\"中\"}"), "a 5xx is logged at error level, as UTF-8");
     assert_eq!(body, err.body().into_bytes());
     let ok = Response::new(200, "application/xml; charset=utf-8", b"<xml/>".to_vec());
     let (status, content_type, headers, level, line, body) = decode(&ok.encode(None));
@@ -312,4 +312,6 @@ fn a_response_crosses_to_the_entry_as_one_byte_string() {
     );
     let (.., level, _, _) = decode(&ok.encode(Some("x")));
     assert_eq!(level, 1);
+    let (.., level, _, _) = decode(&Response::error(&Error::Internal("x")).encode(Some("x")));
+    assert_eq!(level, 2);
 }

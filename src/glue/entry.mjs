@@ -28,8 +28,12 @@ function respond(out) {
   }
   const level = out[i];
   const lineEnd = i + 5 + (out[i + 1] | (out[i + 2] << 8) | (out[i + 3] << 16)) + out[i + 4] * 0x1000000;
-  if (level === 1) console.log(utf8.decode(out.subarray(i + 5, lineEnd)));
-  else if (level === 2) console.error(utf8.decode(out.subarray(i + 5, lineEnd)));
+  if (level !== 0) {
+    // Log lines are nearly always ASCII (level 1/2); level 3/4: the same with UTF-8 in them.
+    const line = level < 3 ? latin1(out, i + 5, lineEnd) : utf8.decode(out.subarray(i + 5, lineEnd));
+    if (level === 2 || level === 4) console.error(line);
+    else console.log(line);
+  }
   return new Response(out.subarray(lineEnd), { status, headers });
 }
 
@@ -55,7 +59,7 @@ export default {
         if (method !== 'POST' || !(declared <= FAST_BODY_LIMIT)) return respond(await core.handle_async(request, env, ctx));
         body = new Uint8Array(await request.arrayBuffer());
       }
-      return respond(core.handle(env, method, request.url, body) ?? (await core.handle_async(request, env, ctx, body)));
+      return respond(core.handle(env, `${method} ${request.url}`, body) ?? (await core.handle_async(request, env, ctx, body)));
     } catch (e) {
       return failed(e);
     }

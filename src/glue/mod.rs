@@ -66,9 +66,11 @@ pub fn response_headers() -> String {
 
 /// The request without I/O (see [`app::serve_now`]), for the JS entry: the encoded response
 /// (see [`app::Response::encode`]), or `undefined` when the request needs [`handle_async`].
-/// `body` is the whole body (the entry reads small declared bodies itself), absent for none.
+/// `target` is `"<method> <url>"` (one string crosses, not two); `body` is the whole body (the
+/// entry reads small declared bodies itself), absent for none.
 #[wasm_bindgen]
-pub fn handle(env: Env, method: &str, url: &str, body: Option<Vec<u8>>) -> Option<Vec<u8>> {
+pub fn handle(env: Env, target: &str, body: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    let (method, url) = target.split_once(' ').unwrap_or((target, ""));
     let (path, query) = app::split_url(url);
     let route = Route::of(method, path);
     let app = app(&env);
