@@ -3,7 +3,9 @@
 // (status, headers, log line, body: see `Response::encode` in src/app.rs). Requests the core
 // cannot answer without I/O (KV, the WeChat API), and bodies that are large, undeclared or not
 // POSTed, go to the core's async path with the original request. It decides nothing else.
-import * as core from './index.js';
+import { handle, handle_async, scheduled, response_headers, __wbg_reset_state } from './index.js';
+
+const core = { handle, handle_async, scheduled, response_headers, __wbg_reset_state };
 
 /// Bodies up to this size (the callback's limit) are read here; the core checks every limit itself.
 const FAST_BODY_LIMIT = 64 * 1024;

@@ -23,7 +23,8 @@ fn load_config(env: &Env) -> Config {
     Config::build(|name| {
         debug_assert!(is_known_variable(name));
         if name == "WECHAT_KV" {
-            return env.kv(name).ok().map(|_| "bound".to_string());
+            let binding = worker::js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
+            return binding.is_object().then(|| "bound".to_string());
         }
         env.var(name).ok().map(|v| v.to_string())
     })

@@ -6,37 +6,65 @@ use std::cell::OnceCell;
 use std::time::Duration;
 
 use worker::js_sys::{self, Reflect, Uint8Array};
-use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{web_sys, Delay, Env, KvStore};
+use worker::{web_sys, Delay, Env};
 
 use crate::api::http::{Answer, Body, HttpCall, HttpMethod};
 use crate::error::Error;
 use crate::runtime::{Clock, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
 
+#[wasm_bindgen]
+extern "C" {
+    /// A Workers KV namespace, with only the three calls the store needs. (`worker::KvStore`
+    /// builds its options through serde, 9 KB of wasm for the same three calls.)
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type KvNamespace;
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &KvNamespace, key: &str) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn put(this: &KvNamespace, key: &str, value: &str, options: &js_sys::Object) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn delete(this: &KvNamespace, key: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
 /// Workers KV (the `WECHAT_KV` binding), looked up on first use; without the binding every
 /// operation fails, and the callers degrade to isolate memory and the WeChat API.
 pub(crate) struct KvBacked {
     env: Env,
-    kv: OnceCell<Option<KvStore>>,
+    kv: OnceCell<Option<KvNamespace>>,
 }
 
 impl KvBacked {
-    fn kv(&self) -> Result<&KvStore, Error> {
-        self.kv.get_or_init(|| self.env.kv("WECHAT_KV").ok()).as_ref().ok_or(Error::Config("WECHAT_KV"))
+    fn kv(&self) -> Result<&KvNamespace, Error> {
+        self.kv
+            .get_or_init(|| {
+                let binding = Reflect::get(self.env.as_ref(), &JsValue::from_str("WECHAT_KV")).ok()?;
+                binding.is_object().then(|| binding.unchecked_into())
+            })
+            .as_ref()
+            .ok_or(Error::Config("WECHAT_KV"))
     }
+}
+
+async fn settle(promise: Result<js_sys::Promise, JsValue>, failed: &'static str) -> Result<JsValue, Error> {
+    JsFuture::from(promise.map_err(|_| Error::Internal(failed))?).await.map_err(|_| Error::Internal(failed))
 }
 
 impl Store for KvBacked {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
-        self.kv()?.get(key).text().await.map_err(|_| Error::Internal("KV read failed"))
+        Ok(settle(self.kv()?.get(key), "KV read failed").await?.as_string())
     }
-    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), Error> {
-        let put = self.kv()?.put(key, value).map_err(|_| Error::Internal("KV write failed"))?;
-        put.expiration_ttl(ttl_secs).execute().await.map_err(|_| Error::Internal("KV write failed"))
+    async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error> {
+        let options = js_sys::Object::new();
+        if let Some(ttl) = ttl_secs {
+            // Whole seconds, far below 2^53: exact as a JS number.
+            let _ = Reflect::set(&options, &JsValue::from_str("expirationTtl"), &JsValue::from_f64(ttl as f64));
+        }
+        settle(self.kv()?.put(key, value, &options), "KV write failed").await.map(|_| ())
     }
     async fn delete(&self, key: &str) -> Result<(), Error> {
-        self.kv()?.delete(key).await.map_err(|_| Error::Internal("KV delete failed"))
+        settle(self.kv()?.delete(key), "KV delete failed").await.map(|_| ())
     }
 }
 
