@@ -6,7 +6,7 @@ use divan::{black_box, Bencher};
 use wechat_kf_worker::testkit::{
     crypto, fixture_str, plain_query, plain_settings, safe_push, KF_ACCOUNT, NONCE, NOW, TOKEN,
 };
-use wechat_kf_worker::wechat::callback::{open_message, respond, CallbackSettings, Query};
+use wechat_kf_worker::wechat::callback::{default_passive, open_message, respond, CallbackSettings, Query};
 
 const TYPES: &[&str] = &[
     "messages/text",
@@ -38,7 +38,7 @@ fn plain(bencher: Bencher, name: &str) {
     let q = Query::parse(&plain_query(NOW, NONCE));
     bencher.bench(|| {
         let inbound = open_message(&s, black_box(&q), black_box(body.as_bytes()), NOW).unwrap();
-        respond(&s, &inbound, Some(KF_ACCOUNT), NOW, &[7; 16]).unwrap()
+        respond(&s, &inbound, default_passive(&inbound, Some(KF_ACCOUNT)), NOW, &[7; 16]).unwrap()
     });
 }
 
@@ -50,6 +50,6 @@ fn safe(bencher: Bencher, name: &str) {
     let q = Query::parse(&query);
     bencher.bench(|| {
         let inbound = open_message(&s, black_box(&q), black_box(body.as_bytes()), NOW).unwrap();
-        respond(&s, &inbound, Some(KF_ACCOUNT), NOW, &[7; 16]).unwrap()
+        respond(&s, &inbound, default_passive(&inbound, Some(KF_ACCOUNT)), NOW, &[7; 16]).unwrap()
     });
 }

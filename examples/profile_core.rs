@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::string_slice)]
 
 use wechat_kf_worker::testkit::{fixture, plain_query, plain_settings, NONCE, NOW};
-use wechat_kf_worker::wechat::callback::{open_message, respond, Query};
+use wechat_kf_worker::wechat::callback::{default_passive, open_message, respond, Query};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -17,7 +17,7 @@ fn main() {
     let mut total = 0usize;
     for _ in 0..n {
         let inbound = open_message(&s, &q, std::hint::black_box(&body), NOW).unwrap();
-        total += respond(&s, &inbound, Some("kf@gh"), NOW, &[0; 16]).unwrap().1.len();
+        total += respond(&s, &inbound, default_passive(&inbound, Some("kf@gh")), NOW, &[0; 16]).unwrap().len();
     }
     println!("{total}");
 }

@@ -12,13 +12,16 @@ use std::rc::Rc;
 
 use crate::api::admin;
 use crate::api::client::WeChatApi;
+use crate::api::kf::OnlineKf;
 use crate::api::kf::{self, OnlineState, Target};
 use crate::api::token_cache::{TokenCache, TokenState};
 use crate::config::Config;
+use crate::desk::decide::{decide, Agents, Answer, Decision, Fact, Facts, Reason, Step};
+use crate::desk::{self, DeskState};
 use crate::error::Error;
 use crate::json::ObjectWriter;
 use crate::runtime::{Clock, Runtime};
-use crate::wechat::callback::{self, CallbackSettings, Inbound, Query};
+use crate::wechat::callback::{self, CallbackSettings, Inbound, Passive, Query};
 use crate::wechat::reply::SUCCESS;
 
 /// Work that runs after the response is sent (`waitUntil`).
@@ -29,6 +32,7 @@ pub type Background = Pin<Box<dyn Future<Output = ()>>>;
 pub struct Isolate {
     pub token: TokenState,
     pub online: OnlineState,
+    pub desk: DeskState,
 }
 
 /// One request's view of the worker: the isolate's configuration and state, and the runtime.
@@ -278,41 +282,119 @@ fn open_push<'c, R: Runtime>(app: &'c App<R>, req: &Request<'_>) -> Result<Push<
     Ok(Push { settings, inbound, now })
 }
 
-/// The push answered without I/O; `None` when its transfer target needs a lookup.
+/// Who is online, from the online list (`None`: the lookup failed or ran over budget).
+fn presence(list: Option<&[OnlineKf]>) -> Agents {
+    match list {
+        None => Agents::Unknown,
+        Some(list) if list.iter().any(|kf| kf.status != 0) => Agents::Online,
+        Some(_) => Agents::Nobody,
+    }
+}
+
+/// The push answered from what this isolate knows; `None` when it needs the store or the
+/// WeChat API (fresh rules, a remembered request, the online list) or a store write.
 fn push_now<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Option<Result<Served, Error>> {
     let push = match open_push(app, req) {
         Ok(push) => push,
         Err(e) => return Some(Err(e)),
     };
-    let kf_account = if push.inbound.message.is_user_message() { transfer_target_now(app, push.now)? } else { None };
-    Some(reply(app, push, kf_account, None))
+    let loaded = app.isolate.desk.rules_now(push.now)?;
+    let message = &push.inbound.message;
+    let mut facts = Facts::default();
+    let decision = loop {
+        match decide(message, push.now, &loaded.document.rules, &facts) {
+            Step::Need(Fact::Requested) => {
+                facts.requested = Some(app.isolate.desk.requested_now(&message.from_user_name, push.now)?);
+            }
+            Step::Need(Fact::Agents) => facts.agents = Some(presence(app.isolate.online.known(push.now)?.as_deref())),
+            Step::Decided(d) => break d,
+        }
+    };
+    if decision.remember_request {
+        return None;
+    }
+    let kf_account = match decision.answer {
+        Answer::Transfer => transfer_target_now(app, push.now)?,
+        _ => None,
+    };
+    Some(reply(app, &push, &decision, kf_account, None))
 }
 
 async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, req: &Request<'_>) -> Result<Served, Error> {
     let push = open_push(app, req)?;
-    let (kf_account, background) =
-        if push.inbound.message.is_user_message() { transfer_target(app).await } else { (None, None) };
-    reply(app, push, kf_account, background)
+    let loaded = desk::current_rules(app).await;
+    let message = &push.inbound.message;
+    let mut facts = Facts::default();
+    let mut online = None;
+    let mut background = None;
+    let decision = loop {
+        match decide(message, push.now, &loaded.document.rules, &facts) {
+            Step::Need(Fact::Requested) => facts.requested = Some(desk::requested(app, &message.from_user_name).await),
+            Step::Need(Fact::Agents) => {
+                let (list, finish) = kf::online_agents(app).await;
+                facts.agents = Some(presence(list.as_deref()));
+                online = Some(list);
+                background = finish;
+            }
+            Step::Decided(d) => break d,
+        }
+    };
+    if decision.remember_request {
+        let (app, openid) = (app.clone(), message.from_user_name.clone());
+        let secs = loaded.document.rules.transfer.remember_secs;
+        let remember: Background = Box::pin(async move { desk::remember_request(&app, &openid, secs).await });
+        background = join(background, Some(remember));
+    }
+    let kf_account = match decision.answer {
+        Answer::Transfer => {
+            let (chosen, finish) = transfer_target(app, online).await;
+            background = join(background, finish);
+            chosen
+        }
+        _ => None,
+    };
+    reply(app, &push, &decision, kf_account, background)
+}
+
+/// Both pieces of background work, one after the other.
+fn join(a: Option<Background>, b: Option<Background>) -> Option<Background> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Box::pin(async move {
+            a.await;
+            b.await;
+        })),
+        (a, b) => a.or(b),
+    }
 }
 
 fn reply<R: Runtime>(
     app: &App<R>,
-    push: Push<'_>,
+    push: &Push<'_>,
+    decision: &Decision<'_>,
     kf_account: Option<String>,
     background: Option<Background>,
 ) -> Result<Served, Error> {
-    let Push { settings, inbound, now } = push;
+    let inbound = &push.inbound;
+    let passive = match decision.answer {
+        Answer::Transfer => Passive::Transfer(kf_account.as_deref()),
+        Answer::Text(text) => Passive::Text(text),
+        Answer::Success => Passive::Success,
+    };
     // Only an encrypted reply needs a random prefix.
-    let random = if inbound.encrypted { app.rt.random16() } else { [0; 16] };
-    let (action, reply) = callback::respond(&settings, &inbound, kf_account.as_deref(), now, &random)?;
+    let random = if inbound.encrypted && passive != Passive::Success { app.rt.random16() } else { [0; 16] };
+    let reply = callback::respond(&push.settings, inbound, passive, push.now, &random)?;
     let content_type = if reply == SUCCESS { TEXT } else { XML };
-    let outcome = format!(
-        "{} {}{}{}",
-        action.as_str(),
-        inbound.message.label(),
-        if inbound.encrypted { " encrypted" } else { "" },
-        if kf_account.is_some() { " targeted" } else { "" },
-    );
+    let mut outcome = format!("{} {}", passive.as_str(), inbound.message.label());
+    if inbound.encrypted {
+        outcome.push_str(" encrypted");
+    }
+    if kf_account.is_some() {
+        outcome.push_str(" targeted");
+    }
+    if decision.reason != Reason::Default {
+        outcome.push_str(" by ");
+        outcome.push_str(decision.reason.as_str());
+    }
     Ok(Served { response: Response::new(200, content_type, reply.into_bytes()), outcome, background })
 }
 
@@ -328,16 +410,22 @@ fn transfer_target_now<R: Runtime>(app: &App<R>, now: u64) -> Option<Option<Stri
     }
 }
 
-/// The `KfAccount` for a transfer (see [`kf::target`] and [`kf::online_agents`]).
-async fn transfer_target<R: Runtime + 'static>(app: &Rc<App<R>>) -> (Option<String>, Option<Background>) {
+/// The `KfAccount` for a transfer (see [`kf::target`] and [`kf::online_agents`]), reusing the
+/// online list when the decision already looked it up.
+async fn transfer_target<R: Runtime + 'static>(
+    app: &Rc<App<R>>,
+    online: Option<Option<Vec<OnlineKf>>>,
+) -> (Option<String>, Option<Background>) {
     let accounts = match kf::target(&app.config) {
         Target::Untargeted => return (None, None),
         Target::Fixed(account) => return (Some(account.to_string()), None),
         Target::LookUp(accounts) => accounts,
     };
-    let (online, background) = kf::online_agents(app).await;
-    let chosen = online.and_then(|list| kf::choose(accounts, &list).map(str::to_string));
-    (chosen, background)
+    let (list, background) = match online {
+        Some(list) => (list, None),
+        None => kf::online_agents(app).await,
+    };
+    (list.and_then(|list| kf::choose(accounts, &list).map(str::to_string)), background)
 }
 
 /// `Authorization: Bearer <token>` (the scheme in any case), compared in constant time.
@@ -359,9 +447,25 @@ async fn admin_call<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Serve
     };
     authorize(req.authorization, expected)?;
     let path = req.path.strip_prefix("/api").unwrap_or(req.path);
+    if path == "/rules" {
+        return rules_call(app, req).await;
+    }
     let call = admin::plan(req.method, path, req.query, req.body)?;
     let answer = app.api()?.call(&call).await?;
     Ok(Served::done(Response::new(200, JSON, answer), call.path))
+}
+
+/// `GET|PUT|DELETE /api/rules`: `{"stored": bool, "rules": <document>}`.
+async fn rules_call<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Served, Error> {
+    let loaded = match req.method {
+        "GET" => desk::current_rules(app).await,
+        "PUT" => desk::put_rules(app, req.body).await?,
+        "DELETE" => desk::delete_rules(app).await?,
+        _ => return Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
+    };
+    let mut body = ObjectWriter::new();
+    body.bool("stored", loaded.stored).raw("rules", &loaded.document.json);
+    Ok(Served::done(Response::new(200, JSON, body.finish().into_bytes()), format!("rules {}", req.method)))
 }
 
 /// The Cron Trigger: keeps the stored access_token fresh. Returns what it did.

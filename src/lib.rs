@@ -4,6 +4,7 @@
 //! - [`wechat`]: the inbound protocol, pure (signatures, safe mode, XML, messages, replies).
 //! - [`api`]: the outbound WeChat API: call model, answers, token policy and cache, admin API
 //!   planning, customer-service routing.
+//! - [`desk`]: the front desk's rules before the transfer (pure decision, cached rules).
 //! - [`app`]: the worker as a function from request to response.
 //! - [`runtime`]: the store, clock and upstream traits the stateful parts are written against.
 //! - `glue` (wasm32 only): the only code that names `worker::`; it implements the traits over
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod desk;
 pub mod error;
 pub mod json;
 pub mod runtime;

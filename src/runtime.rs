@@ -24,8 +24,8 @@ pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 pub trait Store {
     /// The value at `key`, `None` when absent or expired.
     async fn get(&self, key: &str) -> Result<Option<String>, Error>;
-    /// Stores `value` at `key` for `ttl_secs` (at least [`STORE_MIN_TTL_SECS`]).
-    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), Error>;
+    /// Stores `value` at `key`, for `ttl_secs` (at least [`STORE_MIN_TTL_SECS`]) or for good.
+    async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error>;
     /// Removes `key` (absent keys are not an error).
     async fn delete(&self, key: &str) -> Result<(), Error>;
 }

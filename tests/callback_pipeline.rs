@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use wechat_kf_worker::testkit::{crypto, fixture, fixture_str, plain_settings as plain, AES_KEY, NOW, TOKEN};
-use wechat_kf_worker::wechat::callback::{open_message, respond, Action, CallbackSettings, Query};
+use wechat_kf_worker::wechat::callback::{default_passive, open_message, respond, CallbackSettings, Passive, Query};
 use wechat_kf_worker::wechat::crypto::WeChatCrypto;
 use wechat_kf_worker::wechat::message::{parse_message, Event, MessageKind};
 use wechat_kf_worker::wechat::signature::sign;
@@ -116,11 +116,13 @@ fn every_event_fixture_parses_to_its_variant() {
 fn text_message_is_transferred_with_golden_reply() {
     let q = plain_query(NOW, "42");
     let inbound = open_message(&plain(), &q, &fixture("messages/text.xml"), NOW).unwrap();
-    let (action, body) = respond(&plain(), &inbound, None, NOW, &[0; 16]).unwrap();
-    assert_eq!(action, Action::Transfer);
+    let body = respond(&plain(), &inbound, Passive::Transfer(None), NOW, &[0; 16]).unwrap();
     assert_eq!(body, fixture_str("replies/transfer.xml"));
-    let (_, body) = respond(&plain(), &inbound, Some("kf2001@gh_10f6c3c3ac5a"), NOW, &[0; 16]).unwrap();
+    let body = respond(&plain(), &inbound, Passive::Transfer(Some("kf2001@gh_10f6c3c3ac5a")), NOW, &[0; 16]).unwrap();
     assert_eq!(body, fixture_str("replies/transfer_kf.xml"));
+    let body = respond(&plain(), &inbound, Passive::Text("您好 ]]> <xml>"), NOW, &[0; 16]).unwrap();
+    assert_eq!(body, fixture_str("replies/text.xml"));
+    assert_eq!(respond(&plain(), &inbound, Passive::Success, NOW, &[0; 16]).unwrap(), "success");
 }
 
 #[test]
@@ -130,12 +132,13 @@ fn every_user_message_is_transferred_and_every_event_acknowledged() {
             let path = entry.unwrap().path();
             let body = fs::read(&path).unwrap();
             let inbound = open_message(&plain(), &plain_query(NOW, "7"), &body, NOW).unwrap();
-            let (action, reply) = respond(&plain(), &inbound, None, NOW, &[0; 16]).unwrap();
+            let passive = default_passive(&inbound, None);
+            let reply = respond(&plain(), &inbound, passive, NOW, &[0; 16]).unwrap();
             if dir == "messages" {
-                assert_eq!(action, Action::Transfer, "{}", path.display());
+                assert_eq!(passive, Passive::Transfer(None), "{}", path.display());
                 assert!(reply.contains("transfer_customer_service"));
             } else {
-                assert_eq!((action, reply.as_str()), (Action::Acknowledge, "success"), "{}", path.display());
+                assert_eq!((passive, reply.as_str()), (Passive::Success, "success"), "{}", path.display());
             }
         }
     }
@@ -212,8 +215,7 @@ fn safe_mode_roundtrip() {
         let inbound = open_message(&s, &q, &body, NOW).unwrap();
         assert!(inbound.encrypted);
         assert_eq!(inbound.message.from_user_name, "oyORnuP8q7ou2gfYjqLzSIWZf0rs");
-        let (action, envelope) = respond(&s, &inbound, None, NOW, &[9; 16]).unwrap();
-        assert_eq!(action, Action::Transfer);
+        let envelope = respond(&s, &inbound, Passive::Transfer(None), NOW, &[9; 16]).unwrap();
         // Decrypt the reply as WeChat would.
         let f = parse_fields(&envelope).unwrap();
         let encrypt = f.get("Encrypt").unwrap();

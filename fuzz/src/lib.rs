@@ -3,7 +3,7 @@
 
 use arbitrary::Arbitrary;
 use wechat_kf_worker::testkit::{crypto, NOW, TOKEN};
-use wechat_kf_worker::wechat::callback::{open_message, respond, CallbackSettings, Query};
+use wechat_kf_worker::wechat::callback::{default_passive, open_message, respond, CallbackSettings, Query};
 use wechat_kf_worker::wechat::message::parse_message;
 use wechat_kf_worker::wechat::reply::{is_xml_char, TransferCustomerServiceReply};
 use wechat_kf_worker::wechat::signature::sign;
@@ -57,7 +57,7 @@ pub fn pipeline(data: &[u8]) {
     };
     let q = Query::parse(&query);
     if let Ok(inbound) = open_message(&settings, &q, &body, NOW) {
-        let _ = respond(&settings, &inbound, Some("kf@gh"), NOW, &[5; 16]);
+        let _ = respond(&settings, &inbound, default_passive(&inbound, Some("kf@gh")), NOW, &[5; 16]);
     }
 }
 

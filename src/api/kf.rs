@@ -220,7 +220,7 @@ async fn fetch_online<R: Runtime>(app: Rc<App<R>>) -> Result<Vec<OnlineKf>, Erro
     }
     let list = parse_online_list(&api.call(&ApiCall::get(ONLINE_PATH)).await?)?;
     let cached = CachedOnlineList { fetched_at: now, list };
-    let _ = app.rt.store().put(&key, &cached.to_json(), STORE_MIN_TTL_SECS).await;
+    let _ = app.rt.store().put(&key, &cached.to_json(), Some(STORE_MIN_TTL_SECS)).await;
     Ok(cached.list)
 }
 

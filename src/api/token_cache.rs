@@ -203,7 +203,7 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
 
     async fn store(&self, t: &CachedToken) {
         // A failed write only costs other isolates a token request.
-        let _ = self.rt.store().put(&self.key(), &t.to_json(), t.kv_ttl(self.rt.clock().now())).await;
+        let _ = self.rt.store().put(&self.key(), &t.to_json(), Some(t.kv_ttl(self.rt.clock().now()))).await;
     }
 
     /// Asks the token endpoint; a busy answer (-1) is retried once after [`BUSY_RETRY_MS`].
@@ -254,7 +254,7 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
                 let now = clock.now();
                 self.state.last_forced.set(Some(now));
                 let key = token::force_key(self.creds.appid);
-                let _ = self.rt.store().put(&key, &now.to_string(), STORE_MIN_TTL_SECS).await;
+                let _ = self.rt.store().put(&key, &now.to_string(), Some(STORE_MIN_TTL_SECS)).await;
                 let mut forced = self.fetch_token(true).await?;
                 forced.after_rejection = true;
                 *self.state.memory.borrow_mut() = Some(forced.clone());

@@ -163,12 +163,15 @@ impl Store for MemoryStore {
         self.count(|s| s.reads += 1)?;
         Ok(self.peek(key))
     }
-    async fn put(&self, key: &str, value: &str, ttl_secs: u64) -> Result<(), Error> {
+    async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error> {
         self.count(|s| s.writes += 1)?;
-        if ttl_secs < STORE_MIN_TTL_SECS {
-            return Err(Error::Internal("expiration_ttl under 60 s"));
+        match ttl_secs {
+            Some(ttl) if ttl < STORE_MIN_TTL_SECS => return Err(Error::Internal("expiration_ttl under 60 s")),
+            Some(ttl) => self.seed(key, value, ttl),
+            None => {
+                self.map.borrow_mut().insert(key.to_string(), (value.to_string(), u64::MAX));
+            }
         }
-        self.seed(key, value, ttl_secs);
         Ok(())
     }
     async fn delete(&self, key: &str) -> Result<(), Error> {

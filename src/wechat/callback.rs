@@ -6,7 +6,7 @@
 use crate::error::Error;
 use crate::wechat::crypto::WeChatCrypto;
 use crate::wechat::message::{parse_message, Message};
-use crate::wechat::reply::{EncryptedReply, TransferCustomerServiceReply, SUCCESS};
+use crate::wechat::reply::{EncryptedReply, TextReply, TransferCustomerServiceReply, SUCCESS};
 use crate::wechat::signature;
 use crate::wechat::xml::parse_fields;
 
@@ -159,47 +159,60 @@ pub fn open_message(s: &CallbackSettings<'_>, q: &Query, body: &[u8], now: u64) 
     Ok(Inbound { message, encrypted, nonce: nonce.to_string() })
 }
 
-/// What the callback answered, for logs.
+/// The one answer a push gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// A user message handed to customer service.
-    Transfer,
-    /// An event acknowledged with `success`.
-    Acknowledge,
+pub enum Passive<'a> {
+    /// Hand the user's message to customer service (to this account when given).
+    Transfer(Option<&'a str>),
+    /// A text reply.
+    Text(&'a str),
+    /// `success`: acknowledged, nothing shown to the user.
+    Success,
 }
 
-impl Action {
+impl Passive<'_> {
+    /// The answer's name in logs (never its text).
     pub fn as_str(&self) -> &'static str {
         match self {
-            Action::Transfer => "transfer",
-            Action::Acknowledge => "ack",
+            Passive::Transfer(_) => "transfer",
+            Passive::Text(_) => "reply",
+            Passive::Success => "ack",
         }
     }
 }
 
-/// Renders the reply: user messages are transferred to customer service (to `kf_account` when
-/// given), events are acknowledged with `success`. Encrypted requests get an encrypted reply,
-/// using `random` as the 16-byte plaintext prefix.
+/// The default answer: user messages are transferred, events acknowledged.
+pub fn default_passive<'a>(inbound: &Inbound, kf_account: Option<&'a str>) -> Passive<'a> {
+    if inbound.message.is_user_message() {
+        Passive::Transfer(kf_account)
+    } else {
+        Passive::Success
+    }
+}
+
+/// Renders `passive` for `inbound`. `success` is never encrypted; every other reply to an
+/// encrypted push is, using `random` as the 16-byte plaintext prefix.
 pub fn respond(
     s: &CallbackSettings<'_>,
     inbound: &Inbound,
-    kf_account: Option<&str>,
+    passive: Passive<'_>,
     now: u64,
     random: &[u8; 16],
-) -> Result<(Action, String), Error> {
-    if !inbound.message.is_user_message() {
-        return Ok((Action::Acknowledge, SUCCESS.to_string()));
-    }
-    let xml = TransferCustomerServiceReply::to(&inbound.message, now, kf_account).render();
+) -> Result<String, Error> {
+    let xml = match passive {
+        Passive::Success => return Ok(SUCCESS.to_string()),
+        Passive::Transfer(kf_account) => TransferCustomerServiceReply::to(&inbound.message, now, kf_account).render(),
+        Passive::Text(text) => TextReply::to(&inbound.message, now, text).render(),
+    };
     if !inbound.encrypted {
-        return Ok((Action::Transfer, xml));
+        return Ok(xml);
     }
     let crypto = s.crypto.ok_or(Error::Config("WECHAT_ENCODING_AES_KEY"))?;
     let encrypt = crypto.encrypt(&xml, random);
     let ts = now.to_string();
     let msg_signature = signature::sign(&[s.token, &ts, &inbound.nonce, &encrypt]);
     let envelope = EncryptedReply { encrypt, msg_signature, timestamp: now, nonce: inbound.nonce.clone() };
-    Ok((Action::Transfer, envelope.render()))
+    Ok(envelope.render())
 }
 
 fn check_timestamp(timestamp: &str, now: u64, max_skew: u64) -> Result<(), Error> {

@@ -1,4 +1,5 @@
-//! Passive replies: the `transfer_customer_service` reply and the safe-mode envelope.
+//! Passive replies: the `transfer_customer_service` reply, the text reply, and the safe-mode
+//! envelope.
 //!
 //! Rendered on one line with no whitespace between elements (WeChat is known to ignore a
 //! transfer reply with stray spaces or newlines). Strings go in CDATA; a `]]>` inside a value is
@@ -66,6 +67,57 @@ impl TransferCustomerServiceReply {
                 .parse()
                 .map_err(|_| Error::InvalidField("CreateTime"))?,
             kf_account: f.get("TransInfo/KfAccount").map(str::to_string),
+        })
+    }
+}
+
+/// A passive text reply (the front desk's welcome, keyword answers, prompts, closed notices).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextReply {
+    /// The user's OpenID (the incoming `FromUserName`).
+    pub to_user_name: String,
+    /// The account's ID (the incoming `ToUserName`).
+    pub from_user_name: String,
+    pub create_time: u64,
+    pub content: String,
+}
+
+impl TextReply {
+    /// The reply to `message`: sender and recipient swapped.
+    pub fn to(message: &crate::wechat::message::Message, create_time: u64, content: &str) -> Self {
+        TextReply {
+            to_user_name: message.from_user_name.clone(),
+            from_user_name: message.to_user_name.clone(),
+            create_time,
+            content: content.to_string(),
+        }
+    }
+
+    /// The reply XML.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(200 + self.content.len());
+        out.push_str("<xml>");
+        push_cdata(&mut out, "ToUserName", &self.to_user_name);
+        push_cdata(&mut out, "FromUserName", &self.from_user_name);
+        push_number(&mut out, "CreateTime", self.create_time);
+        push_cdata(&mut out, "MsgType", "text");
+        push_cdata(&mut out, "Content", &self.content);
+        out.push_str("</xml>");
+        out
+    }
+
+    /// Reads a rendered reply back (tests and fuzzing use it to check [`render`](Self::render)).
+    pub fn parse(xml: &str) -> Result<Self, Error> {
+        let f = parse_fields(xml)?;
+        if f.get("MsgType") != Some("text") {
+            return Err(Error::InvalidField("MsgType"));
+        }
+        let field = |name: &'static str| f.get(name).map(str::to_string).ok_or(Error::MissingField(name));
+        Ok(TextReply {
+            to_user_name: field("ToUserName")?,
+            from_user_name: field("FromUserName")?,
+            create_time: field("CreateTime")?.parse().map_err(|_| Error::InvalidField("CreateTime"))?,
+            content: field("Content")?,
         })
     }
 }
@@ -163,6 +215,23 @@ mod tests {
             kf_account: Some("k]]><x/>@y".into()),
         };
         assert_eq!(TransferCustomerServiceReply::parse(&r.render()).unwrap(), r);
+    }
+
+    #[test]
+    fn text_reply_matches_spec_example_and_survives_any_content() {
+        let r = TextReply {
+            to_user_name: "toUser".into(),
+            from_user_name: "fromUser".into(),
+            create_time: 12345678,
+            content: "你好".into(),
+        };
+        assert_eq!(
+            r.render(),
+            "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]></FromUserName>\
+             <CreateTime>12345678</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content></xml>"
+        );
+        let nasty = TextReply { content: "a]]><xml>\n<Content>b</Content>]]>😀".into(), ..r };
+        assert_eq!(TextReply::parse(&nasty.render()).unwrap(), nasty);
     }
 
     #[test]

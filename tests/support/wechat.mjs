@@ -73,8 +73,9 @@ const known = wechatPeer();
 export const { encrypt, decrypt, safePush } = known;
 export const plainQuery = ({ token, ...rest } = {}) => known.plainQuery({ ...rest, signWith: token });
 
-/** Reads a field of a reply (`<Name><![CDATA[v]]></Name>` or `<Name>v</Name>`). */
+/** Reads a field of a reply: `<Name>v</Name>`, or `<Name>` one or more CDATA sections `</Name>`. */
 export function field(xml, name) {
-  const m = xml.match(new RegExp(`<${name}>(?:<!\\[CDATA\\[([\\s\\S]*?)\\]\\]>|([^<]*))</${name}>`));
-  return m ? (m[1] ?? m[2]) : undefined;
+  const m = xml.match(new RegExp(`<${name}>((?:<!\\[CDATA\\[[\\s\\S]*?\\]\\]>)+|[^<]*)</${name}>`));
+  if (!m) return undefined;
+  return m[1].startsWith('<![CDATA[') ? [...m[1].matchAll(/<!\[CDATA\[([\s\S]*?)\]\]>/g)].map((c) => c[1]).join('') : m[1];
 }

@@ -1,0 +1,165 @@
+//! The front desk: rules before the transfer (greeting, keyword answers, the "转人工" gate, office
+//! hours, no-agent replies).
+//!
+//! - [`rules`]: the rules document, its defaults and its validation (pure).
+//! - [`hours`]: offsets, dates and ranges (pure).
+//! - [`decide`]: the decision for one push (pure).
+//! - here: the isolate's copy of the rules (from the store, at most 30 s old) and the users who
+//!   asked for a human, over the runtime traits.
+
+pub mod decide;
+pub mod hours;
+pub mod rules;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::runtime::{Clock, Runtime, Store, STORE_MIN_TTL_SECS};
+use rules::{Document, DEFAULTS_JSON};
+
+/// How long an isolate uses its copy of the rules before reading the store again.
+pub const RULES_TTL_SECS: u64 = 30;
+/// Most users remembered in isolate memory as having asked for a human.
+pub const MAX_REMEMBERED: usize = 10_000;
+
+/// The rules in use, and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub document: Document,
+    /// Stored by `PUT /api/rules` (else the defaults).
+    pub stored: bool,
+    /// When this isolate read them (Unix seconds).
+    pub loaded_at: u64,
+}
+
+/// The front desk's state in one isolate.
+#[derive(Debug, Default)]
+pub struct DeskState {
+    rules: RefCell<Option<Rc<Loaded>>>,
+    /// OpenID -> until when (Unix seconds) the user's request for a human holds.
+    requested: RefCell<HashMap<String, u64>>,
+}
+
+impl DeskState {
+    /// The rules, if this isolate read them less than [`RULES_TTL_SECS`] ago.
+    pub fn rules_now(&self, now: u64) -> Option<Rc<Loaded>> {
+        self.rules.borrow().as_ref().filter(|l| now.saturating_sub(l.loaded_at) < RULES_TTL_SECS).cloned()
+    }
+
+    /// The rules this isolate has, however old (for the status report).
+    pub fn peek_rules(&self) -> Option<Rc<Loaded>> {
+        self.rules.borrow().clone()
+    }
+
+    fn keep(&self, loaded: Loaded) -> Rc<Loaded> {
+        let loaded = Rc::new(loaded);
+        *self.rules.borrow_mut() = Some(loaded.clone());
+        loaded
+    }
+
+    /// `Some(true)` when this isolate remembers that the user asked for a human; `None` when it
+    /// does not know (the store may).
+    pub fn requested_now(&self, openid: &str, now: u64) -> Option<bool> {
+        self.requested.borrow().get(openid).is_some_and(|until| now < *until).then_some(true)
+    }
+
+    fn remember(&self, openid: &str, until: u64, now: u64) {
+        let mut map = self.requested.borrow_mut();
+        if map.len() >= MAX_REMEMBERED {
+            map.retain(|_, u| now < *u);
+            if map.len() >= MAX_REMEMBERED {
+                // Still full of live entries: forget them (the store still has each one).
+                map.clear();
+            }
+        }
+        map.insert(openid.to_string(), until);
+    }
+}
+
+fn defaults(now: u64) -> Loaded {
+    let document = rules::validate(DEFAULTS_JSON.as_bytes(), true)
+        .unwrap_or_else(|_| Document { rules: rules::Rules::default(), json: DEFAULTS_JSON.to_string() });
+    Loaded { document, stored: false, loaded_at: now }
+}
+
+/// Store key of the account's rules.
+pub fn rules_key<R: Runtime>(app: &App<R>) -> String {
+    format!("rules:{}", app.config.appid.as_deref().unwrap_or("default"))
+}
+
+fn requested_key<R: Runtime>(app: &App<R>, openid: &str) -> String {
+    format!("requested:{}:{openid}", app.config.appid.as_deref().unwrap_or("default"))
+}
+
+/// The rules: this isolate's copy while fresh, else the store's (a store failure keeps the copy
+/// this isolate has, or the defaults: the reply never waits on it).
+pub async fn current_rules<R: Runtime>(app: &App<R>) -> Rc<Loaded> {
+    let now = app.rt.clock().now();
+    let desk = &app.isolate.desk;
+    if let Some(loaded) = desk.rules_now(now) {
+        return loaded;
+    }
+    match app.rt.store().get(&rules_key(app)).await {
+        Ok(None) => desk.keep(defaults(now)),
+        Ok(Some(raw)) => match rules::load(&raw) {
+            Ok(document) => desk.keep(Loaded { document, stored: true, loaded_at: now }),
+            Err(_) => {
+                app.note("stored rules are invalid: using the defaults".to_string());
+                desk.keep(defaults(now))
+            }
+        },
+        Err(_) => {
+            app.note("rules unavailable: the store failed".to_string());
+            match desk.peek_rules() {
+                Some(stale) => stale,
+                None => Rc::new(defaults(now)),
+            }
+        }
+    }
+}
+
+/// Validates and stores a document; this isolate uses it at once.
+pub async fn put_rules<R: Runtime>(app: &App<R>, body: &[u8]) -> Result<Rc<Loaded>, Error> {
+    let document = rules::validate(body, app.config.api_credentials().is_ok())?;
+    app.rt.store().put(&rules_key(app), &document.json, None).await?;
+    Ok(app.isolate.desk.keep(Loaded { document, stored: true, loaded_at: app.rt.clock().now() }))
+}
+
+/// Removes the stored document: back to the defaults.
+pub async fn delete_rules<R: Runtime>(app: &App<R>) -> Result<Rc<Loaded>, Error> {
+    app.rt.store().delete(&rules_key(app)).await?;
+    Ok(app.isolate.desk.keep(defaults(app.rt.clock().now())))
+}
+
+/// Whether the user asked for a human within the remembered time: isolate memory, else the
+/// store (a store failure reads as "no").
+pub async fn requested<R: Runtime>(app: &App<R>, openid: &str) -> bool {
+    let now = app.rt.clock().now();
+    if app.isolate.desk.requested_now(openid, now) == Some(true) {
+        return true;
+    }
+    let until =
+        app.rt.store().get(&requested_key(app, openid)).await.ok().flatten().and_then(|v| v.parse::<u64>().ok());
+    match until {
+        Some(until) if now < until => {
+            app.isolate.desk.remember(openid, until, now);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Remembers that the user asked for a human, for `secs` (memory and store, so that every
+/// isolate transfers the user's next messages while they wait).
+pub async fn remember_request<R: Runtime>(app: &App<R>, openid: &str, secs: u64) {
+    let now = app.rt.clock().now();
+    let until = now.saturating_add(secs);
+    app.isolate.desk.remember(openid, until, now);
+    let ttl = secs.max(STORE_MIN_TTL_SECS);
+    if app.rt.store().put(&requested_key(app, openid), &until.to_string(), Some(ttl)).await.is_err() {
+        app.note("transfer request not stored: the store failed".to_string());
+    }
+}
