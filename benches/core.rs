@@ -53,3 +53,28 @@ fn safe(bencher: Bencher, name: &str) {
         respond(&s, &inbound, default_passive(&inbound, Some(KF_ACCOUNT)), NOW, &[7; 16]).unwrap()
     });
 }
+
+/// The front desk's decision for a text message that no rule answers, under the fullest rules
+/// document (200 keyword rules of 5 words, hours with closed and open dates, a no-agent rule):
+/// every rule is checked before the transfer.
+#[divan::bench(sample_count = 1000)]
+fn decide_fullest_rules(bencher: Bencher) {
+    use wechat_kf_worker::desk::decide::{decide, Agents, Facts};
+    use wechat_kf_worker::desk::rules::{validate, Capabilities};
+    use wechat_kf_worker::wechat::message::parse_message;
+    let rules = validate(&wechat_kf_worker::testkit::fixture("rules/fullest.json"), Capabilities::ALL).unwrap().rules;
+    let message = parse_message(&fixture("messages/text")).unwrap();
+    let facts = Facts { requested: None, agents: Some(Agents::Unknown) };
+    bencher.bench(|| decide(black_box(&message), NOW, &rules, &facts));
+}
+
+/// The same with the defaults: what every push pays when no document is stored.
+#[divan::bench(sample_count = 1000)]
+fn decide_default_rules(bencher: Bencher) {
+    use wechat_kf_worker::desk::decide::{decide, Facts};
+    use wechat_kf_worker::desk::rules::Rules;
+    use wechat_kf_worker::wechat::message::parse_message;
+    let rules = Rules::default();
+    let message = parse_message(&fixture("messages/text")).unwrap();
+    bencher.bench(|| decide(black_box(&message), NOW, &rules, &Facts::default()));
+}

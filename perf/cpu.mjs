@@ -9,11 +9,13 @@
 // requests gives the runtime's floor, which is subtracted: "above floor" is what the worker's own
 // code costs (routing, parsing, crypto, the log line, the Rust/JS boundary).
 //
-//   node perf/cpu.mjs [--ours DIR] [--compare DIR] [--rounds 5] [--requests 4000] [--warmup 1000]
+//   node perf/cpu.mjs [--ours DIR] [--compare DIR | --compare-rules FILE] [--rounds 5] [--requests 4000] [--warmup 1000]
 //                     [--concurrency 8] [--chunks 20] [--json out.json]
 //
 // --ours is a built bundle directory (build/ layout: worker.mjs, index_bg.wasm; or worker-build's worker/shim.mjs),
-// default <repo>/build; --compare adds a second Rust build (e.g. a baseline) as an extra column.
+// default <repo>/build; --compare adds a second Rust build (e.g. a baseline) as an extra column;
+// --compare-rules FILE instead adds this build with the rules document FILE stored (PUT
+// /api/rules after start; its first-request figure is then a push with the rules in memory).
 // Every round starts fresh workerd processes, one at a time (the new workerd child of this process
 // is the instance's), reads each one's CPU at ready and around its first request, then measures
 // every scenario on every instance and disposes them. Worker order alternates between rounds
@@ -43,6 +45,7 @@ const { values: o } = parseArgs({
   options: {
     ours: { type: 'string', default: join(root, 'build') },
     compare: { type: 'string' },
+    'compare-rules': { type: 'string' },
     rounds: { type: 'string', default: '5' },
     requests: { type: 'string', default: '4000' },
     warmup: { type: 'string', default: '1000' },
@@ -57,7 +60,10 @@ const WARMUP = Number(o.warmup);
 const CONCURRENCY = Number(o.concurrency);
 const CHUNKS = Math.max(1, Math.min(Number(o.chunks), N));
 const oursDir = resolve(o.ours);
-const compareDir = o.compare ? resolve(o.compare) : undefined;
+// --compare-rules FILE: the compare column is this build with the rules document FILE stored
+// (PUT /api/rules right after start), to show what the front desk costs per push.
+const compareRules = o['compare-rules'] ? readFileSync(resolve(o['compare-rules']), 'utf8') : undefined;
+const compareDir = compareRules ? resolve(o.ours) : o.compare ? resolve(o.compare) : undefined;
 for (const d of [oursDir, compareDir].filter(Boolean)) {
   if (!existsSync(join(d, 'worker.mjs')) && !existsSync(join(d, 'worker/shim.mjs'))) throw new Error(`${d} is not a built bundle (no worker.mjs)`);
 }
@@ -108,7 +114,15 @@ const WORKERS = [
   { id: 'ours', label: `ours (${oursDir})`, start: rustWorker(oursDir) },
   { id: 'ours2', label: 'ours, 2nd instance (A/A)', start: rustWorker(oursDir) },
   { id: 'js', label: 'JS Worker', start: plainWorker(join(tmp, 'js')) },
-  ...(compareDir ? [{ id: 'compare', label: `compare (${compareDir})`, start: rustWorker(compareDir) }] : []),
+  ...(compareDir ? [{
+    id: 'compare',
+    label: compareRules ? `ours with ${o['compare-rules']} stored` : `compare (${compareDir})`,
+    start: rustWorker(compareDir),
+    setup: compareRules && (async (inst) => {
+      const res = await fetch(`${inst.url}/api/rules`, { method: 'PUT', body: compareRules, headers: { authorization: `Bearer ${defaultBindings.ADMIN_TOKEN}` } });
+      if (res.status !== 200) throw new Error(`PUT /api/rules answered ${res.status}: ${await res.text()}`);
+    }),
+  }] : []),
 ];
 
 // ---- workerd's CPU ------------------------------------------------------------------------------
@@ -134,6 +148,7 @@ async function startInstance(w) {
   const inst = { ...w, mf, url, pid };
   inst.readyNs = ready.ns;
   inst.readyStatNs = ready.statNs;
+  await w.setup?.(inst);
   return inst;
 }
 
@@ -318,7 +333,8 @@ async function selfCheck(instances) {
   );
   const pads = cases.filter((c) => c.pad).map((c) => c.pad);
   if (!pads.some((p) => p > 16) || !pads.some((p) => p <= 16)) throw new Error('self-check lacks a pad above and at most 16');
-  const rust = instances.filter((i) => i.id !== 'empty');
+  // A build with rules stored answers differently by design: it is not checked against the others.
+  const rust = instances.filter((i) => i.id !== 'empty' && !(i.id === 'compare' && compareRules));
   const mismatches = [];
   for (const c of cases) {
     const got = {};

@@ -8,13 +8,14 @@ import { Miniflare } from 'miniflare';
 import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
 import { plainQuery, safePush, fixture } from '../tests/support/wechat.mjs';
 import { parseArgs } from 'node:util';
-const { values: o } = parseArgs({ options: { build: { type: 'string', default: new URL('../build', import.meta.url).pathname }, scenario: { type: 'string', default: 'plain' }, n: { type: 'string', default: '3000' }, first: { type: 'boolean', default: false }, plain: { type: 'string' }, top: { type: 'string', default: '40' } } });
+const { values: o } = parseArgs({ options: { build: { type: 'string', default: new URL('../build', import.meta.url).pathname }, scenario: { type: 'string', default: 'plain' }, n: { type: 'string', default: '3000' }, first: { type: 'boolean', default: false }, plain: { type: 'string' }, rules: { type: 'string' }, top: { type: 'string', default: '40' } } });
 const port = 9229 + Math.floor(Math.random() * 500);
 const mf = o.plain
   ? new Miniflare({ scriptPath: o.plain + '/worker.mjs', modules: true, modulesRoot: o.plain, compatibilityDate: '2026-04-20', bindings: { ...defaultBindings, WECHAT_KF_ACCOUNT: 'kf2001@gh_10f6c3c3ac5a' }, cf: false, inspectorPort: port, handleRuntimeStdio: (a, b) => { a.resume(); b.resume(); } })
   : startWorker({ buildDir: o.build, quiet: true, bindings: { WECHAT_KF_ACCOUNT: 'kf2001@gh_10f6c3c3ac5a' }, options: { inspectorPort: port } });
 const url = (await mf.ready).toString().replace(/\/$/, '');
 const list = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+if (o.rules) { const r = await fetch(`${url}/api/rules`, { method: 'PUT', body: (await import('node:fs')).readFileSync(o.rules), headers: { authorization: 'Bearer test-admin-token' } }); if (r.status !== 200) throw new Error(await r.text()); }
 const target = list.find((t) => !t.title?.includes('miniflare') && t.webSocketDebuggerUrl) ?? list[0];
 const ws = new WebSocket(target.webSocketDebuggerUrl);
 await new Promise((r) => ws.addEventListener('open', r));

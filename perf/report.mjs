@@ -31,10 +31,13 @@ const run = (cmd, args, opts = {}) => {
 // 1. Core.
 const toNs = (v, unit) => Number(v) * ({ ns: 1, 'µs': 1e3, us: 1e3, ms: 1e6, s: 1e9 }[unit]);
 const core = {};
+const desk = {};
 let mode = null;
 for (const line of run('cargo', ['bench', '--bench', 'core']).split('\n')) {
   const m = line.match(/[├╰]─ (plain|safe)\s/);
   if (m) { mode = m[1]; continue; }
+  const d = line.match(/[├╰]─ (decide_\S+)\s+([\d.]+) (ns|µs|ms)\s+│\s+([\d.]+) (ns|µs|ms)\s+│\s+([\d.]+) (ns|µs|ms)/);
+  if (d) { desk[d[1]] = toNs(d[6], d[7]); continue; }
   const row = line.match(/[├╰]─ (\S+)\s+([\d.]+) (ns|µs|ms)\s+│\s+([\d.]+) (ns|µs|ms)\s+│\s+([\d.]+) (ns|µs|ms)/);
   if (row && mode) {
     (core[row[1]] ??= {})[mode] = { fastest: toNs(row[2], row[3]), median: toNs(row[6], row[7]) };
@@ -62,6 +65,8 @@ console.log('| message | plain | safe |\n|---|---|---|');
 for (const [name, r] of Object.entries(core)) {
   console.log(`| ${name} | ${us(r.plain.median)} (${us(r.plain.fastest)}) | ${us(r.safe.median)} (${us(r.safe.fastest)}) |`);
 }
+console.log('\n## Front desk decision per message (native, divan median), µs\n');
+for (const [name, ns] of Object.entries(desk)) console.log(`- ${name}: ${us(ns)}`);
 console.log('\n## CPU per request in workerd, against a plain JS Worker (perf/cpu.mjs)\n');
 console.log(cpuTable.trim());
 console.log(`\n## Local miniflare (workerd), ${tp.client}, each route against GET /healthz in alternating rounds (medians)\n`);

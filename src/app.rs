@@ -17,6 +17,7 @@ use crate::api::kf::{self, OnlineState, Target};
 use crate::api::token_cache::{TokenCache, TokenState};
 use crate::config::Config;
 use crate::desk::decide::{decide, Agents, Answer, Decision, Fact, Facts, Reason, Step};
+use crate::desk::effects::{self, EffectsState};
 use crate::desk::{self, DeskState};
 use crate::error::Error;
 use crate::json::ObjectWriter;
@@ -33,6 +34,7 @@ pub struct Isolate {
     pub token: TokenState,
     pub online: OnlineState,
     pub desk: DeskState,
+    pub effects: EffectsState,
 }
 
 /// One request's view of the worker: the isolate's configuration and state, and the runtime.
@@ -258,7 +260,17 @@ pub async fn serve<R: Runtime + 'static>(app: &Rc<App<R>>, route: Route, req: Re
         // Every other route is served by `serve_now`.
         _ => Err(Error::Internal("route without an I/O path")),
     };
-    result.unwrap_or_else(|e| Served::failed(&e))
+    let mut served = result.unwrap_or_else(|e| Served::failed(&e));
+    if app.isolate.token.has_credential_failure() {
+        // A token request failed in a way no retry fixes: the agents hear of it (rules allowing).
+        let app = app.clone();
+        let work: Background = Box::pin(async move {
+            let rules = desk::current_rules(&app).await;
+            effects::credentials_alert(&app, &rules.document.rules).await;
+        });
+        served.background = join(served.background, Some(work));
+    }
+    served
 }
 
 fn url_check<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Served, Error> {
@@ -310,7 +322,8 @@ fn push_now<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Option<Result<Served
             Step::Decided(d) => break d,
         }
     };
-    if decision.remember_request {
+    if effects::plan(message, &decision, &loaded.document.rules).is_some() {
+        // Work after the reply needs the async path (waitUntil).
         return None;
     }
     let kf_account = match decision.answer {
@@ -339,11 +352,10 @@ async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, req: &Request<'_>) -> Resu
             Step::Decided(d) => break d,
         }
     };
-    if decision.remember_request {
-        let (app, openid) = (app.clone(), message.from_user_name.clone());
-        let secs = loaded.document.rules.transfer.remember_secs;
-        let remember: Background = Box::pin(async move { desk::remember_request(&app, &openid, secs).await });
-        background = join(background, Some(remember));
+    if let Some(planned) = effects::plan(message, &decision, &loaded.document.rules) {
+        let (app, loaded) = (app.clone(), loaded.clone());
+        let work: Background = Box::pin(async move { effects::run(&app, &loaded.document.rules, planned).await });
+        background = join(background, Some(work));
     }
     let kf_account = match decision.answer {
         Answer::Transfer => {
@@ -468,12 +480,16 @@ async fn rules_call<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Serve
     Ok(Served::done(Response::new(200, JSON, body.finish().into_bytes()), format!("rules {}", req.method)))
 }
 
-/// The Cron Trigger: keeps the stored access_token fresh. Returns what it did.
+/// The Cron Trigger: keeps the stored access_token fresh, then the alerts' checks (the queue, a
+/// credential failure). Returns what it did to the token; the rest is in the notes.
 pub async fn scheduled<R: Runtime>(app: &App<R>) -> String {
-    match app.api() {
+    let outcome = match app.api() {
         Ok(api) => api.tokens.refresh_if_due().await.map(str::to_string).unwrap_or_else(|e| e.to_string()),
         Err(e) => e.to_string(),
-    }
+    };
+    let rules = desk::current_rules(app).await;
+    effects::cron_alerts(app, &rules.document.rules).await;
+    outcome
 }
 
 /// The request's one log line (JSON): route, method, status, outcome, ms, and notes if any.

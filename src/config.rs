@@ -25,10 +25,14 @@ pub const API_VARIABLES: &[&str] = &["WECHAT_APPID", "WECHAT_APPSECRET", "WECHAT
 pub const ADMIN_VARIABLES: &[&str] = &["ADMIN_TOKEN"];
 /// The KV namespace binding (the glue reports it as "bound" when present).
 pub const STORE_VARIABLES: &[&str] = &["WECHAT_KV"];
+/// Alerts to the agents.
+pub const ALERT_VARIABLES: &[&str] = &["ALERT_WEBHOOK_URL"];
 
 /// Whether the worker reads `name`.
 pub fn is_known_variable(name: &str) -> bool {
-    [CALLBACK_VARIABLES, API_VARIABLES, ADMIN_VARIABLES, STORE_VARIABLES].iter().any(|vars| vars.contains(&name))
+    [CALLBACK_VARIABLES, API_VARIABLES, ADMIN_VARIABLES, STORE_VARIABLES, ALERT_VARIABLES]
+        .iter()
+        .any(|vars| vars.contains(&name))
 }
 
 pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
@@ -80,6 +84,8 @@ pub struct Config {
     pub app_secret: Option<String>,
     pub token_endpoint: TokenEndpoint,
     pub admin_token: Option<String>,
+    /// Where alerts are posted (a secret: a WeCom robot URL carries its key).
+    pub alert_webhook: Option<String>,
     /// Problems found while loading, at most one per variable.
     pub problems: Vec<Problem>,
     health: std::cell::OnceCell<String>,
@@ -140,6 +146,14 @@ impl Config {
                 DEFAULT_API_BASE.to_string()
             }
         };
+        let alert_webhook = match get("ALERT_WEBHOOK_URL") {
+            None => None,
+            Some(v) if is_http_base(v.split(['?', '#']).next().unwrap_or_default()) && !v.contains(' ') => Some(v),
+            Some(_) => {
+                problems.push(Problem::Invalid("ALERT_WEBHOOK_URL"));
+                None
+            }
+        };
         if get("WECHAT_KV").is_none() {
             problems.push(Problem::Missing("WECHAT_KV"));
         }
@@ -162,6 +176,7 @@ impl Config {
             app_secret: get("WECHAT_APPSECRET"),
             token_endpoint,
             admin_token: get("ADMIN_TOKEN"),
+            alert_webhook,
             problems,
             health: std::cell::OnceCell::new(),
         }
@@ -240,6 +255,7 @@ impl Config {
             )
             .bool("outbound_api", self.api_credentials().is_ok())
             .bool("admin_api", self.admin_token.is_some())
+            .bool("alerts", self.alert_webhook.is_some())
             .str(
                 "token_endpoint",
                 match self.token_endpoint {
@@ -379,6 +395,25 @@ mod tests {
         assert_eq!(health(&build(&[("WECHAT_TOKEN", "t")]))["ok"], true);
         let unbound = Config::build(|k| (k == "WECHAT_TOKEN").then(|| "t".to_string()));
         assert_eq!(health(&unbound)["missing"], serde_json::json!(["WECHAT_KV"]));
+    }
+
+    #[test]
+    fn the_alert_webhook_is_https_or_loopback_and_never_shown() {
+        let c = build(&[
+            ("WECHAT_TOKEN", "t"),
+            ("ALERT_WEBHOOK_URL", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET-KEY"),
+        ]);
+        assert!(c.alert_webhook.is_some() && c.problems.is_empty());
+        assert!(!c.health().contains("SECRET-KEY"));
+        assert!(build(&[("ALERT_WEBHOOK_URL", "http://127.0.0.1:9000/hook")]).alert_webhook.is_some());
+        for bad in ["http://example.com/hook", "ftp://x/y", "https://a b/", "qyapi.weixin.qq.com"] {
+            let c = build(&[("WECHAT_TOKEN", "t"), ("ALERT_WEBHOOK_URL", bad)]);
+            assert_eq!(
+                (c.alert_webhook.as_deref(), c.problems.as_slice()),
+                (None, &[Problem::Invalid("ALERT_WEBHOOK_URL")][..]),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

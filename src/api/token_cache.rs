@@ -50,9 +50,21 @@ pub struct TokenState {
     /// Until when (ms) callers are answered with this failure.
     backoff: RefCell<Option<(u64, Error)>>,
     last_forced: Cell<Option<u64>>,
+    /// A token request failed in a way no retry fixes (40164, 40013, 40125), not yet alerted.
+    credential_failure: Cell<Option<i64>>,
 }
 
 impl TokenState {
+    /// The credential failure to alert, if one happened since the last call.
+    pub fn take_credential_failure(&self) -> Option<i64> {
+        self.credential_failure.take()
+    }
+
+    /// Whether a credential failure waits to be alerted.
+    pub fn has_credential_failure(&self) -> bool {
+        self.credential_failure.get().is_some()
+    }
+
     /// The token in memory (usable or not), for the status report.
     pub fn peek(&self) -> Option<CachedToken> {
         self.memory.borrow().clone()
@@ -218,7 +230,14 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
                     busy_retried = true;
                     self.rt.clock().sleep(BUSY_RETRY_MS).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if let Error::WeChat { errcode, .. } = &e {
+                        if token::is_credential_error(*errcode) {
+                            self.state.credential_failure.set(Some(*errcode));
+                        }
+                    }
+                    return Err(e);
+                }
             }
         }
     }

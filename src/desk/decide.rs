@@ -71,9 +71,19 @@ impl Reason {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision<'r> {
     pub answer: Answer<'r>,
+    /// With a transfer, `Closed` or `NoAgent` says the user will wait (a notice, a `waiting`
+    /// alert may follow).
     pub reason: Reason,
     /// The user asked for a human just now: remember it for `transfer.remember_secs`.
     pub remember_request: bool,
+}
+
+impl Decision<'_> {
+    /// The user is transferred while closed or while nobody is online: they will wait.
+    pub fn waiting(&self) -> Option<Reason> {
+        (self.answer == Answer::Transfer && matches!(self.reason, Reason::Closed | Reason::NoAgent))
+            .then_some(self.reason)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +101,43 @@ fn equals_any(text: &str, words: &[String]) -> bool {
     words.iter().any(|w| *w == text)
 }
 
-fn contains_any(text: &str, words: &[String]) -> bool {
-    words.iter().any(|w| text.contains(w.as_str()))
+/// The byte pairs of a text, hashed into 4,096 bits: a word one of whose pairs is missing cannot
+/// be in the text. Built once per message, it spares nearly every word the substring search,
+/// whose per-word setup is what a long keyword list costs in wasm.
+struct Pairs([u64; 64]);
+
+impl Pairs {
+    fn slot(a: u8, b: u8) -> (usize, u64) {
+        let h = ((usize::from(a) * 0x9E37) ^ (usize::from(b) * 0x85EB)) & 4095;
+        (h >> 6, 1 << (h & 63))
+    }
+
+    fn of(text: &str) -> Pairs {
+        let mut bits = [0u64; 64];
+        for pair in text.as_bytes().windows(2) {
+            if let [a, b] = pair {
+                let (word, bit) = Pairs::slot(*a, *b);
+                if let Some(w) = bits.get_mut(word) {
+                    *w |= bit;
+                }
+            }
+        }
+        Pairs(bits)
+    }
+
+    fn may_hold(&self, word: &str) -> bool {
+        word.as_bytes().windows(2).all(|pair| match pair {
+            [a, b] => {
+                let (word, bit) = Pairs::slot(*a, *b);
+                self.0.get(word).is_some_and(|w| w & bit != 0)
+            }
+            _ => true,
+        })
+    }
+}
+
+fn contains_any(text: &str, pairs: &Pairs, words: &[String]) -> bool {
+    words.iter().any(|w| pairs.may_hold(w) && text.contains(w.as_str()))
 }
 
 /// Decides the answer to `message` at `now` (Unix seconds).
@@ -108,15 +153,17 @@ pub fn decide<'r>(message: &Message, now: u64, rules: &'r Rules, facts: &Facts) 
         MessageKind::Text { content } => Some(content.trim().to_ascii_lowercase()),
         _ => None,
     };
-    if let Some(text) = &text {
+    let pairs = text.as_deref().map(Pairs::of);
+    if let (Some(text), Some(pairs)) = (&text, &pairs) {
         for k in &rules.keywords {
-            if if k.exact { equals_any(text, &k.words) } else { contains_any(text, &k.words) } {
+            if if k.exact { equals_any(text, &k.words) } else { contains_any(text, pairs, &k.words) } {
                 return decided(Answer::Text(&k.reply), Reason::Keyword, false);
             }
         }
     }
     let gate = &rules.transfer;
-    let asked = gate.on_request && text.as_deref().is_some_and(|t| contains_any(t, &gate.request_words));
+    let asked =
+        gate.on_request && matches!((&text, &pairs), (Some(t), Some(p)) if contains_any(t, p, &gate.request_words));
     if gate.on_request && !asked {
         match facts.requested {
             None => return Step::Need(Fact::Requested),
@@ -133,10 +180,15 @@ pub fn decide<'r>(message: &Message, now: u64, rules: &'r Rules, facts: &Facts) 
             _ => decided(Answer::Transfer, Reason::Closed, asked),
         };
     }
-    if let (FallbackAction::Reply, Some(text)) = (rules.no_agent.action, rules.no_agent.text.as_deref()) {
+    if rules.needs_agents() {
         match facts.agents {
             None => return Step::Need(Fact::Agents),
-            Some(Agents::Nobody) => return decided(Answer::Text(text), Reason::NoAgent, asked),
+            Some(Agents::Nobody) => {
+                return match (rules.no_agent.action, rules.no_agent.text.as_deref()) {
+                    (FallbackAction::Reply, Some(text)) => decided(Answer::Text(text), Reason::NoAgent, asked),
+                    _ => decided(Answer::Transfer, Reason::NoAgent, asked),
+                };
+            }
             Some(Agents::Online | Agents::Unknown) => {}
         }
     }
@@ -162,7 +214,7 @@ mod tests {
     }
 
     fn rules(doc: &str) -> Rules {
-        validate(doc.as_bytes(), true).unwrap().rules
+        validate(doc.as_bytes(), crate::desk::rules::Capabilities::ALL).unwrap().rules
     }
 
     const FULL: &str = r#"{
@@ -275,6 +327,20 @@ mod tests {
                 decided(Answer::Success, Reason::Default, false),
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn the_pair_filter_never_hides_a_word_that_is_there() {
+        let texts = ["我要开发票", "I want an AGENT now", "a", "", "人工人工", "x人工y", "🙂人工🙂"];
+        let words = ["发票", "agent", "a", "人工", "工人", "🙂人", "t n", "z"];
+        for text in texts {
+            let lower = text.to_ascii_lowercase();
+            let pairs = Pairs::of(&lower);
+            for word in words {
+                let expected = lower.contains(word);
+                assert_eq!(contains_any(&lower, &pairs, &[word.to_string()]), expected, "{word:?} in {text:?}");
+            }
         }
     }
 

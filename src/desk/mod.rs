@@ -4,10 +4,12 @@
 //! - [`rules`]: the rules document, its defaults and its validation (pure).
 //! - [`hours`]: offsets, dates and ranges (pure).
 //! - [`decide`]: the decision for one push (pure).
+//! - [`effects`]: what happens after the reply (notices, alerts, session messages), once.
 //! - here: the isolate's copy of the rules (from the store, at most 30 s old) and the users who
 //!   asked for a human, over the runtime traits.
 
 pub mod decide;
+pub mod effects;
 pub mod hours;
 pub mod rules;
 
@@ -80,7 +82,7 @@ impl DeskState {
 }
 
 fn defaults(now: u64) -> Loaded {
-    let document = rules::validate(DEFAULTS_JSON.as_bytes(), true)
+    let document = rules::validate(DEFAULTS_JSON.as_bytes(), rules::Capabilities::ALL)
         .unwrap_or_else(|_| Document { rules: rules::Rules::default(), json: DEFAULTS_JSON.to_string() });
     Loaded { document, stored: false, loaded_at: now }
 }
@@ -123,7 +125,9 @@ pub async fn current_rules<R: Runtime>(app: &App<R>) -> Rc<Loaded> {
 
 /// Validates and stores a document; this isolate uses it at once.
 pub async fn put_rules<R: Runtime>(app: &App<R>, body: &[u8]) -> Result<Rc<Loaded>, Error> {
-    let document = rules::validate(body, app.config.api_credentials().is_ok())?;
+    let can =
+        rules::Capabilities { api: app.config.api_credentials().is_ok(), webhook: app.config.alert_webhook.is_some() };
+    let document = rules::validate(body, can)?;
     app.rt.store().put(&rules_key(app), &document.json, None).await?;
     Ok(app.isolate.desk.keep(Loaded { document, stored: true, loaded_at: app.rt.clock().now() }))
 }

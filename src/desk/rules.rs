@@ -19,6 +19,13 @@ pub const DEFAULT_REMEMBER_SECS: u64 = 1800;
 pub const MIN_REMEMBER_SECS: u64 = 60;
 pub const MAX_REMEMBER_SECS: u64 = 7 * 86_400;
 pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// How often a user gets the same notice by default, and the least.
+pub const DEFAULT_NOTIFY_EVERY_SECS: u64 = 43_200;
+pub const MIN_EVERY_SECS: u64 = 60;
+/// Alert defaults.
+pub const DEFAULT_QUEUE_THRESHOLD: u64 = 3;
+pub const DEFAULT_WAIT_SECS: u64 = 600;
+pub const DEFAULT_ALERT_EVERY_SECS: u64 = 600;
 
 /// The rules the decision reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +41,18 @@ pub struct Rules {
     pub closed: Fallback,
     /// Inside hours with nobody online.
     pub no_agent: Fallback,
+    /// Alerts to the agents' webhook; `None`: no alerts.
+    pub alerts: Option<Alerts>,
+    /// Session greeting and farewell.
+    pub sessions: Sessions,
+}
+
+impl Rules {
+    /// Whether the decision must know who is online: a no-agent rule that acts, or `waiting`
+    /// alerts (a transfer while nobody is online is one).
+    pub fn needs_agents(&self) -> bool {
+        self.no_agent.action != FallbackAction::Transfer || self.alerts.as_ref().is_some_and(|a| a.waiting)
+    }
 }
 
 impl Default for Rules {
@@ -51,6 +70,8 @@ impl Default for Rules {
             hours: None,
             closed: Fallback::default(),
             no_agent: Fallback::default(),
+            alerts: None,
+            sessions: Sessions::default(),
         }
     }
 }
@@ -76,11 +97,19 @@ pub struct Gate {
 }
 
 /// What to do outside hours, or when nobody is online.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fallback {
     pub action: FallbackAction,
-    /// The reply's text (required with [`FallbackAction::Reply`]).
+    /// The reply's or the notice's text (required with `reply` and `transfer_and_notify`).
     pub text: Option<String>,
+    /// With `transfer_and_notify`: a user gets the notice at most once in this long.
+    pub notify_every_secs: u64,
+}
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Fallback { action: FallbackAction::Transfer, text: None, notify_every_secs: DEFAULT_NOTIFY_EVERY_SECS }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,6 +119,32 @@ pub enum FallbackAction {
     Transfer,
     /// A passive text reply, no transfer.
     Reply,
+    /// Transfer, and send `text` as a customer-service message (after the reply).
+    TransferAndNotify,
+}
+
+/// Alerts to the agents (`ALERT_WEBHOOK_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alerts {
+    /// A user transferred while closed or while nobody is online.
+    pub waiting: bool,
+    /// The cron sees a long queue or a long wait.
+    pub queue: bool,
+    /// A token request failed in a way no retry fixes.
+    pub credentials: bool,
+    pub wecom: bool,
+    pub queue_threshold: u64,
+    pub wait_secs: u64,
+    pub every_secs: u64,
+    pub include_text: bool,
+}
+
+/// Sent as customer-service messages when an agent takes or closes a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sessions {
+    /// `{nickname}` is replaced with the agent's nickname.
+    pub greeting: Option<String>,
+    pub farewell: Option<String>,
 }
 
 /// A validated document: the typed rules and the JSON as stored (compact, in the order given).
@@ -102,9 +157,21 @@ pub struct Document {
 /// The defaults, written as a document (what `GET /api/rules` shows when none is stored).
 pub const DEFAULTS_JSON: &str = r#"{"timezone":"+08:00","keywords":[],"transfer":{"mode":"all","request_words":[],"remember_secs":1800},"closed":{"action":"transfer"},"no_agent":{"action":"transfer"}}"#;
 
-/// Validates a document. `api_configured`: whether the WeChat API can be called (a `no_agent`
-/// rule that acts needs the online list).
-pub fn validate(body: &[u8], api_configured: bool) -> Result<Document, Error> {
+/// What the deployment can do, for the rules that need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The WeChat API can be called (online list, customer-service messages).
+    pub api: bool,
+    /// `ALERT_WEBHOOK_URL` is set.
+    pub webhook: bool,
+}
+
+impl Capabilities {
+    pub const ALL: Capabilities = Capabilities { api: true, webhook: true };
+}
+
+/// Validates a document against what the deployment can do.
+pub fn validate(body: &[u8], can: Capabilities) -> Result<Document, Error> {
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(Error::PayloadTooLarge);
     }
@@ -116,13 +183,13 @@ pub fn validate(body: &[u8], api_configured: bool) -> Result<Document, Error> {
         }
     };
     let o = doc.as_object().ok_or_else(|| invalid("body", "must be a JSON object"))?;
-    let rules = read_rules(o, api_configured)?;
+    let rules = read_rules(o, can)?;
     Ok(Document { rules, json: doc.to_json() })
 }
 
 /// A stored document, read back: validated again (a hand-edited KV entry must not break replies).
 pub fn load(stored: &str) -> Result<Document, Error> {
-    validate(stored.as_bytes(), true)
+    validate(stored.as_bytes(), Capabilities::ALL)
 }
 
 fn invalid(field: &str, reason: &'static str) -> Error {
@@ -194,8 +261,10 @@ fn words(v: &Json, at: &str, allow_empty: bool) -> Result<Vec<String>, Error> {
         .collect()
 }
 
-fn read_rules(o: &Object, api_configured: bool) -> Result<Rules, Error> {
-    only(o, "", &["timezone", "welcome", "keywords", "transfer", "hours", "closed", "no_agent"])?;
+const NEEDS_API: &str = "needs the WeChat API (WECHAT_APPID and WECHAT_APPSECRET)";
+
+fn read_rules(o: &Object, can: Capabilities) -> Result<Rules, Error> {
+    only(o, "", &["timezone", "welcome", "keywords", "transfer", "hours", "closed", "no_agent", "alerts", "sessions"])?;
     let mut rules = Rules::default();
     if let Some(tz) = member(o, "timezone") {
         let s = tz.as_str().ok_or_else(|| invalid("timezone", "must be a string"))?;
@@ -220,17 +289,83 @@ fn read_rules(o: &Object, api_configured: bool) -> Result<Rules, Error> {
     }
     if let Some(closed) = member(o, "closed") {
         rules.closed = fallback(object(closed, "closed")?, "closed")?;
+        if rules.closed.action == FallbackAction::TransferAndNotify && !can.api {
+            return Err(invalid("closed", NEEDS_API));
+        }
     }
     if let Some(no_agent) = member(o, "no_agent") {
         rules.no_agent = fallback(object(no_agent, "no_agent")?, "no_agent")?;
-        if rules.no_agent.action != FallbackAction::Transfer && !api_configured {
-            return Err(invalid(
-                "no_agent",
-                "needs the WeChat API (WECHAT_APPID and WECHAT_APPSECRET) to see who is online",
-            ));
+        if rules.no_agent.action != FallbackAction::Transfer && !can.api {
+            return Err(invalid("no_agent", NEEDS_API));
+        }
+    }
+    if let Some(alerts) = member(o, "alerts") {
+        if !can.webhook {
+            return Err(invalid("alerts", "needs ALERT_WEBHOOK_URL"));
+        }
+        let alerts = read_alerts(object(alerts, "alerts")?)?;
+        if (alerts.waiting || alerts.queue) && !can.api {
+            return Err(invalid("alerts.on", NEEDS_API));
+        }
+        rules.alerts = Some(alerts);
+    }
+    if let Some(sessions) = member(o, "sessions") {
+        let sessions = object(sessions, "sessions")?;
+        only(sessions, "sessions", &["greeting", "farewell"])?;
+        rules.sessions = Sessions {
+            greeting: text(sessions, "sessions", "greeting")?,
+            farewell: text(sessions, "sessions", "farewell")?,
+        };
+        if (rules.sessions.greeting.is_some() || rules.sessions.farewell.is_some()) && !can.api {
+            return Err(invalid("sessions", NEEDS_API));
         }
     }
     Ok(rules)
+}
+
+/// An integer of at least `min` seconds (or count), when present.
+fn at_least(o: &Object, parent: &str, name: &str, min: u64, default: u64) -> Result<u64, Error> {
+    match member(o, name) {
+        None => Ok(default),
+        Some(v) => v.as_u64().filter(|n| *n >= min).ok_or_else(|| {
+            invalid(
+                &path(parent, name),
+                if min == 1 { "must be a positive integer" } else { "must be an integer of at least 60" },
+            )
+        }),
+    }
+}
+
+fn read_alerts(o: &Object) -> Result<Alerts, Error> {
+    only(o, "alerts", &["on", "format", "queue_threshold", "wait_secs", "every_secs", "include_text"])?;
+    let mut alerts = Alerts {
+        waiting: false,
+        queue: false,
+        credentials: false,
+        wecom: true,
+        queue_threshold: at_least(o, "alerts", "queue_threshold", 1, DEFAULT_QUEUE_THRESHOLD)?,
+        wait_secs: at_least(o, "alerts", "wait_secs", MIN_EVERY_SECS, DEFAULT_WAIT_SECS)?,
+        every_secs: at_least(o, "alerts", "every_secs", MIN_EVERY_SECS, DEFAULT_ALERT_EVERY_SECS)?,
+        include_text: match member(o, "include_text") {
+            None => false,
+            Some(v) => v.as_bool().ok_or_else(|| invalid("alerts.include_text", "must be true or false"))?,
+        },
+    };
+    let on = member(o, "on").ok_or_else(|| invalid("alerts.on", "is required"))?;
+    for (i, kind) in array(on, "alerts.on")?.iter().enumerate() {
+        match kind.as_str() {
+            Some("waiting") => alerts.waiting = true,
+            Some("queue") => alerts.queue = true,
+            Some("credentials") => alerts.credentials = true,
+            _ => return Err(invalid(&format!("alerts.on[{i}]"), "must be waiting, queue or credentials")),
+        }
+    }
+    alerts.wecom = match member(o, "format").map(|f| f.as_str()) {
+        None | Some(Some("wecom")) => true,
+        Some(Some("json")) => false,
+        Some(_) => return Err(invalid("alerts.format", "must be wecom or json")),
+    };
+    Ok(alerts)
 }
 
 fn keyword(o: &Object, at: &str) -> Result<Keyword, Error> {
@@ -319,17 +454,22 @@ fn read_hours(o: &Object) -> Result<Hours, Error> {
 }
 
 fn fallback(o: &Object, at: &str) -> Result<Fallback, Error> {
-    only(o, at, &["action", "text"])?;
+    only(o, at, &["action", "text", "notify_every_secs"])?;
     let action = match member(o, "action").map(|m| m.as_str()) {
         None | Some(Some("transfer")) => FallbackAction::Transfer,
         Some(Some("reply")) => FallbackAction::Reply,
-        Some(_) => return Err(invalid(&path(at, "action"), "must be transfer or reply")),
+        Some(Some("transfer_and_notify")) => FallbackAction::TransferAndNotify,
+        Some(_) => return Err(invalid(&path(at, "action"), "must be transfer, reply or transfer_and_notify")),
     };
     let text = text(o, at, "text")?;
-    if action == FallbackAction::Reply && text.is_none() {
-        return Err(invalid(&path(at, "text"), "is required when action is reply"));
+    if action != FallbackAction::Transfer && text.is_none() {
+        return Err(invalid(&path(at, "text"), "is required with this action"));
     }
-    Ok(Fallback { action, text })
+    if member(o, "notify_every_secs").is_some() && action != FallbackAction::TransferAndNotify {
+        return Err(invalid(&path(at, "notify_every_secs"), "is only used with transfer_and_notify"));
+    }
+    let notify_every_secs = at_least(o, at, "notify_every_secs", MIN_EVERY_SECS, DEFAULT_NOTIFY_EVERY_SECS)?;
+    Ok(Fallback { action, text, notify_every_secs })
 }
 
 #[cfg(test)]
@@ -357,7 +497,7 @@ mod tests {
     }"#;
 
     fn field_of(doc: &str) -> (String, &'static str) {
-        match validate(doc.as_bytes(), true).unwrap_err() {
+        match validate(doc.as_bytes(), Capabilities::ALL).unwrap_err() {
             Error::InvalidRequest { field, reason } => (field, reason),
             other => panic!("{other:?}"),
         }
@@ -365,7 +505,7 @@ mod tests {
 
     #[test]
     fn the_example_validates_and_is_stored_compact_in_its_order() {
-        let doc = validate(EXAMPLE.as_bytes(), true).unwrap();
+        let doc = validate(EXAMPLE.as_bytes(), Capabilities::ALL).unwrap();
         let r = &doc.rules;
         assert_eq!(r.timezone, Offset(480));
         assert_eq!(r.keywords.len(), 2);
@@ -383,11 +523,19 @@ mod tests {
     }
 
     #[test]
+    fn the_fullest_document_of_the_benchmarks_validates() {
+        let doc = validate(&crate::testkit::fixture("rules/fullest.json"), Capabilities::ALL).unwrap();
+        assert_eq!(doc.rules.keywords.len(), MAX_KEYWORD_RULES);
+        assert_eq!(doc.rules.hours.as_ref().unwrap().closed_dates.len(), 28);
+    }
+
+    #[test]
     fn the_defaults_reproduce_todays_behaviour() {
-        let defaults = validate(DEFAULTS_JSON.as_bytes(), false).unwrap();
+        let none = Capabilities { api: false, webhook: false };
+        let defaults = validate(DEFAULTS_JSON.as_bytes(), none).unwrap();
         assert_eq!(defaults.rules, Rules::default());
-        assert_eq!(validate(b"{}", false).unwrap().rules, Rules::default());
-        assert_eq!(validate(br#"{"welcome":null}"#, false).unwrap().rules, Rules::default(), "null is absent");
+        assert_eq!(validate(b"{}", none).unwrap().rules, Rules::default());
+        assert_eq!(validate(br#"{"welcome":null}"#, none).unwrap().rules, Rules::default(), "null is absent");
     }
 
     #[test]
@@ -478,8 +626,39 @@ mod tests {
                 "hours.open_dates.2026-09-27[1]",
                 "overlaps another range of the same day",
             ),
-            (r#"{"closed":{"action":"reply"}}"#.into(), "closed.text", "is required when action is reply"),
-            (r#"{"closed":{"action":"drop"}}"#.into(), "closed.action", "must be transfer or reply"),
+            (r#"{"closed":{"action":"reply"}}"#.into(), "closed.text", "is required with this action"),
+            (r#"{"closed":{"action":"transfer_and_notify"}}"#.into(), "closed.text", "is required with this action"),
+            (
+                r#"{"closed":{"action":"drop"}}"#.into(),
+                "closed.action",
+                "must be transfer, reply or transfer_and_notify",
+            ),
+            (
+                r#"{"closed":{"action":"reply","text":"x","notify_every_secs":60}}"#.into(),
+                "closed.notify_every_secs",
+                "is only used with transfer_and_notify",
+            ),
+            (
+                r#"{"no_agent":{"action":"transfer_and_notify","text":"x","notify_every_secs":59}}"#.into(),
+                "no_agent.notify_every_secs",
+                "must be an integer of at least 60",
+            ),
+            (r#"{"alerts":{}}"#.into(), "alerts.on", "is required"),
+            (r#"{"alerts":{"on":["waiting","sms"]}}"#.into(), "alerts.on[1]", "must be waiting, queue or credentials"),
+            (r#"{"alerts":{"on":[],"format":"slack"}}"#.into(), "alerts.format", "must be wecom or json"),
+            (
+                r#"{"alerts":{"on":[],"queue_threshold":0}}"#.into(),
+                "alerts.queue_threshold",
+                "must be a positive integer",
+            ),
+            (
+                r#"{"alerts":{"on":[],"every_secs":10}}"#.into(),
+                "alerts.every_secs",
+                "must be an integer of at least 60",
+            ),
+            (r#"{"alerts":{"on":[],"include_text":"yes"}}"#.into(), "alerts.include_text", "must be true or false"),
+            (r#"{"sessions":{"greeting":"","farewell":"bye"}}"#.into(), "sessions.greeting", "must not be empty"),
+            (r#"{"sessions":{"hello":"hi"}}"#.into(), "sessions.hello", "is not a known field"),
             (
                 r#"{"no_agent":{"action":"reply","text":"x","when":"always"}}"#.into(),
                 "no_agent.when",
@@ -492,20 +671,44 @@ mod tests {
         for (doc, field, reason) in cases {
             assert_eq!(field_of(&doc), (field.to_string(), reason), "{doc}");
         }
-        assert_eq!(validate(&vec![b' '; MAX_DOCUMENT_BYTES + 1], true), Err(Error::PayloadTooLarge));
+        assert_eq!(validate(&vec![b' '; MAX_DOCUMENT_BYTES + 1], Capabilities::ALL), Err(Error::PayloadTooLarge));
     }
 
     #[test]
-    fn a_no_agent_rule_that_acts_needs_the_wechat_api() {
-        let doc = br#"{"no_agent":{"action":"reply","text":"nobody"}}"#;
-        assert_eq!(
-            validate(doc, false).unwrap_err(),
-            Error::InvalidRequest {
-                field: "no_agent".into(),
-                reason: "needs the WeChat API (WECHAT_APPID and WECHAT_APPSECRET) to see who is online"
-            }
-        );
-        assert!(validate(doc, true).is_ok());
-        assert!(validate(br#"{"no_agent":{"action":"transfer"}}"#, false).is_ok(), "transfer changes nothing");
+    fn rules_that_need_the_api_or_the_webhook_are_refused_without_them() {
+        let no_api = Capabilities { api: false, webhook: true };
+        let no_webhook = Capabilities { api: true, webhook: false };
+        let cases: [(&[u8], Capabilities, &str, &str); 6] = [
+            (br#"{"no_agent":{"action":"reply","text":"nobody"}}"#, no_api, "no_agent", NEEDS_API),
+            (br#"{"closed":{"action":"transfer_and_notify","text":"later"}}"#, no_api, "closed", NEEDS_API),
+            (br#"{"sessions":{"greeting":"hi"}}"#, no_api, "sessions", NEEDS_API),
+            (br#"{"alerts":{"on":["queue"]}}"#, no_api, "alerts.on", NEEDS_API),
+            (br#"{"alerts":{"on":["credentials"]}}"#, no_webhook, "alerts", "needs ALERT_WEBHOOK_URL"),
+            (br#"{"alerts":{"on":[]}}"#, no_webhook, "alerts", "needs ALERT_WEBHOOK_URL"),
+        ];
+        for (doc, can, field, reason) in cases {
+            assert_eq!(
+                validate(doc, can).unwrap_err(),
+                Error::InvalidRequest { field: field.into(), reason },
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+            assert!(validate(doc, Capabilities::ALL).is_ok());
+        }
+        assert!(validate(br#"{"no_agent":{"action":"transfer"}}"#, Capabilities { api: false, webhook: false }).is_ok());
+        assert!(validate(br#"{"alerts":{"on":["credentials"]}}"#, no_api).is_ok(), "credential alerts need no API");
+    }
+
+    #[test]
+    fn alerts_and_sessions_read_with_their_defaults() {
+        let doc = r#"{"alerts":{"on":["waiting","queue","credentials"],"format":"json","include_text":true},"sessions":{"greeting":"您好，我是客服{nickname}","farewell":"再见"},"no_agent":{"action":"transfer_and_notify","text":"稍候"}}"#;
+        let r = validate(doc.as_bytes(), Capabilities::ALL).unwrap().rules;
+        let a = r.alerts.as_ref().unwrap();
+        assert!(a.waiting && a.queue && a.credentials && !a.wecom && a.include_text);
+        assert_eq!((a.queue_threshold, a.wait_secs, a.every_secs), (3, 600, 600));
+        assert_eq!(r.sessions.greeting.as_deref(), Some("您好，我是客服{nickname}"));
+        assert_eq!((r.no_agent.action, r.no_agent.notify_every_secs), (FallbackAction::TransferAndNotify, 43_200));
+        assert!(r.needs_agents());
+        assert!(!Rules::default().needs_agents());
     }
 }

@@ -139,7 +139,11 @@ pub async fn handle_async(
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let app = app(&env);
     let outcome = app::scheduled(&app).await;
+    let notes = app.take_notes();
     let mut line = crate::json::ObjectWriter::new();
     line.str("cron", "access_token").str("outcome", &outcome);
+    if !notes.is_empty() {
+        line.strs("notes", notes.iter().map(String::as_str));
+    }
     worker::console_log!("{}", line.finish());
 }

@@ -94,3 +94,44 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
     }
     Config::build(|name| all.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
 }
+
+/// A text message from `openid`, as WeChat pushes it.
+pub fn text_xml(openid: &str, content: &str, create_time: u64, msg_id: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
+         <Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+    )
+}
+
+/// An event from `openid`, with extra fields (`<KfAccount>...`).
+pub fn event_xml(openid: &str, event: &str, extra: &str, create_time: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{event}]]></Event>{extra}</xml>"
+    )
+}
+
+/// Serves one request over the in-memory runtime the way the glue does (the body is passed
+/// whole), and runs its background work to the end unless `keep_background`.
+pub fn request(
+    app: &std::rc::Rc<crate::app::App<fake::FakeRuntime>>,
+    method: &str,
+    target: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> crate::app::Served {
+    let (path, query) = crate::app::split_url(target);
+    let route = crate::app::Route::of(method, path);
+    let body = if route.body_limit().is_some() { body } else { &[] };
+    let req = crate::app::Request { method, path, query, authorization, body };
+    fake::block_on(&app.rt.clock, crate::app::serve(app, route, req))
+}
+
+/// Runs a served request's background work to the end; the notes it left.
+pub fn finish(app: &std::rc::Rc<crate::app::App<fake::FakeRuntime>>, served: &mut crate::app::Served) -> Vec<String> {
+    if let Some(work) = served.background.take() {
+        fake::run(&app.rt.clock, vec![work as fake::Task<'_, ()>]);
+    }
+    app.take_notes()
+}

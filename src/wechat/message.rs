@@ -207,6 +207,36 @@ impl Message {
     }
 }
 
+impl Message {
+    /// The key of this push for "exactly once": `FromUserName|CreateTime|MsgId` for a message,
+    /// `FromUserName|CreateTime|Event|EventKey` for an event (a `MsgId` alone collides across
+    /// users and event types). A retried push has the same key.
+    pub fn dedup_key(&self) -> String {
+        match &self.kind {
+            MessageKind::Event(e) => {
+                let key = match e {
+                    Event::Subscribe { event_key, .. } => event_key.as_deref().unwrap_or_default(),
+                    Event::Scan { event_key, .. }
+                    | Event::Click { event_key }
+                    | Event::ScancodePush { event_key, .. }
+                    | Event::ScancodeWaitmsg { event_key, .. }
+                    | Event::PicSysphoto { event_key, .. }
+                    | Event::PicPhotoOrAlbum { event_key, .. }
+                    | Event::PicWeixin { event_key, .. }
+                    | Event::LocationSelect { event_key, .. } => event_key,
+                    Event::View { url, .. } => url,
+                    Event::ViewMiniprogram { page_path, .. } => page_path,
+                    Event::KfCreateSession { kf_account } | Event::KfCloseSession { kf_account } => kf_account,
+                    Event::KfSwitchSession { to_kf_account, .. } => to_kf_account,
+                    _ => "",
+                };
+                format!("{}|{}|{}|{key}", self.from_user_name, self.create_time, e.name())
+            }
+            _ => format!("{}|{}|{}", self.from_user_name, self.create_time, self.msg_id.unwrap_or_default()),
+        }
+    }
+}
+
 impl Event {
     /// The event's canonical name, as WeChat spells it.
     pub fn name(&self) -> &str {
@@ -428,6 +458,26 @@ mod tests {
         assert_eq!(e.kind, MessageKind::Event(Event::Unknown { event: "teleport".into() }));
         assert!(!e.is_user_message());
         assert_eq!(e.label(), "event:unknown");
+    }
+
+    #[test]
+    fn dedup_keys_tell_pushes_apart_and_match_retries() {
+        let text = parse_message(&msg("<MsgType>text</MsgType><Content>x</Content><MsgId>7</MsgId>")).unwrap();
+        assert_eq!(text.dedup_key(), "o1|1700000000|7");
+        let click = parse_message(&msg("<MsgType>event</MsgType><Event>CLICK</Event><EventKey>K</EventKey>")).unwrap();
+        assert_eq!(click.dedup_key(), "o1|1700000000|CLICK|K");
+        let create =
+            parse_message(&msg("<MsgType>event</MsgType><Event>kf_create_session</Event><KfAccount>a@b</KfAccount>"))
+                .unwrap();
+        let close =
+            parse_message(&msg("<MsgType>event</MsgType><Event>kf_close_session</Event><KfAccount>a@b</KfAccount>"))
+                .unwrap();
+        assert_eq!(create.dedup_key(), "o1|1700000000|kf_create_session|a@b");
+        assert_ne!(create.dedup_key(), close.dedup_key(), "two events of one second");
+        assert_eq!(
+            parse_message(&msg("<MsgType>event</MsgType><Event>subscribe</Event>")).unwrap().dedup_key(),
+            "o1|1700000000|subscribe|"
+        );
     }
 
     #[test]

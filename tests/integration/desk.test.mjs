@@ -80,7 +80,7 @@ test('a bad document is refused with its field and changes nothing', async () =>
     [{ hours: { weekly: { tue: ['18:00-09:00'] } } }, 'hours.weekly.tue[0]', 'must end after it starts'],
     [{ keywords: [{ words: ['a'], reply: 'b' }, { match: 'fuzzy', words: ['a'], reply: 'b' }] }, 'keywords[1].match', 'must be exact or contains'],
     [{ welcom: 'typo' }, 'welcom', 'is not a known field'],
-    [{ closed: { action: 'reply' } }, 'closed.text', 'is required when action is reply'],
+    [{ closed: { action: 'reply' } }, 'closed.text', 'is required with this action'],
   ];
   for (const [doc, fieldName, message] of cases) {
     const res = await api('PUT', doc);
