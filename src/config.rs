@@ -308,10 +308,13 @@ fn is_http_base(v: &str) -> bool {
     !host.is_empty() && (!plain || is_loopback(host))
 }
 
+/// `localhost`, `::1`, or a dotted quad in 127.0.0.0/8.
 fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host == "::1"
-        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+    let quad = |s: &str| {
+        let parts: Vec<&str> = s.split('.').collect();
+        parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.parse::<u8>().is_ok())
+    };
+    host.eq_ignore_ascii_case("localhost") || host == "::1" || (host.starts_with("127.") && quad(host))
 }
 
 #[cfg(test)]
@@ -432,6 +435,8 @@ mod tests {
             "http://api.weixin.qq.com",
             "http://10.0.0.1:8788",
             "http://127.0.0.1.evil.com",
+            "http://127.0.0.256",
+            "http://127.0.0",
             "http://localhost@evil.com",
             "ftp://x",
             "https://",

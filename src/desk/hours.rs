@@ -139,18 +139,17 @@ fn minutes(s: &str) -> Option<u32> {
     (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
 }
 
-/// The first two ranges of `ranges` that overlap, by index, if any.
+/// Two ranges of `ranges` that overlap, by index (the later one second), if any. A day holds at
+/// most [`MAX_RANGES_PER_DAY`] ranges: every pair is compared.
 pub fn overlap(ranges: &[Range]) -> Option<(usize, usize)> {
-    let mut order: Vec<usize> = (0..ranges.len()).collect();
-    order.sort_unstable_by_key(|&i| ranges.get(i).map(|r| r.start));
-    order.windows(2).find_map(|pair| match pair {
-        [a, b] => {
-            let (ra, rb) = (ranges.get(*a)?, ranges.get(*b)?);
-            (rb.start < ra.end).then_some(((*a).min(*b), (*a).max(*b)))
-        }
-        _ => None,
-    })
+    ranges
+        .iter()
+        .enumerate()
+        .find_map(|(j, b)| ranges.iter().take(j).position(|a| a.start < b.end && b.start < a.end).map(|i| (i, j)))
 }
+
+/// Most ranges one day may hold.
+pub const MAX_RANGES_PER_DAY: usize = 48;
 
 /// Opening hours: a weekly schedule, closed dates (holidays) and open dates with their own
 /// ranges (make-up working days), which win over both.
@@ -255,6 +254,8 @@ mod tests {
         let r = |s| Range::parse(s).unwrap();
         assert_eq!(overlap(&[r("09:00-12:00"), r("13:30-18:00")]), None);
         assert_eq!(overlap(&[r("13:30-18:00"), r("09:00-12:00"), r("11:59-12:30")]), Some((1, 2)));
+        assert_eq!(overlap(&[r("09:00-18:00"), r("10:00-11:00")]), Some((0, 1)), "one inside another");
+        assert_eq!(overlap(&[r("10:00-11:00"), r("09:00-18:00")]), Some((0, 1)));
         assert_eq!(overlap(&[r("09:00-12:00"), r("12:00-13:00")]), None, "touching is not overlapping");
     }
 

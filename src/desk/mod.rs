@@ -14,7 +14,6 @@ pub mod hours;
 pub mod rules;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::app::App;
@@ -24,8 +23,9 @@ use rules::{Document, DEFAULTS_JSON};
 
 /// How long an isolate uses its copy of the rules before reading the store again.
 pub const RULES_TTL_SECS: u64 = 30;
-/// Most users remembered in isolate memory as having asked for a human.
-pub const MAX_REMEMBERED: usize = 10_000;
+/// Most users remembered in isolate memory as having asked for a human (the store remembers
+/// them all; memory only spares a read).
+pub const MAX_REMEMBERED: usize = 1_000;
 
 /// The rules in use, and where they came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +41,8 @@ pub struct Loaded {
 #[derive(Debug, Default)]
 pub struct DeskState {
     rules: RefCell<Option<Rc<Loaded>>>,
-    /// OpenID -> until when (Unix seconds) the user's request for a human holds.
-    requested: RefCell<HashMap<String, u64>>,
+    /// (OpenID, until when in Unix seconds) the user's request for a human holds, oldest first.
+    requested: RefCell<Vec<(String, u64)>>,
 }
 
 impl DeskState {
@@ -65,19 +65,16 @@ impl DeskState {
     /// `Some(true)` when this isolate remembers that the user asked for a human; `None` when it
     /// does not know (the store may).
     pub fn requested_now(&self, openid: &str, now: u64) -> Option<bool> {
-        self.requested.borrow().get(openid).is_some_and(|until| now < *until).then_some(true)
+        self.requested.borrow().iter().any(|(id, until)| id == openid && now < *until).then_some(true)
     }
 
     fn remember(&self, openid: &str, until: u64, now: u64) {
-        let mut map = self.requested.borrow_mut();
-        if map.len() >= MAX_REMEMBERED {
-            map.retain(|_, u| now < *u);
-            if map.len() >= MAX_REMEMBERED {
-                // Still full of live entries: forget them (the store still has each one).
-                map.clear();
-            }
+        let mut list = self.requested.borrow_mut();
+        list.retain(|(id, u)| now < *u && id != openid);
+        if list.len() >= MAX_REMEMBERED {
+            list.remove(0);
         }
-        map.insert(openid.to_string(), until);
+        list.push((openid.to_string(), until));
     }
 }
 

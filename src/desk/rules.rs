@@ -2,7 +2,7 @@
 //! transfer every user message, `success` for every event), and its validation, which names the
 //! JSON path of the first bad field and refuses unknown fields (a typo must not be ignored).
 
-use crate::desk::hours::{overlap, Date, Hours, Offset, Range, RangeError};
+use crate::desk::hours::{overlap, Date, Hours, Offset, Range, RangeError, MAX_RANGES_PER_DAY};
 use crate::error::Error;
 use crate::json::{parse, Json, Object, ParseError};
 
@@ -408,7 +408,11 @@ fn read_gate(o: &Object) -> Result<Gate, Error> {
 
 fn ranges(v: &Json, at: &str) -> Result<Vec<Range>, Error> {
     let mut out = Vec::new();
-    for (i, item) in array(v, at)?.iter().enumerate() {
+    let items = array(v, at)?;
+    if items.len() > MAX_RANGES_PER_DAY {
+        return Err(invalid(at, "holds more than 48 ranges"));
+    }
+    for (i, item) in items.iter().enumerate() {
         let here = format!("{at}[{i}]");
         let s = item.as_str().ok_or_else(|| invalid(&here, "must be a string"))?;
         out.push(Range::parse(s).map_err(|e| match e {

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::wechat::xml::{parse_fields, Fields};
 
 /// One message or event pushed to the callback URL.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// The account's original ID (`gh_...`): the sender of any reply.
     pub to_user_name: String,
@@ -25,7 +25,7 @@ pub struct Message {
 }
 
 /// The payload of a [`Message`], by `MsgType`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageKind {
     Text {
         content: String,
@@ -50,8 +50,8 @@ pub enum MessageKind {
     },
     /// `Location_X` is the latitude, `Location_Y` the longitude.
     Location {
-        latitude: f64,
-        longitude: f64,
+        latitude: Decimal,
+        longitude: Decimal,
         scale: u32,
         label: String,
     },
@@ -83,24 +83,24 @@ pub enum MessageKind {
 }
 
 /// The pictures of a `pic_*` menu event.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SendPicsInfo {
     pub count: u32,
     pub pic_md5_sums: Vec<String>,
 }
 
 /// The place chosen in a `location_select` menu event.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SendLocationInfo {
-    pub latitude: f64,
-    pub longitude: f64,
+    pub latitude: Decimal,
+    pub longitude: Decimal,
     pub scale: u32,
     pub label: String,
     pub poiname: String,
 }
 
 /// `MsgType=event` payloads, by `Event` (matched case-insensitively, as WeChat mixes cases).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A follow; `event_key` is `qrscene_<scene>` when it came from a parametric QR code.
     Subscribe {
@@ -115,9 +115,9 @@ pub enum Event {
     },
     /// Periodic location report.
     Location {
-        latitude: f64,
-        longitude: f64,
-        precision: f64,
+        latitude: Decimal,
+        longitude: Decimal,
+        precision: Decimal,
     },
     Click {
         event_key: String,
@@ -294,8 +294,8 @@ pub fn from_fields(f: &Fields) -> Result<Message, Error> {
             MessageKind::ShortVideo { media_id: text(f, "MediaId"), thumb_media_id: text(f, "ThumbMediaId") }
         }
         "location" => MessageKind::Location {
-            latitude: number(f, "Location_X")?.unwrap_or_default(),
-            longitude: number(f, "Location_Y")?.unwrap_or_default(),
+            latitude: decimal(f, "Location_X")?,
+            longitude: decimal(f, "Location_Y")?,
             scale: number(f, "Scale")?.unwrap_or_default(),
             label: text(f, "Label"),
         },
@@ -339,9 +339,9 @@ fn parse_event(f: &Fields) -> Result<Event, Error> {
         "unsubscribe" => Event::Unsubscribe,
         "scan" => Event::Scan { event_key: key(), ticket: non_empty(f, "Ticket") },
         "location" => Event::Location {
-            latitude: number(f, "Latitude")?.unwrap_or_default(),
-            longitude: number(f, "Longitude")?.unwrap_or_default(),
-            precision: number(f, "Precision")?.unwrap_or_default(),
+            latitude: decimal(f, "Latitude")?,
+            longitude: decimal(f, "Longitude")?,
+            precision: decimal(f, "Precision")?,
         },
         "click" => Event::Click { event_key: key() },
         "view" => Event::View { url: key(), menu_id: non_empty(f, "MenuId") },
@@ -359,8 +359,8 @@ fn parse_event(f: &Fields) -> Result<Event, Error> {
         "location_select" => Event::LocationSelect {
             event_key: key(),
             location: SendLocationInfo {
-                latitude: number(f, "SendLocationInfo/Location_X")?.unwrap_or_default(),
-                longitude: number(f, "SendLocationInfo/Location_Y")?.unwrap_or_default(),
+                latitude: decimal(f, "SendLocationInfo/Location_X")?,
+                longitude: decimal(f, "SendLocationInfo/Location_Y")?,
                 scale: number(f, "SendLocationInfo/Scale")?.unwrap_or_default(),
                 label: text(f, "SendLocationInfo/Label"),
                 poiname: text(f, "SendLocationInfo/Poiname"),
@@ -397,6 +397,39 @@ fn text(f: &Fields, name: &str) -> String {
 
 fn non_empty(f: &Fields, name: &str) -> Option<String> {
     f.get(name).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// A decimal number as WeChat wrote it (coordinates, precision): `-?digits[.digits]`, kept as
+/// text so nothing is lost to rounding; [`Decimal::value`] reads it as an `f64`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decimal(String);
+
+impl Decimal {
+    /// `s` when it is a decimal number.
+    pub fn parse(s: &str) -> Option<Decimal> {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+        let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        (all_digits(int) && all_digits(frac)).then(|| Decimal(s.to_string()))
+    }
+
+    /// The number as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number as an `f64` (0 when absent).
+    pub fn value(&self) -> f64 {
+        self.0.parse().unwrap_or_default()
+    }
+}
+
+/// A decimal field: empty when absent, an error when present but not a decimal number.
+fn decimal(f: &Fields, name: &'static str) -> Result<Decimal, Error> {
+    match f.get(name).map(str::trim) {
+        None | Some("") => Ok(Decimal::default()),
+        Some(v) => Decimal::parse(v).ok_or(Error::InvalidField(name)),
+    }
 }
 
 /// A number field: `Ok(None)` when absent or empty, an error when present but not a number.
@@ -445,8 +478,13 @@ mod tests {
             let xml = msg(&format!("<MsgType>text</MsgType><MsgId>{id}</MsgId>"));
             assert_eq!(parse_message(&xml), Err(Error::InvalidField("MsgId")), "{id}");
         }
-        let bad_lat = msg("<MsgType>location</MsgType><Location_X>north</Location_X>");
-        assert_eq!(parse_message(&bad_lat), Err(Error::InvalidField("Location_X")));
+        for bad in ["north", "1.", ".5", "1e5", "--1", "1.2.3", "NaN", "inf"] {
+            let bad_lat = msg(&format!("<MsgType>location</MsgType><Location_X>{bad}</Location_X>"));
+            assert_eq!(parse_message(&bad_lat), Err(Error::InvalidField("Location_X")), "{bad}");
+        }
+        let ok = parse_message(&msg("<MsgType>location</MsgType><Location_X>-23.134521</Location_X>")).unwrap();
+        let MessageKind::Location { latitude, longitude, .. } = ok.kind else { panic!() };
+        assert_eq!((latitude.as_str(), latitude.value(), longitude.as_str()), ("-23.134521", -23.134521, ""));
     }
 
     #[test]

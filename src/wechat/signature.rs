@@ -8,8 +8,12 @@ use subtle::ConstantTimeEq;
 /// Plain mode signs `[token, timestamp, nonce]`; safe mode's `msg_signature` signs
 /// `[token, timestamp, nonce, Encrypt]`.
 pub fn sign(parts: &[&str]) -> String {
-    let mut sorted: Vec<&str> = parts.to_vec();
-    sorted.sort_unstable();
+    // Three or four parts: an insertion sort (a general sort costs kilobytes of wasm).
+    let mut sorted: Vec<&str> = Vec::with_capacity(parts.len());
+    for part in parts {
+        let at = sorted.iter().position(|s| *s > *part).unwrap_or(sorted.len());
+        sorted.insert(at, part);
+    }
     let mut h = sha1_smol::Sha1::new();
     for p in sorted {
         h.update(p.as_bytes());
