@@ -14,6 +14,7 @@ use crate::api::admin;
 use crate::api::client::WeChatApi;
 use crate::api::kf::OnlineKf;
 use crate::api::kf::{self, OnlineState, Target};
+use crate::api::media;
 use crate::api::token_cache::{TokenCache, TokenState};
 use crate::config::Config;
 use crate::desk::decide::{decide, Agents, Answer, Decision, Fact, Facts, Reason, Step};
@@ -79,6 +80,8 @@ pub enum Route {
     Health,
     /// `/api/...`.
     Admin,
+    /// `/api/media`, `/api/kf/accounts/{kf_account}/avatar`: admin calls with a file as the body.
+    Upload,
     NotFound,
     /// A known path with another method; the `Allow` header's value.
     MethodNotAllowed(&'static str),
@@ -96,7 +99,13 @@ impl Route {
                 "GET" | "HEAD" => Route::Health,
                 _ => Route::MethodNotAllowed("GET, HEAD"),
             },
-            _ if path.starts_with("/api/") => Route::Admin,
+            _ if path.starts_with("/api/") => {
+                if media::is_upload_path(below_api(path)) {
+                    Route::Upload
+                } else {
+                    Route::Admin
+                }
+            }
             _ => Route::NotFound,
         }
     }
@@ -106,6 +115,7 @@ impl Route {
         match self {
             Route::Push => Some(callback::MAX_BODY_BYTES),
             Route::Admin => Some(admin::MAX_BODY_BYTES),
+            Route::Upload => Some(media::MAX_UPLOAD_BODY_BYTES),
             _ => None,
         }
     }
@@ -115,11 +125,16 @@ impl Route {
         match self {
             Route::UrlCheck | Route::Push => "/wechat",
             Route::Health => "/healthz",
-            Route::Admin => "/api",
+            Route::Admin | Route::Upload => "/api",
             Route::NotFound => "other",
             Route::MethodNotAllowed(_) => "method",
         }
     }
+}
+
+/// An admin path below `/api` (`/api/media` -> `/media`).
+fn below_api(path: &str) -> &str {
+    path.strip_prefix("/api").unwrap_or(path)
 }
 
 /// `(path, query)` of an absolute URL as the runtime serializes it (no fragment); the query
@@ -139,6 +154,9 @@ pub struct Request<'a> {
     /// Without the `?`.
     pub query: &'a str,
     pub authorization: Option<&'a str>,
+    /// The declared type of `body`, for uploads (the glue unwraps a multipart body into its
+    /// `media` part: see [`media::File`]).
+    pub content_type: Option<&'a str>,
     pub body: &'a [u8],
 }
 
@@ -242,7 +260,7 @@ pub fn serve_now<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> O
         Route::UrlCheck => url_check(app, req),
         Route::Push => push_now(app, req)?,
         Route::Health => Ok(Served::done(Response::new(200, JSON, app.config.health().as_bytes().to_vec()), "ok")),
-        Route::Admin => return None,
+        Route::Admin | Route::Upload => return None,
         Route::NotFound => Err(Error::NotFound),
         Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
     };
@@ -257,6 +275,7 @@ pub async fn serve<R: Runtime + 'static>(app: &Rc<App<R>>, route: Route, req: Re
     let result = match route {
         Route::Push => push(app, &req).await,
         Route::Admin => admin_call(app, &req).await,
+        Route::Upload => upload_call(app, &req).await,
         // Every other route is served by `serve_now`.
         _ => Err(Error::Internal("route without an I/O path")),
     };
@@ -440,6 +459,29 @@ async fn transfer_target<R: Runtime + 'static>(
     (list.and_then(|list| kf::choose(accounts, &list).map(str::to_string)), background)
 }
 
+/// Whether a request may go on to have its body read: admin routes need the admin token
+/// (checked before an upload of up to 10 MB is read).
+pub fn admit<R: Runtime>(app: &App<R>, route: Route, authorization: Option<&str>) -> Result<(), Error> {
+    match route {
+        Route::Admin | Route::Upload => {
+            let Some(expected) = app.config.admin_token.as_deref() else {
+                return Err(Error::NotFound);
+            };
+            authorize(authorization, expected)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The answer when the glue could not read the body (`err`): for an upload over the largest
+/// limit, the limit of the kind it asked for.
+pub fn body_refused(route: Route, path: &str, query: &str, err: Error) -> Served {
+    match (route, err) {
+        (Route::Upload, Error::PayloadTooLarge) => Served::failed(&media::too_large(below_api(path), query)),
+        (_, err) => Served::failed(&err),
+    }
+}
+
 /// `Authorization: Bearer <token>` (the scheme in any case), compared in constant time.
 pub fn authorize(header: Option<&str>, expected: &str) -> Result<(), Error> {
     let (scheme, token) = header.unwrap_or_default().trim().split_once(' ').unwrap_or_default();
@@ -454,17 +496,70 @@ pub fn authorize(header: Option<&str>, expected: &str) -> Result<(), Error> {
 }
 
 async fn admin_call<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Served, Error> {
-    let Some(expected) = app.config.admin_token.as_deref() else {
-        return Err(Error::NotFound);
-    };
-    authorize(req.authorization, expected)?;
-    let path = req.path.strip_prefix("/api").unwrap_or(req.path);
-    if path == "/rules" {
-        return rules_call(app, req).await;
+    admit(app, Route::Admin, req.authorization)?;
+    let path = below_api(req.path);
+    match path {
+        "/rules" => return rules_call(app, req).await,
+        "/status" if req.method == "GET" => return status_call(app).await,
+        "/status" => return Err(Error::MethodNotAllowed("GET")),
+        _ => {}
     }
     let call = admin::plan(req.method, path, req.query, req.body)?;
     let answer = app.api()?.call(&call).await?;
     Ok(Served::done(Response::new(200, JSON, answer), call.path))
+}
+
+/// `POST /api/media?type=`, `PUT /api/kf/accounts/{kf_account}/avatar`: the file checked, then
+/// uploaded (with one refresh-and-retry, resending the same bytes); WeChat's answer as it is.
+async fn upload_call<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Served, Error> {
+    admit(app, Route::Upload, req.authorization)?;
+    let file = media::File { content_type: req.content_type, bytes: req.body };
+    let call = media::plan(req.method, below_api(req.path), req.query, file)?;
+    let answer = app.api()?.call(&call).await?;
+    Ok(Served::done(Response::new(200, JSON, answer), format!("{} {} bytes", call.path, req.body.len())))
+}
+
+/// `GET /api/status`: the token (never its value), the online list and the rules as this
+/// isolate knows them. Costs at most two KV reads (the token when this isolate has none, the
+/// rules when its copy is older than 30 s); never calls WeChat.
+async fn status_call<R: Runtime>(app: &App<R>) -> Result<Served, Error> {
+    let now = app.rt.clock().now();
+    let mut token = ObjectWriter::new();
+    match app.api() {
+        Ok(api) => {
+            let status = api.tokens.status().await;
+            token
+                .bool("cached", status.expires_in.is_some())
+                .opt_num("expires_in", status.expires_in)
+                .opt_num("fetched_at", status.fetched_at)
+                .opt_num("retry_after", status.retry_after);
+            match &status.last_error {
+                Some(e) => token.str("last_error", e),
+                None => token.raw("last_error", "null"),
+            };
+        }
+        // Without credentials there is no token to have (`/healthz` names what is missing).
+        Err(e) => {
+            token.bool("cached", false).raw("expires_in", "null").raw("fetched_at", "null").raw("retry_after", "null");
+            token.str("last_error", &e.to_string());
+        }
+    }
+    let mut online = ObjectWriter::new();
+    let age = app.isolate.online.age(now);
+    online.opt_num("age_secs", age.map(|(secs, _)| secs));
+    match age {
+        Some((_, ok)) => online.bool("ok", ok),
+        None => online.raw("ok", "null"),
+    };
+    let rules = desk::current_rules(app).await;
+    let mut rules_status = ObjectWriter::new();
+    rules_status.bool("stored", rules.stored).num("age_secs", now.saturating_sub(rules.loaded_at));
+    let mut body = ObjectWriter::new();
+    body.raw("token", &token.finish())
+        .raw("online", &online.finish())
+        .raw("rules", &rules_status.finish())
+        .num("now", now);
+    Ok(Served::done(Response::new(200, JSON, body.finish().into_bytes()), "status"))
 }
 
 /// `GET|PUT|DELETE /api/rules`: `{"stored": bool, "rules": <document>}`.

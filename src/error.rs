@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::api::media::Format;
 use crate::json::ObjectWriter;
 
 /// Everything that can go wrong while serving a request.
@@ -18,8 +19,13 @@ pub enum Error {
     InvalidSignature,
     /// The request's `timestamp` is outside the configured clock-skew window.
     StaleTimestamp,
-    /// The request body is larger than the callback accepts.
+    /// The request body is larger than the route accepts.
     PayloadTooLarge,
+    /// An uploaded file is larger than its kind allows (`image`, `voice`, ..., `avatar`).
+    FileTooLarge { kind: &'static str, limit: usize, limit_label: &'static str },
+    /// An uploaded file is not one of the formats its kind accepts (by its bytes, and by its
+    /// declared type when one is given).
+    UnsupportedMediaType { kind: &'static str, accepted: &'static [Format] },
     /// The body is not the XML WeChat sends: not UTF-8, not well formed, a DTD, too deep, ...
     /// The reason is for logs only.
     MalformedXml(&'static str),
@@ -70,7 +76,8 @@ impl Error {
             Error::InvalidSignature | Error::StaleTimestamp => 403,
             Error::NotFound => 404,
             Error::MethodNotAllowed(_) => 405,
-            Error::PayloadTooLarge => 413,
+            Error::PayloadTooLarge | Error::FileTooLarge { .. } => 413,
+            Error::UnsupportedMediaType { .. } => 415,
             Error::Config(_) | Error::Internal(_) => 500,
             Error::WeChat { errcode, .. } => wechat_status(*errcode),
             Error::Upstream(_) => 502,
@@ -112,7 +119,8 @@ impl Error {
             Error::InvalidParameter(_) => "invalid_parameter",
             Error::InvalidSignature => "invalid_signature",
             Error::StaleTimestamp => "stale_timestamp",
-            Error::PayloadTooLarge => "payload_too_large",
+            Error::PayloadTooLarge | Error::FileTooLarge { .. } => "payload_too_large",
+            Error::UnsupportedMediaType { .. } => "unsupported_media_type",
             Error::MalformedXml(_) => "malformed_xml",
             Error::MissingField(_) => "missing_field",
             Error::InvalidField(_) => "invalid_field",
@@ -139,6 +147,7 @@ impl Error {
             Error::Upstream(r) | Error::Internal(r) => (*r).to_string(),
             Error::Config(var) => format!("variable {var} is missing or invalid"),
             Error::InvalidRequest { field, reason } => format!("{field}: {reason}"),
+            Error::FileTooLarge { kind, .. } | Error::UnsupportedMediaType { kind, .. } => (*kind).to_string(),
             Error::WeChat { errcode, .. } => format!("errcode {errcode}"),
             Error::RetryLater { cause, retry_after_secs } => {
                 format!("{}; next attempt in {retry_after_secs} s", cause.log_detail())
@@ -168,6 +177,20 @@ impl Error {
             | Error::InvalidField(n) => {
                 w.str("error", self.code()).str("field", n).str("message", self.public_message());
             }
+            Error::FileTooLarge { kind, limit, limit_label } => {
+                w.str("error", self.code())
+                    .str("field", "media")
+                    .str("message", &format!("{kind} files may be at most {limit_label} ({limit} bytes)"))
+                    .num("limit_bytes", *limit as u64);
+            }
+            Error::UnsupportedMediaType { kind, accepted } => {
+                let mimes = || accepted.iter().map(|f| f.mime());
+                let list = mimes().collect::<Vec<_>>().join(", ");
+                w.str("error", self.code())
+                    .str("field", "media")
+                    .str("message", &format!("{kind} files must be one of {list} (judged by their content)"))
+                    .strs("accepted", mimes());
+            }
             Error::RetryLater { cause, retry_after_secs } => {
                 cause.write_fields(w);
                 w.num("retry_after", *retry_after_secs);
@@ -184,7 +207,8 @@ impl Error {
             Error::InvalidParameter(_) => "a query parameter is malformed",
             Error::InvalidSignature => "signature does not match",
             Error::StaleTimestamp => "timestamp is outside the accepted window",
-            Error::PayloadTooLarge => "request body is too large",
+            Error::PayloadTooLarge | Error::FileTooLarge { .. } => "request body is too large",
+            Error::UnsupportedMediaType { .. } => "unsupported file type",
             Error::MalformedXml(_) => "request body is not a WeChat XML message",
             Error::MissingField(_) => "a required message field is missing",
             Error::InvalidField(_) => "a message field has an invalid value",
@@ -304,5 +328,22 @@ mod tests {
         assert_eq!(Error::WeChat { errcode: -1, errmsg: String::new() }.status(), 503);
         let body = Error::WeChat { errcode: 40164, errmsg: "invalid ip".into() }.body();
         assert!(body.contains("whitelist"), "{body}");
+    }
+
+    #[test]
+    fn upload_errors_name_the_limit_and_the_accepted_types() {
+        use crate::api::media::{AVATAR, IMAGE};
+        let big = Error::FileTooLarge { kind: "avatar", limit: AVATAR.limit, limit_label: AVATAR.limit_label };
+        assert_eq!(big.status(), 413);
+        assert_eq!(
+            big.body(),
+            r#"{"error":"payload_too_large","field":"media","message":"avatar files may be at most 5 MB (5242880 bytes)","limit_bytes":5242880}"#
+        );
+        let wrong = Error::UnsupportedMediaType { kind: "image", accepted: IMAGE.formats };
+        assert_eq!(wrong.status(), 415);
+        assert_eq!(
+            wrong.body(),
+            r#"{"error":"unsupported_media_type","field":"media","message":"image files must be one of image/jpeg, image/png, image/gif, image/bmp (judged by their content)","accepted":["image/jpeg","image/png","image/gif","image/bmp"]}"#
+        );
     }
 }

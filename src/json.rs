@@ -455,6 +455,14 @@ impl ObjectWriter {
         self
     }
 
+    /// A number, or `null` for `None`.
+    pub fn opt_num(&mut self, key: &str, value: Option<u64>) -> &mut Self {
+        match value {
+            Some(n) => self.num(key, n),
+            None => self.raw(key, "null"),
+        }
+    }
+
     pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
         self.key(key);
         self.out.push_str(if value { "true" } else { "false" });

@@ -5,24 +5,17 @@
 
 use std::rc::Rc;
 
-use wechat_kf_worker::app::{authorize, log_line, serve, split_url, App, Request, Response, Route, Served};
+use wechat_kf_worker::app::{authorize, log_line, split_url, App, Response, Route, Served};
 use wechat_kf_worker::runtime::Clock;
-use wechat_kf_worker::testkit::fake::{block_on, run, FakeRuntime, Scripted, Task};
-use wechat_kf_worker::testkit::{config, crypto, fixture, plain_query, safe_push, ADMIN_TOKEN, NONCE, NOW, TOKEN};
+use wechat_kf_worker::testkit::fake::{run, FakeRuntime, Scripted, Task};
+use wechat_kf_worker::testkit::{
+    config, crypto, fixture, plain_query, request, safe_push, ADMIN_TOKEN, NONCE, NOW, TOKEN,
+};
 use wechat_kf_worker::wechat::signature::sign;
 use wechat_kf_worker::Error;
 
 fn app(rt: &FakeRuntime, vars: &[(&str, &str)]) -> Rc<App<FakeRuntime>> {
     Rc::new(App::new(Rc::new(config(vars)), Rc::default(), rt.clone()))
-}
-
-/// Serves one request the way the glue does.
-fn request(app: &Rc<App<FakeRuntime>>, method: &str, target: &str, auth: Option<&str>, body: &[u8]) -> Served {
-    let (path, query) = split_url(target);
-    let route = Route::of(method, path);
-    let body = if route.body_limit().is_some() { body } else { &[] };
-    let req = Request { method, path, query, authorization: auth, body };
-    block_on(&app.rt.clock, serve(app, route, req))
 }
 
 fn text(r: &Response) -> String {

@@ -4,10 +4,10 @@
 
 use std::rc::Rc;
 
-use wechat_kf_worker::app::{serve, split_url, App, Isolate, Request, Route, Served};
+use wechat_kf_worker::app::{App, Isolate};
 use wechat_kf_worker::desk::rules::DEFAULTS_JSON;
-use wechat_kf_worker::testkit::fake::{block_on, run, FakeRuntime, Scripted, Task};
-use wechat_kf_worker::testkit::{config, crypto, fixture_str, plain_query, safe_push, ADMIN_TOKEN, NONCE};
+use wechat_kf_worker::testkit::fake::{run, FakeRuntime, Scripted, Task};
+use wechat_kf_worker::testkit::{config, crypto, fixture_str, plain_query, request, safe_push, ADMIN_TOKEN, NONCE};
 use wechat_kf_worker::wechat::reply::TextReply;
 use wechat_kf_worker::wechat::xml::parse_fields;
 
@@ -16,12 +16,6 @@ const MONDAY_10: u64 = 1_790_524_800 + 10 * 3600;
 
 fn app_on(rt: &FakeRuntime, isolate: Rc<Isolate>, vars: &[(&str, &str)]) -> Rc<App<FakeRuntime>> {
     Rc::new(App::new(Rc::new(config(vars)), isolate, rt.clone()))
-}
-
-fn request(app: &Rc<App<FakeRuntime>>, method: &str, target: &str, auth: Option<&str>, body: &[u8]) -> Served {
-    let (path, query) = split_url(target);
-    let req = Request { method, path, query, authorization: auth, body };
-    block_on(&app.rt.clock, serve(app, Route::of(method, path), req))
 }
 
 fn rules(app: &Rc<App<FakeRuntime>>, method: &str, body: &str) -> (u16, serde_json::Value) {

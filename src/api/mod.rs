@@ -1,5 +1,5 @@
 //! The outbound WeChat API. Pure: the call model ([`http`]), reading answers ([`answer`]), the
-//! token policy ([`token`]), admin API planning ([`admin`]), customer-service account choice
+//! token policy ([`token`]), admin API planning ([`admin`]), uploads ([`media`]), customer-service account choice
 //! ([`kf`]'s pure half). Over the runtime traits: the token cache ([`token_cache`]), API calls
 //! with one refresh-and-retry ([`client`]), the online-list cache ([`kf::online_agents`]).
 
@@ -8,5 +8,6 @@ pub mod answer;
 pub mod client;
 pub mod http;
 pub mod kf;
+pub mod media;
 pub mod token;
 pub mod token_cache;

@@ -111,6 +111,19 @@ impl TokenState {
     }
 }
 
+/// The token as the status report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenStatus {
+    /// Seconds until the usable token expires; `None`: no usable token is cached.
+    pub expires_in: Option<u64>,
+    /// When that token was fetched (Unix seconds).
+    pub fetched_at: Option<u64>,
+    /// Seconds until the next token request may be made, while a failure is remembered.
+    pub retry_after: Option<u64>,
+    /// That failure (its code and detail: never a secret).
+    pub last_error: Option<String>,
+}
+
 /// Clears the flight if its leader goes away without an outcome (its request was cancelled), so
 /// that followers stop waiting and one of them leads.
 struct FlightGuard<'a> {
@@ -286,6 +299,27 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
     async fn stored_forced_at(&self) -> Option<u64> {
         let raw = self.rt.store().get(&token::force_key(self.creds.appid)).await.ok().flatten()?;
         raw.parse().ok()
+    }
+
+    /// What the status report says about the token (never the token itself): the usable token
+    /// of this isolate, else of the store (one read), and the back-off if one is running.
+    pub async fn status(&self) -> TokenStatus {
+        let now_ms = self.rt.clock().now_ms();
+        let now = now_ms / 1000;
+        let cached = match self.state.usable(now) {
+            Some(t) => Some(t),
+            None => self.stored().await.filter(|t| t.is_usable(now)),
+        };
+        let backoff = self.state.backing_off(now_ms);
+        TokenStatus {
+            expires_in: cached.as_ref().map(|t| t.expires_at.saturating_sub(now)),
+            fetched_at: cached.as_ref().map(|t| t.fetched_at),
+            retry_after: backoff.as_ref().and_then(|e| match e {
+                Error::RetryLater { retry_after_secs, .. } => Some(*retry_after_secs),
+                _ => None,
+            }),
+            last_error: backoff.map(|e| e.cause().to_string()),
+        }
     }
 
     /// Cron: refreshes the stored token when it is missing or close to its end.

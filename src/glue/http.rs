@@ -1,6 +1,8 @@
-//! Request plumbing: the body read within the route's limit, and what is left unread drained.
+//! Request plumbing: the body read within the route's limit, a multipart upload's file part,
+//! and what is left unread drained.
 
 use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys;
 
@@ -61,4 +63,37 @@ pub(crate) async fn discard_unread_body(req: &web_sys::Request) {
             let _ = read_bounded(stream, DRAIN_LIMIT).await;
         }
     }
+}
+
+/// Whether a `Content-Type` is `multipart/form-data`.
+pub(crate) fn is_multipart(content_type: &str) -> bool {
+    content_type.trim_start().get(..19).is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// The file in field `media` of a `multipart/form-data` body, parsed by the runtime
+/// (`Response.formData()`), with its declared type. No such file: an empty body declared as
+/// multipart, which the core refuses naming the field. A body the runtime cannot parse is a 400.
+pub(crate) async fn media_part(body: Vec<u8>, content_type: &str) -> Result<(Vec<u8>, Option<String>), Error> {
+    let unreadable =
+        || Error::InvalidRequest { field: "media".into(), reason: "the multipart body could not be parsed" };
+    let headers = web_sys::Headers::new().map_err(|_| Error::Internal("headers"))?;
+    let _ = headers.set("content-type", content_type);
+    let init = web_sys::ResponseInit::new();
+    init.set_headers(&headers);
+    // A copy owned by JS: the runtime reads it after this call returns.
+    let bytes = Uint8Array::from(body.as_slice());
+    drop(body);
+    let response =
+        web_sys::Response::new_with_opt_js_u8_array_and_init(Some(&bytes), &init).map_err(|_| unreadable())?;
+    let form: web_sys::FormData = JsFuture::from(response.form_data().map_err(|_| unreadable())?)
+        .await
+        .map_err(|_| unreadable())?
+        .unchecked_into();
+    let entry = form.get("media");
+    let Some(file) = entry.dyn_ref::<web_sys::Blob>() else {
+        return Ok((Vec::new(), Some(content_type.to_string())));
+    };
+    let buffer = JsFuture::from(file.array_buffer()).await.map_err(|_| unreadable())?;
+    let declared = Some(file.type_()).filter(|t| !t.is_empty());
+    Ok((Uint8Array::new(&buffer).to_vec(), declared))
 }

@@ -75,7 +75,14 @@ pub fn handle(env: Env, target: &str, body: Option<Vec<u8>>) -> Option<Vec<u8>> 
     let (path, query) = app::split_url(url);
     let route = Route::of(method, path);
     let app = app(&env);
-    let request = Request { method, path, query, authorization: None, body: body.as_deref().unwrap_or_default() };
+    let request = Request {
+        method,
+        path,
+        query,
+        authorization: None,
+        content_type: None,
+        body: body.as_deref().unwrap_or_default(),
+    };
     let served = app::serve_now(&app, route, &request)?;
     let line = app::log_line(route, method, served.response.status, &served.outcome, 0, &app.take_notes());
     Some(served.response.encode(Some(&line)))
@@ -97,19 +104,41 @@ pub async fn handle_async(
     let (path, query) = app::split_url(&url);
     let route = Route::of(&method, path);
     let app = app(&env);
-    let authorization = if route == Route::Admin { req.headers().get("authorization").ok().flatten() } else { None };
-    let body = match (body, route.body_limit()) {
-        (Some(body), _) => Ok(body),
-        (None, Some(limit)) => http::read_body(&req, limit).await,
-        (None, None) => Ok(Vec::new()),
-    };
-    let served = match body {
-        Ok(body) => {
-            let request =
-                Request { method: &method, path, query, authorization: authorization.as_deref(), body: &body };
-            app::serve(&app, route, request).await
-        }
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let admin = matches!(route, Route::Admin | Route::Upload);
+    let authorization = if admin { header("authorization") } else { None };
+    let served = match app::admit(&app, route, authorization.as_deref()) {
         Err(e) => Served::failed(&e),
+        Ok(()) => {
+            let body = match (body, route.body_limit()) {
+                (Some(body), _) => Ok(body),
+                (None, Some(limit)) => http::read_body(&req, limit).await,
+                (None, None) => Ok(Vec::new()),
+            };
+            let content_type = if route == Route::Upload { header("content-type") } else { None };
+            let body = match body {
+                // A multipart upload: its `media` part, decoded by the runtime.
+                Ok(body) if content_type.as_deref().is_some_and(http::is_multipart) => {
+                    http::media_part(body, content_type.as_deref().unwrap_or_default()).await
+                }
+                Ok(body) => Ok((body, content_type)),
+                Err(e) => Err(e),
+            };
+            match body {
+                Ok((body, content_type)) => {
+                    let request = Request {
+                        method: &method,
+                        path,
+                        query,
+                        authorization: authorization.as_deref(),
+                        content_type: content_type.as_deref(),
+                        body: &body,
+                    };
+                    app::serve(&app, route, request).await
+                }
+                Err(e) => app::body_refused(route, path, query, e),
+            }
+        }
     };
     http::discard_unread_body(&req).await;
     let Served { response, outcome, background } = served;

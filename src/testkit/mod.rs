@@ -121,10 +121,22 @@ pub fn request(
     authorization: Option<&str>,
     body: &[u8],
 ) -> crate::app::Served {
+    upload(app, method, target, authorization, None, body)
+}
+
+/// [`request`] with a declared body type (an upload).
+pub fn upload(
+    app: &std::rc::Rc<crate::app::App<fake::FakeRuntime>>,
+    method: &str,
+    target: &str,
+    authorization: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> crate::app::Served {
     let (path, query) = crate::app::split_url(target);
     let route = crate::app::Route::of(method, path);
     let body = if route.body_limit().is_some() { body } else { &[] };
-    let req = crate::app::Request { method, path, query, authorization, body };
+    let req = crate::app::Request { method, path, query, authorization, content_type, body };
     fake::block_on(&app.rt.clock, crate::app::serve(app, route, req))
 }
 

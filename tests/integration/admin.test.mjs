@@ -92,7 +92,7 @@ test('every route of the OpenAPI description is served', async () => {
       count++;
     }
   }
-  assert.equal(count, 16);
+  assert.equal(count, 19);
 });
 
 test('the bearer scheme is matched in any case', async () => {

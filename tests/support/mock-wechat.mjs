@@ -19,6 +19,12 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
     online: [
       { kf_account: 'kf2001@gh_10f6c3c3ac5a', status: 1, kf_id: '2001', auto_accept: 2, accepted_case: 1 },
     ],
+    /** getkflist; add, update and del change it (so a console can see its own changes). */
+    accounts: [
+      { kf_account: 'kf2001@gh_10f6c3c3ac5a', kf_nick: '小客服', kf_id: '2001', kf_headimgurl: 'http://mmbiz.qpic.cn/x/0' },
+    ],
+    /** Every file uploaded (media/upload and uploadheadimg): { path, type, kf_account, field, filename, contentType, bytes }. */
+    uploads: [],
     latencyMs,
   };
 
@@ -34,15 +40,43 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
   const validToken = (t) => !!state.current && t === state.current.token && !state.revoked.has(t) && Date.now() < state.current.expiresAt;
 
   const routes = {
-    'GET /cgi-bin/customservice/getkflist': () => json({ kf_list: [
-      { kf_account: 'kf2001@gh_10f6c3c3ac5a', kf_nick: '小客服', kf_id: '2001', kf_headimgurl: 'http://mmbiz.qpic.cn/x/0' },
-    ] }),
+    'GET /cgi-bin/customservice/getkflist': () => json({ kf_list: state.accounts }),
     'GET /cgi-bin/customservice/getonlinekflist': () => json({ kf_online_list: state.online }),
     'POST /cgi-bin/message/custom/send': ok,
     'POST /cgi-bin/message/custom/typing': ok,
-    'POST /customservice/kfaccount/add': ok,
-    'POST /customservice/kfaccount/update': ok,
-    'POST /customservice/kfaccount/del': ok,
+    'POST /customservice/kfaccount/add': (e) => {
+      const { kf_account, nickname } = JSON.parse(e.body);
+      if (state.accounts.some((a) => a.kf_account === kf_account)) return json({ errcode: 61452, errmsg: 'invalid kf_account' });
+      state.accounts.push({ kf_account, kf_nick: nickname, kf_id: String(2000 + state.accounts.length + 1), kf_headimgurl: '' });
+      return ok();
+    },
+    'POST /customservice/kfaccount/update': (e) => {
+      const { kf_account, nickname } = JSON.parse(e.body);
+      const a = state.accounts.find((x) => x.kf_account === kf_account);
+      if (!a) return json({ errcode: 61452, errmsg: 'invalid kf_account' });
+      a.kf_nick = nickname;
+      return ok();
+    },
+    'POST /customservice/kfaccount/del': (e) => {
+      const { kf_account } = JSON.parse(e.body);
+      const before = state.accounts.length;
+      state.accounts = state.accounts.filter((a) => a.kf_account !== kf_account);
+      return state.accounts.length < before ? ok() : json({ errcode: 61452, errmsg: 'invalid kf_account' });
+    },
+    'POST /cgi-bin/media/upload': (e) => {
+      const file = e.file;
+      if (!file) return json({ errcode: 41005, errmsg: 'media data missing' });
+      state.uploads.push({ path: e.path, type: e.query.type, ...file });
+      return json({ type: e.query.type, media_id: `MEDIA_ID_${state.uploads.length}`, created_at: Math.floor(Date.now() / 1000) });
+    },
+    'POST /customservice/kfaccount/uploadheadimg': (e) => {
+      const file = e.file;
+      if (!file) return json({ errcode: 41005, errmsg: 'media data missing' });
+      const a = state.accounts.find((x) => x.kf_account === e.query.kf_account);
+      if (!a) return json({ errcode: 61452, errmsg: 'invalid kf_account' });
+      state.uploads.push({ path: e.path, kf_account: e.query.kf_account, ...file });
+      return ok();
+    },
     'POST /customservice/kfaccount/inviteworker': ok,
     'POST /customservice/kfsession/create': ok,
     'POST /customservice/kfsession/close': ok,
@@ -54,8 +88,23 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
 
   async function handler(request) {
     const url = new URL(request.url);
-    const body = request.method === 'GET' ? '' : await request.text();
-    const entry = { method: request.method, path: url.pathname, query: Object.fromEntries(url.searchParams), body, at: Date.now() };
+    const multipart = (request.headers.get('content-type') ?? '').startsWith('multipart/form-data');
+    let body = '';
+    let file;
+    if (multipart) {
+      // WeChat's upload APIs: one file part (the field name is checked by the route: `media`).
+      const form = await request.formData();
+      for (const [field, value] of form) {
+        if (typeof value !== 'string') {
+          file = { field, filename: value.name, contentType: value.type, bytes: new Uint8Array(await value.arrayBuffer()) };
+          break;
+        }
+      }
+      if (file && file.field !== 'media') file = undefined;
+    } else if (request.method !== 'GET') {
+      body = await request.text();
+    }
+    const entry = { method: request.method, path: url.pathname, query: Object.fromEntries(url.searchParams), body, file, at: Date.now() };
     state.requests.push(entry);
     if (state.latencyMs) await new Promise((r) => setTimeout(r, state.latencyMs));
 
@@ -88,7 +137,7 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
     const route = routes[`${request.method} ${url.pathname}`];
     if (!route) return json({ errcode: 404, errmsg: `mock has no ${request.method} ${url.pathname}` }, 404);
     if (!validToken(url.searchParams.get('access_token'))) return json({ errcode: 40001, errmsg: 'invalid credential, access_token is invalid or not latest' });
-    if (request.method === 'POST' && body) {
+    if (request.method === 'POST' && body && !multipart) {
       try { JSON.parse(body); } catch { return json({ errcode: 47001, errmsg: 'data format error' }); }
     }
     return route(entry);
