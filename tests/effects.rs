@@ -323,3 +323,61 @@ fn a_credential_failure_is_alerted_at_most_once_an_hour() {
     finish(&app, &mut served);
     assert_eq!(hooks(&rt).len(), 1);
 }
+
+/// KV operations a closure caused: (reads, writes).
+fn kv_cost(rt: &FakeRuntime, f: impl FnOnce()) -> (u64, u64) {
+    let before = rt.store.stats();
+    f();
+    let after = rt.store.stats();
+    (after.reads - before.reads, after.writes + after.deletes - before.writes - before.deletes)
+}
+
+#[test]
+fn what_a_push_costs_in_kv_is_what_the_readme_says() {
+    let rt = FakeRuntime::at(MONDAY_22);
+    world(&rt, r#"{"errcode":0,"errmsg":"ok"}"#, Scripted::json(r#"{"errcode":0,"errmsg":"ok"}"#));
+    let a = app_on(&rt, Rc::default());
+    // The defaults: nothing after the reply, nothing in KV once the isolate knows the rules.
+    push(&a, &text_xml("o0", "hi", MONDAY_22, 1));
+    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o0", "hi", MONDAY_22, 2)))), (0, 0));
+
+    // A night notice and a waiting alert (the token already in the isolate).
+    put_rules(
+        &a,
+        r#"{"hours":{"weekly":{"mon":["09:00-18:00"]}},"closed":{"action":"transfer_and_notify","text":"稍后回复"},
+           "alerts":{"on":["waiting"]}}"#,
+    );
+    push(&a, &text_xml("o0", "warm the token", MONDAY_22, 3));
+    // Marker (1 read, 1 write), notice (1 read, 1 write), alert (1 read, 1 write).
+    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o1", "在吗", MONDAY_22, 4)))), (3, 3));
+    // The same push again (WeChat's retry) in this isolate: nothing; in another: its rules, the marker.
+    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o1", "在吗", MONDAY_22, 4)))), (0, 0));
+    let b = app_on(&rt, Rc::default());
+    assert_eq!(kv_cost(&rt, || drop(push(&b, &text_xml("o1", "在吗", MONDAY_22, 4)))), (2, 0));
+    // The same user's next message: the marker; the isolate remembers the rate limits it set.
+    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o1", "有人吗", MONDAY_22 + 5, 5)))), (1, 1));
+    // In another isolate the store holds them: two more reads.
+    assert_eq!(kv_cost(&rt, || drop(push(&b, &text_xml("o1", "还在吗", MONDAY_22 + 6, 6)))), (3, 1));
+}
+
+#[test]
+fn rate_limits_hold_in_the_isolate_when_the_store_fails() {
+    let rt = FakeRuntime::at(MONDAY_22);
+    world(&rt, r#"{"errcode":0,"errmsg":"ok"}"#, Scripted::json("{}"));
+    let app = app_on(&rt, Rc::default());
+    put_rules(&app, NIGHT);
+    push(&app, &text_xml("o0", "warm the token", MONDAY_22, 1));
+    // KV refuses everything from here on (e.g. the day's write quota is used up).
+    rt.store.set_failing(true);
+    let (_, notes, _) = push(&app, &text_xml("o1", "在吗", MONDAY_22, 2));
+    assert_eq!(notes, ["effects: the store failed, running them on this isolate's word", "notice closed sent"]);
+    let (_, notes, _) = push(&app, &text_xml("o1", "有人吗", MONDAY_22 + 60, 3));
+    assert_eq!(
+        notes,
+        [
+            "effects: the store failed, running them on this isolate's word",
+            "notice closed skipped: sent to this user within 3600 s"
+        ]
+    );
+    assert_eq!(sends(&rt).len(), 2, "o0's notice and o1's: one each");
+}

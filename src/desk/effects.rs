@@ -290,6 +290,9 @@ pub struct EffectsState {
     kflist: RefCell<Option<(u64, Vec<u8>)>>,
     /// When this isolate last alerted a credential failure.
     credentials_alerted: RefCell<Option<u64>>,
+    /// Rate limits this isolate set (key, until when): they hold here even when the store does
+    /// not (KV failing, or its daily write quota used up), and spare a read.
+    limited: RefCell<Vec<(String, u64)>>,
 }
 
 impl EffectsState {
@@ -304,6 +307,20 @@ impl EffectsState {
         }
         ran.push_back((key.to_string(), now + ONCE_TTL_SECS));
         true
+    }
+
+    /// Whether this isolate set the rate limit `key` and it still holds at `now`.
+    fn is_limited(&self, key: &str, now: u64) -> bool {
+        self.limited.borrow().iter().any(|(k, until)| k == key && *until > now)
+    }
+
+    fn limit(&self, key: &str, until: u64, now: u64) {
+        let mut limited = self.limited.borrow_mut();
+        limited.retain(|(_, until)| *until > now);
+        if limited.len() >= MAX_KEYS {
+            limited.remove(0);
+        }
+        limited.push((key.to_string(), until));
     }
 }
 
@@ -334,12 +351,19 @@ pub async fn run<R: Runtime>(app: &App<R>, rules: &Rules, planned: Planned) {
     }
 }
 
-/// Sets the rate-limit marker `key` for `secs` unless it is set: false when it was.
+/// Sets the rate-limit marker `key` for `secs` unless it is set (in this isolate or the
+/// store): false when it was.
 async fn first_in<R: Runtime>(app: &App<R>, key: &str, secs: u64) -> bool {
+    let now = app.rt.clock().now();
+    if app.isolate.effects.is_limited(key, now) {
+        return false;
+    }
     if let Ok(Some(_)) = app.rt.store().get(key).await {
         return false;
     }
-    let _ = app.rt.store().put(key, "1", Some(secs.max(STORE_MIN_TTL_SECS))).await;
+    let secs = secs.max(STORE_MIN_TTL_SECS);
+    let _ = app.rt.store().put(key, "1", Some(secs)).await;
+    app.isolate.effects.limit(key, now + secs, now);
     true
 }
 
