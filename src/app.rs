@@ -167,6 +167,10 @@ pub struct Response {
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// The same method and URL get this very response (and log line) for the isolate's
+    /// lifetime: the entry may replay it without calling the core (the health report: the
+    /// configuration never changes within an isolate).
+    pub replayable: bool,
 }
 
 pub const JSON: &str = "application/json; charset=utf-8";
@@ -179,12 +183,18 @@ pub const COMMON_HEADERS: [(&str, &str); 1] = [("cache-control", "no-store")];
 
 impl Response {
     pub fn new(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
-        Response { status, content_type, headers: Vec::new(), body }
+        Response { status, content_type, headers: Vec::new(), body, replayable: false }
     }
 
     /// The one mapping from [`Error`] to a response.
     pub fn error(err: &Error) -> Self {
-        Response { status: err.status(), content_type: JSON, headers: err.headers(), body: err.body().into_bytes() }
+        Response {
+            status: err.status(),
+            content_type: JSON,
+            headers: err.headers(),
+            body: err.body().into_bytes(),
+            replayable: false,
+        }
     }
 
     /// Every header sent: the content type, [`COMMON_HEADERS`], and the route's own.
@@ -199,7 +209,8 @@ impl Response {
     /// `u16 status | u8 content type (index in CONTENT_TYPES) | u8 n | n × (u8 len, name, u16 len,
     /// value) (the route's own headers) | u8 level | u32 len, log line | body`, level 0 = no line,
     /// 1 = `console.log`, 2 = `console.error` (a 5xx); 3 and 4 the same for a line that is not
-    /// all ASCII (the entry reads ASCII without a decoder).
+    /// all ASCII (the entry reads ASCII without a decoder); plus 0x80 when
+    /// [`Response::replayable`].
     pub fn encode(&self, log_line: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + 160);
         out.extend_from_slice(&self.status.to_le_bytes());
@@ -219,7 +230,7 @@ impl Response {
             None => (0, ""),
             Some(line) => (if self.status >= 500 { 2 } else { 1 } + if line.is_ascii() { 0 } else { 2 }, line),
         };
-        out.push(level);
+        out.push(level | if self.replayable { 0x80 } else { 0 });
         out.extend_from_slice(&u32::try_from(line.len()).unwrap_or(0).to_le_bytes());
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(&self.body);
@@ -252,6 +263,25 @@ impl Served {
     }
 }
 
+/// The store key the JS entry should read before [`serve_now`] can answer this request (then
+/// hand the result to [`desk::keep_read`]): the rules' key for a push while this isolate's copy
+/// is older than 30 s. The read is the entry's, in JS, so that the isolate's first push (and
+/// the one every 30 s after) stays on the path without Rust futures.
+pub fn read_first<R: Runtime>(app: &App<R>, route: Route) -> Option<String> {
+    match route {
+        Route::Push if app.isolate.desk.rules_now(app.rt.clock().now()).is_none() => Some(desk::rules_key(app)),
+        _ => None,
+    }
+}
+
+/// The entry's instruction to read `key` from the store and call the core again: status 0,
+/// then the key (UTF-8); see [`Response::encode`] for an answer.
+pub fn encode_read(key: &str) -> Vec<u8> {
+    let mut out = vec![0, 0];
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
 /// Serves `req` without any I/O, when that is possible: `None` when the answer needs the store
 /// or the WeChat API (then [`serve`] does the whole request). The common path, a push
 /// transferred to a fixed account or untargeted, and every error answer, are served here.
@@ -259,7 +289,11 @@ pub fn serve_now<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> O
     let result = match route {
         Route::UrlCheck => url_check(app, req),
         Route::Push => push_now(app, req)?,
-        Route::Health => Ok(Served::done(Response::new(200, JSON, app.config.health().as_bytes().to_vec()), "ok")),
+        Route::Health => {
+            let health =
+                Response { replayable: true, ..Response::new(200, JSON, app.config.health().as_bytes().to_vec()) };
+            Ok(Served::done(health, "ok"))
+        }
         Route::Admin | Route::Upload => return None,
         Route::NotFound => Err(Error::NotFound),
         Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),

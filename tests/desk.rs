@@ -268,4 +268,14 @@ fn a_store_failure_never_fails_a_reply() {
     assert_eq!((kind.as_str(), text.as_deref()), ("text", Some("9-18")), "the isolate's last copy");
     let fresh = app_on(&rt, Rc::default(), &[]);
     assert_eq!(say(&fresh, "o1", "hours", false).0, "transfer_customer_service", "no copy: the defaults");
+    // A failing store is asked again after 30 s, not on every push.
+    let reads = rt.store.stats().reads;
+    for _ in 0..3 {
+        say(&app, "o1", "hours", false);
+        say(&fresh, "o1", "hours", false);
+    }
+    assert_eq!(rt.store.stats().reads, reads);
+    rt.clock.advance(30_000);
+    say(&app, "o1", "hours", false);
+    assert_eq!(rt.store.stats().reads, reads + 1);
 }

@@ -33,7 +33,7 @@ pub struct Loaded {
     pub document: Document,
     /// Stored by `PUT /api/rules` (else the defaults).
     pub stored: bool,
-    /// When this isolate read them (Unix seconds).
+    /// When this isolate last read (or, the store failing, tried to read) them (Unix seconds).
     pub loaded_at: u64,
 }
 
@@ -78,9 +78,10 @@ impl DeskState {
     }
 }
 
+/// The defaults. Built directly, not by validating [`DEFAULTS_JSON`] (a test pins that both
+/// agree): the isolate's first push need not run, nor compile, the validator.
 fn defaults(now: u64) -> Loaded {
-    let document = rules::validate(DEFAULTS_JSON.as_bytes(), rules::Capabilities::ALL)
-        .unwrap_or_else(|_| Document { rules: rules::Rules::default(), json: DEFAULTS_JSON.to_string() });
+    let document = Document { rules: rules::Rules::default(), json: DEFAULTS_JSON.to_string() };
     Loaded { document, stored: false, loaded_at: now }
 }
 
@@ -93,15 +94,24 @@ fn requested_key<R: Runtime>(app: &App<R>, openid: &str) -> String {
     format!("requested:{}:{openid}", app.config.appid.as_deref().unwrap_or("default"))
 }
 
-/// The rules: this isolate's copy while fresh, else the store's (a store failure keeps the copy
-/// this isolate has, or the defaults: the reply never waits on it).
+/// The rules: this isolate's copy while fresh, else the store's (see [`keep_read`]).
 pub async fn current_rules<R: Runtime>(app: &App<R>) -> Rc<Loaded> {
-    let now = app.rt.clock().now();
-    let desk = &app.isolate.desk;
-    if let Some(loaded) = desk.rules_now(now) {
+    if let Some(loaded) = app.isolate.desk.rules_now(app.rt.clock().now()) {
         return loaded;
     }
-    match app.rt.store().get(&rules_key(app)).await {
+    let read = app.rt.store().get(&rules_key(app)).await;
+    keep_read(app, read)
+}
+
+/// Keeps what a read of [`rules_key`] gave as this isolate's rules for [`RULES_TTL_SECS`]: the
+/// stored document, or the defaults when none is stored or it no longer validates. A failed read
+/// keeps the copy this isolate has, else the defaults, for as long (the reply never waits on a
+/// failing store, nor asks it on every push). Used by [`current_rules`], and by the glue when
+/// the JS entry made the read (see `app::Now::Read`).
+pub fn keep_read<R: Runtime>(app: &App<R>, read: Result<Option<String>, Error>) -> Rc<Loaded> {
+    let now = app.rt.clock().now();
+    let desk = &app.isolate.desk;
+    match read {
         Ok(None) => desk.keep(defaults(now)),
         Ok(Some(raw)) => match rules::load(&raw) {
             Ok(document) => desk.keep(Loaded { document, stored: true, loaded_at: now }),
@@ -113,8 +123,8 @@ pub async fn current_rules<R: Runtime>(app: &App<R>) -> Rc<Loaded> {
         Err(_) => {
             app.note("rules unavailable: the store failed".to_string());
             match desk.peek_rules() {
-                Some(stale) => stale,
-                None => Rc::new(defaults(now)),
+                Some(stale) => desk.keep(Loaded { loaded_at: now, ..(*stale).clone() }),
+                None => desk.keep(defaults(now)),
             }
         }
     }

@@ -14,6 +14,7 @@ use worker::{event, web_sys, Context, Env, ScheduleContext, ScheduledEvent};
 
 use crate::app::{self, App, Isolate, Request, Route, Served};
 use crate::config::{is_known_variable, Config};
+use crate::desk;
 use crate::runtime::Clock;
 use runtime::{WorkerClock, WorkerRuntime};
 
@@ -66,15 +67,32 @@ pub fn response_headers() -> String {
 }
 
 /// The request without I/O (see [`app::serve_now`]), for the JS entry: the encoded response
-/// (see [`app::Response::encode`]), or `undefined` when the request needs [`handle_async`].
-/// `target` is `"<method> <url>"` (one string crosses, not two); `body` is the whole body (the
-/// entry reads small declared bodies itself), absent for none.
+/// (see [`app::Response::encode`]); or an instruction to read a store key first and call again
+/// with the result (see [`app::encode_read`]); or `undefined` when the request needs
+/// [`handle_async`]. `target` is `"<method> <url>"` (one string crosses, not two); `body` is the
+/// whole body (the entry reads small declared bodies itself), absent for none; `read` is the
+/// result of the read asked for: `"+"` and the value, `"-"` for none, `"!"` when it failed.
 #[wasm_bindgen]
-pub fn handle(env: Env, target: &str, body: Option<Vec<u8>>) -> Option<Vec<u8>> {
+pub fn handle(env: Env, target: &str, body: Option<Vec<u8>>, read: Option<String>) -> Option<Vec<u8>> {
     let (method, url) = target.split_once(' ').unwrap_or((target, ""));
     let (path, query) = app::split_url(url);
     let route = Route::of(method, path);
     let app = app(&env);
+    match read.as_deref() {
+        Some(read) => {
+            let result = match read.split_at_checked(1) {
+                Some(("+", value)) => Ok(Some(value.to_string())),
+                Some(("-", _)) => Ok(None),
+                _ => Err(crate::error::Error::Internal("KV read failed")),
+            };
+            desk::keep_read(&app, result);
+        }
+        None => {
+            if let Some(key) = app::read_first(&app, route) {
+                return Some(app::encode_read(&key));
+            }
+        }
+    }
     let request = Request {
         method,
         path,

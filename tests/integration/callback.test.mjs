@@ -288,3 +288,26 @@ test('/healthz reports features and missing variables without secrets', async ()
     await half.dispose();
   }
 });
+
+test('/healthz answered again from the entry is the same answer with its own log line', async () => {
+  const w = startWorker({ captureLogs: true });
+  try {
+    const answers = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await w.dispatchFetch(`${BASE}/healthz`);
+      answers.push([res.status, res.headers.get('content-type'), res.headers.get('cache-control'), await res.text()]);
+    }
+    assert.deepEqual(answers[1], answers[0]);
+    assert.deepEqual(answers[2], answers[0]);
+    assert.equal(JSON.parse(answers[0][3]).ok, true);
+    const head = await w.dispatchFetch(`${BASE}/healthz`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(await head.text(), '');
+    const until = Date.now() + 3000;
+    const lines = () => w.logLines().filter((l) => l.route === '/healthz');
+    while (Date.now() < until && lines().length < 4) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(lines().map((l) => `${l.method} ${l.status} ${l.outcome}`), ['GET 200 ok', 'GET 200 ok', 'GET 200 ok', 'HEAD 200 ok']);
+  } finally {
+    await w.dispose();
+  }
+});
