@@ -5,7 +5,7 @@ export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 export WRANGLER_SEND_ERROR_REPORTS := false
 
-.PHONY: setup build dev mock test lint test-native test-integration check-config-docs bench fuzz fuzz-smoke deploy-dry-run
+.PHONY: setup build dev mock test lint test-native test-integration test-browser check-config-docs bench fuzz fuzz-smoke deploy-dry-run
 
 setup:
 	@bash scripts/setup.sh
@@ -24,7 +24,7 @@ dev: setup .dev.vars
 mock: setup
 	node tests/support/mock-wechat.mjs 8788
 
-test: setup lint test-native build test-integration
+test: setup lint test-native build test-integration test-browser
 
 lint: check-config-docs
 	cargo fmt --check
@@ -36,6 +36,12 @@ test-native:
 
 test-integration:
 	node --test --test-force-exit --test-concurrency=1 tests/integration/
+
+# The operator console in Chromium against the built worker and its static assets, WeChat mocked;
+# screenshots in artifacts/console/.
+test-browser:
+	@bash scripts/setup.sh --browser
+	node --test --test-force-exit --test-concurrency=1 tests/browser/
 
 check-config-docs:
 	@bash scripts/check-config-docs.sh

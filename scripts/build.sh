@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Worker into build/ (wrangler.toml's `main` is build/worker.mjs): the Rust core for
 # wasm32, wasm-bindgen's glue (ES module target, with a reset function for a trapped instance),
-# wasm-opt, then esbuild bundles our entry (src/glue/entry.mjs) with the glue. Only local tools:
-# nothing is downloaded.
+# wasm-opt, then esbuild bundles our entry (src/glue/entry.mjs) with the glue; then the operator
+# console into build/assets/ (scripts/build-console.sh). Only local tools: nothing is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -29,3 +29,5 @@ rm -rf build
 mkdir -p build
 mv "$stage/worker.mjs" "$stage/index_bg.wasm" build/
 echo "build: build/worker.mjs $(wc -c < build/worker.mjs) B, build/index_bg.wasm $(wc -c < build/index_bg.wasm) B"
+# The operator console, served as static assets (wrangler.toml [assets]): build/assets/.
+bash scripts/build-console.sh

@@ -21,8 +21,24 @@ if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   # Not --locked: its lock file wants a webpki-roots release the registry mirror lacks.
   cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --force
 fi
-if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ package.json -nt node_modules/.setup-stamp ]; then
+if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] \
+  || [ package.json -nt node_modules/.setup-stamp ]; then
   echo "setup: installing npm packages"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
   touch node_modules/.setup-stamp
+fi
+# With --browser (`make test-browser`; not for wrangler's [build] nor `make dev`): Chromium for the
+# operator console's browser test (tests/browser/, driven by playwright-core): Debian's package
+# (with a CJK font, so that the screenshots are readable), installed when missing and when we may
+# (root, or sudo without a password). Elsewhere set CHROME_PATH to a Chromium or Chrome binary;
+# without either the browser test fails saying so.
+if [ "${1:-}" = --browser ] && [ -z "${CHROME_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then as_root=(); elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then as_root=(sudo -n); else as_root=(none); fi
+  if [ "${as_root[0]:-}" != none ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium (apt) for the browser test"
+    "${as_root[@]}" apt-get update -qq
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null
+  else
+    echo "setup: chromium is missing and cannot be installed here: install Debian's chromium package, or set CHROME_PATH, for the browser test" >&2
+  fi
 fi

@@ -25,6 +25,12 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
     ],
     /** Every file uploaded (media/upload and uploadheadimg): { path, type, kf_account, field, filename, contentType, bytes }. */
     uploads: [],
+    /** getwaitcase; kfsession/create takes the user out of it. */
+    waitcase: [{ latest_time: 123456789, openid: 'OPENID' }],
+    /** Open sessions, { kf_account, openid, createtime }: getsession(list) read them, create and close change them. */
+    sessions: [],
+    /** getmsglist's records, { openid, opercode, text, time, worker }, answered by time range and msgid (1-based). */
+    records: [],
     latencyMs,
   };
 
@@ -75,15 +81,43 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
       const a = state.accounts.find((x) => x.kf_account === e.query.kf_account);
       if (!a) return json({ errcode: 61452, errmsg: 'invalid kf_account' });
       state.uploads.push({ path: e.path, kf_account: e.query.kf_account, ...file });
+      // WeChat hands out http:// URLs on mmbiz.qpic.cn.
+      a.kf_headimgurl = `http://mmbiz.qpic.cn/mmbiz_jpg/headimg${state.uploads.length}/0`;
       return ok();
     },
-    'POST /customservice/kfaccount/inviteworker': ok,
-    'POST /customservice/kfsession/create': ok,
-    'POST /customservice/kfsession/close': ok,
-    'GET /customservice/kfsession/getsession': () => json({ errcode: 0, errmsg: 'ok', kf_account: 'kf2001@gh_10f6c3c3ac5a', createtime: 123456789 }),
-    'GET /customservice/kfsession/getsessionlist': () => json({ sessionlist: [{ createtime: 123456789, openid: 'OPENID' }] }),
-    'GET /customservice/kfsession/getwaitcase': () => json({ count: 1, waitcaselist: [{ latest_time: 123456789, openid: 'OPENID' }] }),
-    'POST /customservice/msgrecord/getmsglist': () => json({ recordlist: [], number: 0, msgid: 1 }),
+    'POST /customservice/kfaccount/inviteworker': (e) => {
+      const { kf_account, invite_wx } = JSON.parse(e.body);
+      const a = state.accounts.find((x) => x.kf_account === kf_account);
+      if (a) Object.assign(a, { invite_wx, invite_expire_time: Math.floor(Date.now() / 1000) + 7 * 86400, invite_status: 'waiting' });
+      return ok();
+    },
+    'POST /customservice/kfsession/create': (e) => {
+      const { kf_account, openid } = JSON.parse(e.body);
+      if (state.sessions.some((x) => x.openid === openid)) return json({ errcode: 65414, errmsg: 'user is being served by another kf' });
+      state.waitcase = state.waitcase.filter((w) => w.openid !== openid);
+      state.sessions.push({ kf_account, openid, createtime: Math.floor(Date.now() / 1000) });
+      return ok();
+    },
+    'POST /customservice/kfsession/close': (e) => {
+      const { kf_account, openid } = JSON.parse(e.body);
+      const before = state.sessions.length;
+      state.sessions = state.sessions.filter((x) => !(x.openid === openid && x.kf_account === kf_account));
+      return state.sessions.length < before ? ok() : json({ errcode: 65413, errmsg: 'no session for this user' });
+    },
+    'GET /customservice/kfsession/getsession': (e) => {
+      const found = state.sessions.find((x) => x.openid === e.query.openid);
+      return json({ errcode: 0, errmsg: 'ok', kf_account: found?.kf_account ?? '', createtime: found?.createtime ?? 0 });
+    },
+    'GET /customservice/kfsession/getsessionlist': (e) => json({
+      sessionlist: state.sessions.filter((x) => x.kf_account === e.query.kf_account).map(({ createtime, openid }) => ({ createtime, openid })),
+    }),
+    'GET /customservice/kfsession/getwaitcase': () => json({ count: state.waitcase.length, waitcaselist: state.waitcase }),
+    'POST /customservice/msgrecord/getmsglist': (e) => {
+      const { starttime, endtime, msgid, number } = JSON.parse(e.body);
+      const inRange = state.records.filter((r) => r.time >= starttime && r.time <= endtime);
+      const page = inRange.slice(msgid - 1, msgid - 1 + number);
+      return json({ recordlist: page, number: page.length, msgid: msgid + page.length });
+    },
   };
 
   async function handler(request) {

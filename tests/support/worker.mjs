@@ -3,6 +3,7 @@ import { Miniflare } from 'miniflare';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -23,9 +24,12 @@ export const defaultBindings = {
  * Starts the worker. `wechat` answers every outbound fetch (the WeChat API mock);
  * `bindings` override the defaults (a value of `undefined` removes the variable).
  * `buildDir` (absolute, default `<repo>/build`) runs another build of the bundle, e.g. a baseline;
+ * `assets: true` serves the static assets too (the operator console, `<buildDir>/assets`) as
+ * `wrangler dev` would, with wrangler.toml's [assets] settings (see {@link assetsOptions});
+ * without it (the default) only the worker runs, as before.
  * `options` are passed to Miniflare as they are (they win over the defaults here).
  */
-export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, options = {} } = {}) {
+export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, assets = false, options = {} } = {}) {
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   const logs = [];
@@ -58,6 +62,7 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
     // Benchmarks discard the worker's log lines instead of echoing them through this process.
     ...(quiet ? { handleRuntimeStdio: (stdout, stderr) => { stdout.resume(); stderr.resume(); } } : {}),
     ...(captureLogs ? { handleRuntimeStdio: (stdout, stderr) => { capture(stdout, 'stdout'); capture(stderr, 'stderr'); } } : {}),
+    ...(assets ? { assets: assetsOptions(join(dir, 'assets')) } : {}),
     ...options,
   });
   /** With `captureLogs`: every line the worker wrote, `{ stream: 'stdout'|'stderr', line }`. */
@@ -68,4 +73,18 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
     try { return start < 0 ? [] : [{ stream, ...JSON.parse(line.slice(start)) }]; } catch { return []; }
   });
   return mf;
+}
+
+/**
+ * Miniflare's `assets` option for the static assets in `directory`, made by wrangler itself from
+ * wrangler.toml's [assets] (html_handling, not_found_handling, run_worker_first → the router's
+ * static routing), exactly what `wrangler dev` gives miniflare. Miniflare reads `_headers` (and
+ * `_redirects`) from the directory itself, with the same parser as wrangler (workers-shared).
+ * Wrangler is loaded only here (about a second).
+ */
+export function assetsOptions(directory) {
+  const wrangler = createRequire(import.meta.url)('wrangler');
+  const { workerOptions } = wrangler.unstable_getMiniflareWorkerOptions(join(root, 'wrangler.toml'));
+  if (!workerOptions.assets) throw new Error('wrangler.toml has no [assets] section');
+  return { ...workerOptions.assets, directory };
 }
