@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Bundle size as Cloudflare would upload it: `wrangler deploy --dry-run` (offline) over the
 # already built bundle, then raw and gzip sizes of what it wrote. Prints one line a figure;
-# exits 1 when the gzip size is over the budget (BUNDLE_BUDGET_KIB, default 250).
+# exits 1 when the gzip size is over the budget (BUNDLE_BUDGET_KIB, default 150).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-budget=${BUNDLE_BUDGET_KIB:-250}
+budget=${BUNDLE_BUDGET_KIB:-150}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # The [build] command would rebuild; the bundle is already built by `make build`.
