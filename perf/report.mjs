@@ -16,7 +16,9 @@ import { join } from 'node:path';
 const BUDGET = {
   bundleGzipKiB: 150,
   corePlainUs: 5,
-  wechatRatio: 0.8,
+  // (No throughput budget against GET /healthz any more: the entry replays the health report
+  // without calling the core, so it is no longer a request of the same kind. The CPU budgets
+  // against the JS Worker are the ones that count; the throughput table is kept for reading.)
   // CPU above the floor against the JS Worker (per-round median of the ratio).
   cpu: { plain: 0.6, safe: 0.7, healthz: 1.0, notfound: 1.0 },
   firstRequest: 1.0,
@@ -78,11 +80,9 @@ console.log(`\ntoken requests during the send benchmark: ${tp.tokenRequests}`);
 console.log(`\n## Bundle (wrangler deploy --dry-run)\n\nraw ${size.bundle_raw_bytes} B, gzip ${size.bundle_gzip_bytes} B (${size.bundle_gzip_kib} KiB), wasm ${size.wasm_raw_bytes} B`);
 
 const worstPlain = Math.max(...Object.values(core).map((r) => r.plain.median));
-const wechat = tp.rows.filter((r) => r.route.startsWith('POST /wechat'));
 const checks = [
   [`bundle gzip <= ${BUDGET.bundleGzipKiB} KiB`, Number(size.bundle_gzip_kib) <= BUDGET.bundleGzipKiB, `${size.bundle_gzip_kib} KiB`],
   [`core plain mode <= ${BUDGET.corePlainUs} µs/message (slowest type, median)`, worstPlain / 1000 <= BUDGET.corePlainUs, `${us(worstPlain)} µs`],
-  ...wechat.map((r) => [`${r.route} >= ${BUDGET.wechatRatio}x /healthz`, r.ratio >= BUDGET.wechatRatio, `${r.ratio.toFixed(2)}x`]),
   ...Object.entries(BUDGET.cpu).map(([sc, max]) => [`CPU above floor, ${sc} <= ${max}x the JS Worker (per-round median)`,
     cpu.ratios[sc].oursOverJs.median <= max, `${cpu.ratios[sc].oursOverJs.median.toFixed(2)}x (pooled ${cpu.ratios[sc].pooledOursOverJs.toFixed(2)}x)`]),
   [`first request of a fresh isolate <= ${BUDGET.firstRequest}x the JS Worker's CPU`, cpu.ratios.first.oursOverJs.median <= BUDGET.firstRequest,

@@ -36,6 +36,8 @@ pub struct Isolate {
     pub online: OnlineState,
     pub desk: DeskState,
     pub effects: EffectsState,
+    /// An upload is being read or sent (one at a time per isolate: see [`prepare`]).
+    uploading: std::cell::Cell<bool>,
 }
 
 /// One request's view of the worker: the isolate's configuration and state, and the runtime.
@@ -264,14 +266,13 @@ impl Served {
 }
 
 /// The store key the JS entry should read before [`serve_now`] can answer this request (then
-/// hand the result to [`desk::keep_read`]): the rules' key for a push while this isolate's copy
-/// is older than 30 s. The read is the entry's, in JS, so that the isolate's first push (and
-/// the one every 30 s after) stays on the path without Rust futures.
-pub fn read_first<R: Runtime>(app: &App<R>, route: Route) -> Option<String> {
-    match route {
-        Route::Push if app.isolate.desk.rules_now(app.rt.clock().now()).is_none() => Some(desk::rules_key(app)),
-        _ => None,
-    }
+/// hand the result to [`desk::keep_read`]): the rules' key for a verified push while this
+/// isolate's copy is older than 30 s (a push that fails verification is refused without it).
+/// The read is the entry's, in JS, so that the isolate's first push (and the one every 30 s
+/// after) stays on the path without Rust futures.
+pub fn read_first<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> Option<String> {
+    let stale = route == Route::Push && app.isolate.desk.rules_now(app.rt.clock().now()).is_none();
+    (stale && open_push(app, req).is_ok()).then(|| desk::rules_key(app))
 }
 
 /// The entry's instruction to read `key` from the store and call the core again: status 0,
@@ -347,6 +348,16 @@ fn open_push<'c, R: Runtime>(app: &'c App<R>, req: &Request<'_>) -> Result<Push<
     Ok(Push { settings, inbound, now })
 }
 
+/// How far back a push's `CreateTime` is trusted as the time to decide it for.
+pub const DECISION_WINDOW_SECS: u64 = 60;
+
+/// The time a push is decided for (office hours): its `CreateTime`, within the last
+/// [`DECISION_WINDOW_SECS`] (else now), so that WeChat's retries of one push, seconds later, get
+/// the same passive reply even across a closing time.
+fn decision_time(message: &crate::wechat::message::Message, now: u64) -> u64 {
+    message.create_time.clamp(now.saturating_sub(DECISION_WINDOW_SECS), now)
+}
+
 /// Who is online, from the online list (`None`: the lookup failed or ran over budget).
 fn presence(list: Option<&[OnlineKf]>) -> Agents {
     match list {
@@ -367,7 +378,7 @@ fn push_now<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Option<Result<Served
     let message = &push.inbound.message;
     let mut facts = Facts::default();
     let decision = loop {
-        match decide(message, push.now, &loaded.document.rules, &facts) {
+        match decide(message, decision_time(message, push.now), &loaded.document.rules, &facts) {
             Step::Need(Fact::Requested) => {
                 facts.requested = Some(app.isolate.desk.requested_now(&message.from_user_name, push.now)?);
             }
@@ -394,7 +405,7 @@ async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, req: &Request<'_>) -> Resu
     let mut online = None;
     let mut background = None;
     let decision = loop {
-        match decide(message, push.now, &loaded.document.rules, &facts) {
+        match decide(message, decision_time(message, push.now), &loaded.document.rules, &facts) {
             Step::Need(Fact::Requested) => facts.requested = Some(desk::requested(app, &message.from_user_name).await),
             Step::Need(Fact::Agents) => {
                 let (list, finish) = kf::online_agents(app).await;
@@ -505,6 +516,41 @@ pub fn admit<R: Runtime>(app: &App<R>, route: Route, authorization: Option<&str>
         }
         _ => Ok(()),
     }
+}
+
+/// What the glue may do once [`prepare`] let a request through.
+pub struct Prepared {
+    /// The most body bytes to read (more is a 413); `None`: the body is not read.
+    pub body_limit: Option<usize>,
+    /// Held while an upload is read and sent.
+    _slot: Option<UploadSlot>,
+}
+
+/// The isolate's one upload, released when dropped (also when the request is cancelled).
+struct UploadSlot(Rc<Isolate>);
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        self.0.uploading.set(false);
+    }
+}
+
+/// What is decided before the body is read: the admin token (so that nobody unauthenticated
+/// makes the worker read 10 MB), an upload's method, kind and account (answered without the
+/// body), and the body's limit: the route's, or the upload kind's plus its multipart envelope.
+/// An isolate reads and sends one upload at a time (each holds several copies of a file of up
+/// to 10 MB, and wasm memory never shrinks): another one meanwhile is a 503 with `Retry-After`.
+pub fn prepare<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> Result<Prepared, Error> {
+    admit(app, route, req.authorization)?;
+    if route != Route::Upload {
+        return Ok(Prepared { body_limit: route.body_limit(), _slot: None });
+    }
+    let kind = media::head(req.method, below_api(req.path), req.query)?;
+    if app.isolate.uploading.replace(true) {
+        return Err(Error::Busy("another upload in this isolate"));
+    }
+    let slot = UploadSlot(app.isolate.clone());
+    Ok(Prepared { body_limit: Some(kind.limit.saturating_add(media::ENVELOPE_BYTES)), _slot: Some(slot) })
 }
 
 /// The answer when the glue could not read the body (`err`): for an upload over the largest

@@ -8,6 +8,9 @@ use std::fmt;
 use crate::api::media::Format;
 use crate::json::ObjectWriter;
 
+/// The `Retry-After` of [`Error::Busy`].
+pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
+
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -54,6 +57,9 @@ pub enum Error {
     Upstream(&'static str),
     /// A WeChat call did not finish in time.
     UpstreamTimeout,
+    /// This isolate is already doing the one thing of this kind it does at a time (an upload:
+    /// each holds several copies of a file of up to 10 MB); retry in a few seconds.
+    Busy(&'static str),
     /// Storage (KV) or the runtime failed; the detail is for logs only.
     Internal(&'static str),
     /// `cause` happened recently (a failed access_token request): callers are answered from it
@@ -82,6 +88,7 @@ impl Error {
             Error::WeChat { errcode, .. } => wechat_status(*errcode),
             Error::Upstream(_) => 502,
             Error::UpstreamTimeout => 504,
+            Error::Busy(_) => 503,
             Error::RetryLater { cause, .. } => cause.status(),
         }
     }
@@ -108,6 +115,7 @@ impl Error {
             Error::MethodNotAllowed(allow) => vec![("allow", (*allow).to_string())],
             Error::Unauthorized => vec![("www-authenticate", "Bearer".to_string())],
             Error::RetryLater { retry_after_secs, .. } => vec![("retry-after", retry_after_secs.to_string())],
+            Error::Busy(_) => vec![("retry-after", BUSY_RETRY_AFTER_SECS.to_string())],
             _ => Vec::new(),
         }
     }
@@ -133,6 +141,7 @@ impl Error {
             Error::WeChat { .. } => "wechat_error",
             Error::Upstream(_) => "upstream_error",
             Error::UpstreamTimeout => "upstream_timeout",
+            Error::Busy(_) => "busy",
             Error::Internal(_) => "internal_error",
             Error::RetryLater { cause, .. } => cause.code(),
         }
@@ -144,7 +153,7 @@ impl Error {
             Error::MissingParameter(n) | Error::InvalidParameter(n) => (*n).to_string(),
             Error::MissingField(n) | Error::InvalidField(n) => (*n).to_string(),
             Error::MalformedXml(r) | Error::DecryptFailed(r) => (*r).to_string(),
-            Error::Upstream(r) | Error::Internal(r) => (*r).to_string(),
+            Error::Upstream(r) | Error::Internal(r) | Error::Busy(r) => (*r).to_string(),
             Error::Config(var) => format!("variable {var} is missing or invalid"),
             Error::InvalidRequest { field, reason } => format!("{field}: {reason}"),
             Error::FileTooLarge { kind, .. } | Error::UnsupportedMediaType { kind, .. } => (*kind).to_string(),
@@ -221,6 +230,7 @@ impl Error {
             Error::WeChat { .. } => "WeChat rejected the call",
             Error::Upstream(_) => "WeChat API could not be reached or answered unexpectedly",
             Error::UpstreamTimeout => "WeChat API did not answer in time",
+            Error::Busy(_) => "another upload is in progress here; retry in a few seconds",
             Error::Internal(_) => "internal error",
             Error::RetryLater { cause, .. } => cause.public_message(),
         }
@@ -230,8 +240,12 @@ impl Error {
 /// HTTP status for a WeChat `errcode`: caller mistakes are 4xx, WeChat's state or ours is 5xx.
 fn wechat_status(errcode: i64) -> u16 {
     match errcode {
-        // Invalid openid, media_id, content too long, too many articles, bad kf account fields.
-        40003 | 40007 | 45002 | 45008 | 40097 | 61451 | 61452 | 61453 | 61454 | 61455 => 400,
+        // Invalid openid, media_id, content too long, too many articles, bad kf account fields,
+        // an upload without its file.
+        40003 | 40007 | 45002 | 45008 | 40097 | 41005 | 61451 | 61452 | 61453 | 61454 | 61455 => 400,
+        // An upload WeChat finds too large, or not of a type it takes.
+        40006 | 40009 | 40010 | 40011 | 40012 => 413,
+        40004 | 40005 => 415,
         // Not authorised for this API / user does not follow / outside the 48 h window.
         48001 => 403,
         43004 | 45015 | 65400..=65499 => 409,
@@ -258,6 +272,9 @@ pub fn wechat_hint(errcode: i64) -> &'static str {
             "the calling IP is not on the account's API IP whitelist: Workers egress from Cloudflare's IP ranges; whitelist them in the WeChat console or point WECHAT_API_BASE at a fixed-IP proxy"
         }
         43004 => "the user does not follow the account",
+        40004 | 40005 => "WeChat refused the file's type: see the formats of POST /api/media",
+        40006 | 40009 | 40010 | 40011 | 40012 => "WeChat refused the file's size: see the limits of POST /api/media",
+        41005 => "WeChat received no file",
         45002 => "content too long",
         45008 => "too many articles: a news message may hold one article",
         45009 | 45011 => "API rate limit reached; retry later",
@@ -326,6 +343,10 @@ mod tests {
         assert_eq!(Error::WeChat { errcode: 45015, errmsg: String::new() }.status(), 409);
         assert_eq!(Error::WeChat { errcode: 45047, errmsg: String::new() }.status(), 429);
         assert_eq!(Error::WeChat { errcode: -1, errmsg: String::new() }.status(), 503);
+        // Upload errors are the caller's file, not WeChat failing.
+        assert_eq!(Error::WeChat { errcode: 40009, errmsg: String::new() }.status(), 413);
+        assert_eq!(Error::WeChat { errcode: 40005, errmsg: String::new() }.status(), 415);
+        assert_eq!(Error::WeChat { errcode: 41005, errmsg: String::new() }.status(), 400);
         let body = Error::WeChat { errcode: 40164, errmsg: "invalid ip".into() }.body();
         assert!(body.contains("whitelist"), "{body}");
     }

@@ -30,7 +30,8 @@ fn say(app: &Rc<App<FakeRuntime>>, openid: &str, content: &str, safe: bool) -> (
     let now = app.rt.clock.now_secs();
     let xml = fixture_str("messages/text.xml")
         .replace("oyORnuP8q7ou2gfYjqLzSIWZf0rs", openid)
-        .replace("<![CDATA[你好，我想咨询一下订单 #1024 的物流]]>", &format!("<![CDATA[{content}]]>"));
+        .replace("<![CDATA[你好，我想咨询一下订单 #1024 的物流]]>", &format!("<![CDATA[{content}]]>"))
+        .replace("<CreateTime>1700000000</CreateTime>", &format!("<CreateTime>{now}</CreateTime>"));
     assert!(xml.contains(content), "the fixture's text was replaced");
     let (query, body) =
         if safe { safe_push(&crypto(), &xml, now, NONCE, false) } else { (plain_query(now, NONCE), xml) };
@@ -223,6 +224,36 @@ fn office_hours_and_the_closed_reply() {
 }
 
 #[test]
+fn a_retried_push_gets_the_same_reply_across_a_closing_time() {
+    // 11:59:55 on a Monday that closes at 12:00.
+    let t = MONDAY_10 + 2 * 3600 - 5;
+    let rt = FakeRuntime::at(t);
+    let app = app_on(&rt, Rc::default(), &[]);
+    rules(&app, "PUT", r#"{"hours":{"weekly":{"mon":["09:00-12:00"]}},"closed":{"action":"reply","text":"下班了"}}"#);
+    let xml = wechat_kf_worker::testkit::text_xml("o1", "在吗", t, 42);
+    let deliver = || {
+        let served = request(
+            &app,
+            "POST",
+            &format!("/wechat?{}", plain_query(rt.clock.now_secs(), NONCE)),
+            None,
+            xml.as_bytes(),
+        );
+        String::from_utf8(served.response.body).unwrap()
+    };
+    let first = deliver();
+    assert!(first.contains("transfer_customer_service"), "{first}");
+    // WeChat's retry 10 s later, after closing time: decided for the message's CreateTime.
+    rt.clock.advance(10_000);
+    assert!(deliver().contains("transfer_customer_service"));
+    // A new message after closing time is closed.
+    let later = wechat_kf_worker::testkit::text_xml("o1", "在吗", t + 10, 43);
+    let served =
+        request(&app, "POST", &format!("/wechat?{}", plain_query(rt.clock.now_secs(), NONCE)), None, later.as_bytes());
+    assert!(String::from_utf8(served.response.body).unwrap().contains("下班了"));
+}
+
+#[test]
 fn the_no_agent_reply_uses_the_online_list_and_assumes_agents_when_it_fails() {
     let doc = r#"{"no_agent":{"action":"reply","text":"客服暂时都不在线"}}"#;
     let rt = FakeRuntime::at(MONDAY_10);
@@ -278,4 +309,18 @@ fn a_store_failure_never_fails_a_reply() {
     rt.clock.advance(30_000);
     say(&app, "o1", "hours", false);
     assert_eq!(rt.store.stats().reads, reads + 1);
+}
+
+#[test]
+fn a_read_that_lands_after_this_isolates_write_does_not_undo_it() {
+    let rt = FakeRuntime::at(MONDAY_10);
+    let app = app_on(&rt, Rc::default(), &[]);
+    rules(&app, "PUT", r#"{"keywords":[{"words":["hours"],"reply":"9-18"}]}"#);
+    // A read that started before the PUT (it saw no document) completes after it.
+    let kept = wechat_kf_worker::desk::keep_read(&app, Ok(None));
+    assert!(kept.stored, "the isolate keeps what it wrote");
+    assert_eq!(say(&app, "o1", "hours", false).1.as_deref(), Some("9-18"));
+    // 30 s on, reads count again.
+    rt.clock.advance(30_000);
+    assert!(!wechat_kf_worker::desk::keep_read(&app, Ok(None)).stored);
 }

@@ -94,6 +94,51 @@ fn fast_failing_token_requests_answer_every_follower_at_once_never_504() {
     assert_eq!(rt.upstream.count("stable_token"), 1, "one flight, then the back-off");
 }
 
+#[test]
+fn a_follower_gets_its_own_flights_outcome_when_a_newer_flight_ends_first() {
+    // Flight 1 brings T1 after 1 ms. At 2 ms another caller has T1 rejected and starts flight 2,
+    // which fails at 3 ms. The follower of flight 1 polls at 5 ms: it must get flight 1's T1,
+    // neither flight 2's failure nor a wait until the 25 s flight limit.
+    let rt = FakeRuntime::at(NOW);
+    let calls = Rc::new(RefCell::new(0));
+    let c = calls.clone();
+    rt.upstream.script(move |_| {
+        *c.borrow_mut() += 1;
+        if *c.borrow() == 1 {
+            token_json("T1").after(1)
+        } else {
+            Scripted::answer(500, "down").after(1)
+        }
+    });
+    let app = app(&rt);
+    let leader: Task<'_, _> = {
+        let app = app.clone();
+        Box::pin(async move { app.api().unwrap().tokens.access_token().await.map(|t| t.access_token) })
+    };
+    let follower: Task<'_, _> = {
+        let app = app.clone();
+        Box::pin(async move {
+            let t = app.api().unwrap().tokens.access_token().await.map(|t| t.access_token);
+            assert!(app.rt.clock.now_ms() - NOW * 1000 <= 10, "answered at its first polls");
+            t
+        })
+    };
+    let rejecter: Task<'_, _> = {
+        let app = app.clone();
+        Box::pin(async move {
+            app.rt.clock.sleep(2).await;
+            let tokens = app.api().unwrap().tokens;
+            let t1 = tokens.access_token().await.unwrap();
+            tokens.refresh_after_rejection(&t1).await.map(|t| t.map(|t| t.access_token).unwrap_or_default())
+        })
+    };
+    let results = run(&rt.clock, vec![leader, follower, rejecter]);
+    assert_eq!(results[0].as_deref(), Ok("T1"));
+    assert_eq!(results[1].as_deref(), Ok("T1"), "the follower's own flight");
+    assert_eq!(results[2].as_ref().map_err(Error::status), Err(502), "flight 2 failed");
+    assert_eq!(*calls.borrow(), 2);
+}
+
 /// `callers` concurrent callers, each calling `f` in a loop (100 ms apart) for `secs` simulated
 /// seconds; returns every result with its latency in ms.
 fn load<T>(

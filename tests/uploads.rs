@@ -170,3 +170,44 @@ fn status_tells_the_token_state_without_the_token() {
     assert_eq!(request(&app, "POST", "/api/status", Some(&auth()), b"").response.status, 405);
     assert_eq!(request(&app, "GET", "/api/status", None, b"").response.status, 401);
 }
+
+#[test]
+fn an_upload_is_checked_before_its_body_is_read_and_one_runs_at_a_time() {
+    use wechat_kf_worker::app::{prepare, Request};
+    let rt = FakeRuntime::at(NOW);
+    let app = app(&rt);
+    let auth = auth();
+    let head = |method: &'static str, path: &'static str, query: &'static str, authorization: Option<&'static str>| {
+        Request { method, path, query, authorization, content_type: None, body: &[] }
+    };
+    let auth: &'static str = Box::leak(auth.into_boxed_str());
+    // Answered without the body: no token, a wrong method, an unknown type, a bad account.
+    let refused = [
+        (head("POST", "/api/media", "type=image", None), 401),
+        (head("GET", "/api/media", "type=image", Some(auth)), 405),
+        (head("POST", "/api/media", "type=pdf", Some(auth)), 400),
+        (head("PUT", "/api/kf/accounts/nobody/avatar", "", Some(auth)), 400),
+    ];
+    for (req, status) in refused {
+        let e = prepare(&app, Route::Upload, &req).err().expect("refused before the body");
+        assert_eq!(e.status(), status, "{} {}?{}", req.method, req.path, req.query);
+    }
+    // Each kind's body is read up to its limit and the envelope, no further.
+    let limit = |query: &'static str| {
+        prepare(&app, Route::Upload, &head("POST", "/api/media", query, Some(auth))).unwrap().body_limit
+    };
+    assert_eq!(limit("type=thumb"), Some(64 * 1024 + 64 * 1024));
+    assert_eq!(limit("type=voice"), Some(2 * 1024 * 1024 + 64 * 1024));
+    assert_eq!(limit("type=video"), Some(10 * 1024 * 1024 + 64 * 1024));
+    // While one upload holds the isolate's slot, another is a 503 with Retry-After.
+    let first = prepare(&app, Route::Upload, &head("POST", "/api/media", "type=image", Some(auth))).unwrap();
+    let busy = prepare(&app, Route::Upload, &head("POST", "/api/media", "type=image", Some(auth))).err().unwrap();
+    assert_eq!((busy.status(), busy.headers()), (503, vec![("retry-after", "5".to_string())]));
+    // Other admin calls are not held up.
+    assert!(prepare(&app, Route::Admin, &head("GET", "/api/kf/accounts", "", Some(auth))).is_ok());
+    drop(first);
+    assert!(prepare(&app, Route::Upload, &head("POST", "/api/media", "type=image", Some(auth))).is_ok());
+    // A thumb past its limit is refused by the glue unread, naming the thumb's limit.
+    let served = upload(&app, "POST", "/api/media?type=thumb", Some(auth), Some("image/jpeg"), &vec![0xFF; 200 * 1024]);
+    assert_eq!((served.response.status, body(&served)["limit_bytes"].clone()), (413, json!(65536)));
+}

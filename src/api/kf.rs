@@ -161,7 +161,7 @@ impl OnlineState {
 
     fn remember(&self, now: u64, list: Option<Vec<OnlineKf>>) {
         let ttl = if list.is_some() { ONLINE_LIST_TTL_SECS } else { NEGATIVE_TTL_SECS };
-        *self.memory.borrow_mut() = Some((now + ttl, list));
+        *self.memory.borrow_mut() = Some((now.saturating_add(ttl), list));
     }
 
     /// When the list in memory was fetched and whether it is a list (for the status report).

@@ -122,9 +122,18 @@ pub const AVATAR: Kind = Kind { name: "avatar", limit: 5 * MB, limit_label: "5 M
 /// The media kinds of `POST /api/media`.
 pub const MEDIA_KINDS: [Kind; 4] = [IMAGE, VOICE, VIDEO, THUMB];
 
-/// The most body bytes an upload route reads: the largest file plus room for a multipart
-/// envelope. Past it the body is refused before it is read whole.
-pub const MAX_UPLOAD_BODY_BYTES: usize = 10 * MB + 64 * 1024;
+/// Room for a multipart envelope around the file (boundaries, part headers, other fields).
+pub const ENVELOPE_BYTES: usize = 64 * 1024;
+
+/// The most body bytes any upload route reads: the largest file plus its envelope.
+pub const MAX_UPLOAD_BODY_BYTES: usize = 10 * MB + ENVELOPE_BYTES;
+
+/// What an upload request asks for, from its method, path and query alone: its kind, or the
+/// error that answers it without reading the body (405, an unknown `type`, a bad `kf_account`).
+/// Its body is then read up to the kind's limit plus [`ENVELOPE_BYTES`], no further.
+pub fn head(method: &str, path: &str, query: &str) -> Result<Kind, Error> {
+    target(method, path, query).map(|(kind, _)| kind)
+}
 
 /// An upload route, from the path below `/api`: `Some` for `/media` and
 /// `/kf/accounts/{kf_account}/avatar`.
@@ -165,7 +174,23 @@ pub struct File<'a> {
 /// 400 (`type`, `kf_account`, an empty file or no `media` part), 413 over the kind's limit, 415
 /// when the bytes (or the declared type) are not one of the kind's formats.
 pub fn plan(method: &str, path: &str, query: &str, file: File<'_>) -> Result<ApiCall, Error> {
-    let (kind, call) = if path == "/media" {
+    let (kind, call) = target(method, path, query)?;
+    let format = check(kind, file)?;
+    Ok(ApiCall {
+        method: HttpMethod::Post,
+        body: Body::File {
+            field: "media",
+            filename: format!("media.{}", format.extension()),
+            content_type: format.mime().to_string(),
+            bytes: Rc::from(file.bytes),
+        },
+        ..call
+    })
+}
+
+/// The kind and the WeChat call (without its body) of an upload request.
+fn target(method: &str, path: &str, query: &str) -> Result<(Kind, ApiCall), Error> {
+    Ok(if path == "/media" {
         if method != "POST" {
             return Err(Error::MethodNotAllowed("POST"));
         }
@@ -186,17 +211,6 @@ pub fn plan(method: &str, path: &str, query: &str, file: File<'_>) -> Result<Api
             return Err(invalid("kf_account", "must look like prefix@account"));
         }
         (AVATAR, ApiCall::get("/customservice/kfaccount/uploadheadimg").with_query("kf_account", kf))
-    };
-    let format = check(kind, file)?;
-    Ok(ApiCall {
-        method: HttpMethod::Post,
-        body: Body::File {
-            field: "media",
-            filename: format!("media.{}", format.extension()),
-            content_type: format.mime().to_string(),
-            bytes: Rc::from(file.bytes),
-        },
-        ..call
     })
 }
 

@@ -305,7 +305,7 @@ impl EffectsState {
         if ran.iter().any(|(k, _)| k == key) {
             return false;
         }
-        ran.push_back((key.to_string(), now + ONCE_TTL_SECS));
+        ran.push_back((key.to_string(), now.saturating_add(ONCE_TTL_SECS)));
         true
     }
 
@@ -363,7 +363,7 @@ async fn first_in<R: Runtime>(app: &App<R>, key: &str, secs: u64) -> bool {
     }
     let secs = secs.max(STORE_MIN_TTL_SECS);
     let _ = app.rt.store().put(key, "1", Some(secs)).await;
-    app.isolate.effects.limit(key, now + secs, now);
+    app.isolate.effects.limit(key, now.saturating_add(secs), now);
     true
 }
 
@@ -439,7 +439,7 @@ async fn nickname<R: Runtime>(app: &App<R>, kf_account: &str) -> Option<String> 
         }
     };
     let nick = nickname_in(&list, kf_account);
-    *app.isolate.effects.kflist.borrow_mut() = Some((now + NICKNAMES_TTL_SECS, list));
+    *app.isolate.effects.kflist.borrow_mut() = Some((now.saturating_add(NICKNAMES_TTL_SECS), list));
     nick
 }
 

@@ -41,6 +41,9 @@ pub struct Loaded {
 #[derive(Debug, Default)]
 pub struct DeskState {
     rules: RefCell<Option<Rc<Loaded>>>,
+    /// When this isolate last wrote the rules (`PUT`/`DELETE /api/rules`): for 30 s no read
+    /// replaces what it wrote (a read that started before the write could hold the old ones).
+    written_at: std::cell::Cell<Option<u64>>,
     /// (OpenID, until when in Unix seconds) the user's request for a human holds, oldest first.
     requested: RefCell<Vec<(String, u64)>>,
 }
@@ -111,6 +114,11 @@ pub async fn current_rules<R: Runtime>(app: &App<R>) -> Rc<Loaded> {
 pub fn keep_read<R: Runtime>(app: &App<R>, read: Result<Option<String>, Error>) -> Rc<Loaded> {
     let now = app.rt.clock().now();
     let desk = &app.isolate.desk;
+    if let (Some(written), Some(current)) = (desk.written_at.get(), desk.peek_rules()) {
+        if now.saturating_sub(written) < RULES_TTL_SECS {
+            return current;
+        }
+    }
     match read {
         Ok(None) => desk.keep(defaults(now)),
         Ok(Some(raw)) => match rules::load(&raw) {
@@ -136,13 +144,17 @@ pub async fn put_rules<R: Runtime>(app: &App<R>, body: &[u8]) -> Result<Rc<Loade
         rules::Capabilities { api: app.config.api_credentials().is_ok(), webhook: app.config.alert_webhook.is_some() };
     let document = rules::validate(body, can)?;
     app.rt.store().put(&rules_key(app), &document.json, None).await?;
-    Ok(app.isolate.desk.keep(Loaded { document, stored: true, loaded_at: app.rt.clock().now() }))
+    let now = app.rt.clock().now();
+    app.isolate.desk.written_at.set(Some(now));
+    Ok(app.isolate.desk.keep(Loaded { document, stored: true, loaded_at: now }))
 }
 
 /// Removes the stored document: back to the defaults.
 pub async fn delete_rules<R: Runtime>(app: &App<R>) -> Result<Rc<Loaded>, Error> {
     app.rt.store().delete(&rules_key(app)).await?;
-    Ok(app.isolate.desk.keep(defaults(app.rt.clock().now())))
+    let now = app.rt.clock().now();
+    app.isolate.desk.written_at.set(Some(now));
+    Ok(app.isolate.desk.keep(defaults(now)))
 }
 
 /// Whether the user asked for a human within the remembered time: isolate memory, else the

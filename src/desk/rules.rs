@@ -22,6 +22,8 @@ pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"
 /// How often a user gets the same notice by default, and the least.
 pub const DEFAULT_NOTIFY_EVERY_SECS: u64 = 43_200;
 pub const MIN_EVERY_SECS: u64 = 60;
+/// The longest rate limit or wait (30 days): every `*_secs` of notices and alerts.
+pub const MAX_EVERY_SECS: u64 = 30 * 86_400;
 /// Alert defaults.
 pub const DEFAULT_QUEUE_THRESHOLD: u64 = 3;
 pub const DEFAULT_WAIT_SECS: u64 = 600;
@@ -327,10 +329,10 @@ fn read_rules(o: &Object, can: Capabilities) -> Result<Rules, Error> {
 fn at_least(o: &Object, parent: &str, name: &str, min: u64, default: u64) -> Result<u64, Error> {
     match member(o, name) {
         None => Ok(default),
-        Some(v) => v.as_u64().filter(|n| *n >= min).ok_or_else(|| {
+        Some(v) => v.as_u64().filter(|n| (min..=MAX_EVERY_SECS).contains(n)).ok_or_else(|| {
             invalid(
                 &path(parent, name),
-                if min == 1 { "must be a positive integer" } else { "must be an integer of at least 60" },
+                if min == 1 { "must be an integer from 1 to 2592000" } else { "must be an integer from 60 to 2592000" },
             )
         }),
     }
@@ -645,7 +647,7 @@ mod tests {
             (
                 r#"{"no_agent":{"action":"transfer_and_notify","text":"x","notify_every_secs":59}}"#.into(),
                 "no_agent.notify_every_secs",
-                "must be an integer of at least 60",
+                "must be an integer from 60 to 2592000",
             ),
             (r#"{"alerts":{}}"#.into(), "alerts.on", "is required"),
             (r#"{"alerts":{"on":["waiting","sms"]}}"#.into(), "alerts.on[1]", "must be waiting, queue or credentials"),
@@ -653,12 +655,18 @@ mod tests {
             (
                 r#"{"alerts":{"on":[],"queue_threshold":0}}"#.into(),
                 "alerts.queue_threshold",
-                "must be a positive integer",
+                "must be an integer from 1 to 2592000",
             ),
             (
                 r#"{"alerts":{"on":[],"every_secs":10}}"#.into(),
                 "alerts.every_secs",
-                "must be an integer of at least 60",
+                "must be an integer from 60 to 2592000",
+            ),
+            (
+                // Past 30 days: refused, so that `now + every_secs` can never overflow.
+                r#"{"alerts":{"on":[],"wait_secs":18446744073709551615}}"#.into(),
+                "alerts.wait_secs",
+                "must be an integer from 60 to 2592000",
             ),
             (r#"{"alerts":{"on":[],"include_text":"yes"}}"#.into(), "alerts.include_text", "must be true or false"),
             (r#"{"sessions":{"greeting":"","farewell":"bye"}}"#.into(), "sessions.greeting", "must not be empty"),

@@ -85,6 +85,7 @@ export default {
       let out = core.handle(env, target, body);
       if (out !== undefined && out[0] === 0 && out[1] === 0) {
         // The core asks for a KV read first (the rules, once per isolate per 30 s).
+        const started = Date.now();
         let read;
         try {
           const value = await env.WECHAT_KV.get(utf8.decode(out.subarray(2)));
@@ -92,7 +93,7 @@ export default {
         } catch {
           read = '!';
         }
-        out = core.handle(env, target, body, read);
+        out = core.handle(env, target, body, read, Date.now() - started);
       }
       return respond(out ?? (await core.handle_async(request, env, ctx, body)), target);
     } catch (e) {

@@ -18,9 +18,14 @@ fn content_length(req: &web_sys::Request) -> Option<usize> {
     req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse().ok())
 }
 
+/// A body that could not be read (the client went away mid-upload, a broken stream).
+fn unreadable() -> Error {
+    Error::InvalidRequest { field: "body".into(), reason: "the request body could not be read" }
+}
+
 async fn array_buffer(req: &web_sys::Request) -> Result<Vec<u8>, Error> {
-    let promise = req.array_buffer().map_err(|_| Error::MalformedXml("body could not be read"))?;
-    let buffer = JsFuture::from(promise).await.map_err(|_| Error::MalformedXml("body could not be read"))?;
+    let promise = req.array_buffer().map_err(|_| unreadable())?;
+    let buffer = JsFuture::from(promise).await.map_err(|_| unreadable())?;
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
@@ -37,10 +42,7 @@ pub(crate) async fn read_body(req: &web_sys::Request, limit: usize) -> Result<Ve
     }
     let Some(stream) = req.body() else { return Ok(Vec::new()) };
     // Read past the limit up to the drain limit, so that the client sees the 413.
-    match read_bounded(stream, limit.max(DRAIN_LIMIT))
-        .await
-        .map_err(|_| Error::MalformedXml("body could not be read"))?
-    {
+    match read_bounded(stream, limit.max(DRAIN_LIMIT)).await.map_err(|_| unreadable())? {
         Some(body) if body.len() <= limit => Ok(body),
         _ => Err(Error::PayloadTooLarge),
     }

@@ -71,13 +71,28 @@ pub fn response_headers() -> String {
 /// with the result (see [`app::encode_read`]); or `undefined` when the request needs
 /// [`handle_async`]. `target` is `"<method> <url>"` (one string crosses, not two); `body` is the
 /// whole body (the entry reads small declared bodies itself), absent for none; `read` is the
-/// result of the read asked for: `"+"` and the value, `"-"` for none, `"!"` when it failed.
+/// result of the read asked for: `"+"` and the value, `"-"` for none, `"!"` when it failed;
+/// `waited_ms` how long the entry waited for it (the log line's `ms`).
 #[wasm_bindgen]
-pub fn handle(env: Env, target: &str, body: Option<Vec<u8>>, read: Option<String>) -> Option<Vec<u8>> {
+pub fn handle(
+    env: Env,
+    target: &str,
+    body: Option<Vec<u8>>,
+    read: Option<String>,
+    waited_ms: Option<u32>,
+) -> Option<Vec<u8>> {
     let (method, url) = target.split_once(' ').unwrap_or((target, ""));
     let (path, query) = app::split_url(url);
     let route = Route::of(method, path);
     let app = app(&env);
+    let request = Request {
+        method,
+        path,
+        query,
+        authorization: None,
+        content_type: None,
+        body: body.as_deref().unwrap_or_default(),
+    };
     match read.as_deref() {
         Some(read) => {
             let result = match read.split_at_checked(1) {
@@ -88,21 +103,14 @@ pub fn handle(env: Env, target: &str, body: Option<Vec<u8>>, read: Option<String
             desk::keep_read(&app, result);
         }
         None => {
-            if let Some(key) = app::read_first(&app, route) {
+            if let Some(key) = app::read_first(&app, route, &request) {
                 return Some(app::encode_read(&key));
             }
         }
     }
-    let request = Request {
-        method,
-        path,
-        query,
-        authorization: None,
-        content_type: None,
-        body: body.as_deref().unwrap_or_default(),
-    };
     let served = app::serve_now(&app, route, &request)?;
-    let line = app::log_line(route, method, served.response.status, &served.outcome, 0, &app.take_notes());
+    let ms = u64::from(waited_ms.unwrap_or_default());
+    let line = app::log_line(route, method, served.response.status, &served.outcome, ms, &app.take_notes());
     Some(served.response.encode(Some(&line)))
 }
 
@@ -125,10 +133,18 @@ pub async fn handle_async(
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let admin = matches!(route, Route::Admin | Route::Upload);
     let authorization = if admin { header("authorization") } else { None };
-    let served = match app::admit(&app, route, authorization.as_deref()) {
+    let head = Request {
+        method: &method,
+        path,
+        query,
+        authorization: authorization.as_deref(),
+        content_type: None,
+        body: &[],
+    };
+    let served = match app::prepare(&app, route, &head) {
         Err(e) => Served::failed(&e),
-        Ok(()) => {
-            let body = match (body, route.body_limit()) {
+        Ok(prepared) => {
+            let body = match (body, prepared.body_limit) {
                 (Some(body), _) => Ok(body),
                 (None, Some(limit)) => http::read_body(&req, limit).await,
                 (None, None) => Ok(Vec::new()),
@@ -142,20 +158,15 @@ pub async fn handle_async(
                 Ok(body) => Ok((body, content_type)),
                 Err(e) => Err(e),
             };
-            match body {
+            let served = match body {
                 Ok((body, content_type)) => {
-                    let request = Request {
-                        method: &method,
-                        path,
-                        query,
-                        authorization: authorization.as_deref(),
-                        content_type: content_type.as_deref(),
-                        body: &body,
-                    };
+                    let request = Request { content_type: content_type.as_deref(), body: &body, ..head };
                     app::serve(&app, route, request).await
                 }
                 Err(e) => app::body_refused(route, path, query, e),
-            }
+            };
+            drop(prepared);
+            served
         }
     };
     http::discard_unread_body(&req).await;

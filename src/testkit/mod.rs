@@ -124,7 +124,9 @@ pub fn request(
     upload(app, method, target, authorization, None, body)
 }
 
-/// [`request`] with a declared body type (an upload).
+/// [`request`] with a declared body type (an upload). As the glue does: [`crate::app::prepare`]
+/// first (the admin token, an upload's kind and slot, the body's limit), then the body within
+/// its limit, then [`crate::app::serve`].
 pub fn upload(
     app: &std::rc::Rc<crate::app::App<fake::FakeRuntime>>,
     method: &str,
@@ -135,8 +137,19 @@ pub fn upload(
 ) -> crate::app::Served {
     let (path, query) = crate::app::split_url(target);
     let route = crate::app::Route::of(method, path);
-    let body = if route.body_limit().is_some() { body } else { &[] };
-    let req = crate::app::Request { method, path, query, authorization, content_type, body };
+    let head = crate::app::Request { method, path, query, authorization, content_type: None, body: &[] };
+    let prepared = match crate::app::prepare(app, route, &head) {
+        Ok(prepared) => prepared,
+        Err(e) => return crate::app::Served::failed(&e),
+    };
+    let body = match prepared.body_limit {
+        None => &[][..],
+        Some(limit) if body.len() > limit => {
+            return crate::app::body_refused(route, path, query, crate::Error::PayloadTooLarge);
+        }
+        Some(_) => body,
+    };
+    let req = crate::app::Request { content_type, body, ..head };
     fake::block_on(&app.rt.clock, crate::app::serve(app, route, req))
 }
 

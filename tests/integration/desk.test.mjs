@@ -51,7 +51,6 @@ function chinaNow() {
   const d = new Date(Date.now() + 8 * 3600 * 1000);
   return { day: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'][d.getUTCDay()], minute: d.getUTCHours() * 60 + d.getUTCMinutes(), date: d.toISOString().slice(0, 10) };
 }
-const hhmm = (m) => `${String(Math.floor(m / 60)).padStart(2, '0')}:${String(m % 60).padStart(2, '0')}`;
 
 test('GET shows the defaults, PUT stores and answers the document, DELETE goes back', async () => {
   await api('DELETE');
@@ -141,13 +140,10 @@ test('the on_request gate prompts, then remembers the request across messages', 
 
 test('outside office hours the closed reply answers instead of the transfer', async () => {
   const { day, minute, date } = chinaNow();
-  // Open today from two hours from now (capped at the end of the day), so closed now.
-  const start = Math.min(minute + 120, 1380);
-  const closedNow = { hours: { weekly: { [day]: [`${hhmm(start)}-24:00`] } }, closed: { action: 'reply', text: '现在是非工作时间' } };
-  if (minute + 120 < 1440) {
-    await putRules(closedNow);
-    assert.deepEqual((await say('你好')).slice(0, 2), ['text', '现在是非工作时间']);
-  }
+  // Open today, but in the other half of the day: closed now, whatever the time.
+  const range = minute < 720 ? '20:00-24:00' : '00:00-04:00';
+  await putRules({ hours: { weekly: { [day]: [range] } }, closed: { action: 'reply', text: '现在是非工作时间' } });
+  assert.deepEqual((await say('你好')).slice(0, 2), ['text', '现在是非工作时间']);
   // Today as a closed date, even with the whole day in the weekly hours.
   await putRules({ hours: { weekly: { [day]: ['00:00-24:00'] }, closed_dates: [date] }, closed: { action: 'reply', text: '节假日休息' } });
   assert.deepEqual((await say('你好')).slice(0, 2), ['text', '节假日休息']);
