@@ -283,6 +283,16 @@ pub fn encode_read(key: &str) -> Vec<u8> {
     out
 }
 
+/// The result of a read asked for by [`encode_read`], as the entry passes it back: `"+"` and the
+/// value, `"-"` for none, anything else (`"!"`) for a failed read.
+pub fn decode_read(read: &str) -> Result<Option<String>, Error> {
+    match read.split_at_checked(1) {
+        Some(("+", value)) => Ok(Some(value.to_string())),
+        Some(("-", "")) => Ok(None),
+        _ => Err(Error::Internal("KV read failed")),
+    }
+}
+
 /// Serves `req` without any I/O, when that is possible: `None` when the answer needs the store
 /// or the WeChat API (then [`serve`] does the whole request). The common path, a push
 /// transferred to a fixed account or untargeted, and every error answer, are served here.

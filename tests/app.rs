@@ -308,3 +308,38 @@ fn a_response_crosses_to_the_entry_as_one_byte_string() {
     let (.., level, _, _) = decode(&Response::error(&Error::Internal("x")).encode(Some("x")));
     assert_eq!(level, 2);
 }
+
+#[test]
+fn only_the_health_report_may_be_replayed_by_the_entry() {
+    use wechat_kf_worker::testkit::request;
+    let rt = FakeRuntime::at(NOW);
+    let app = app(&rt, &[]);
+    let health = request(&app, "GET", "/healthz?probe=1", None, b"");
+    assert!(health.response.replayable, "the same URL gets the same report for the isolate's life");
+    let (.., level, line, _) = decode(&health.response.encode(Some("{}")));
+    assert_eq!((level, line.as_str()), (0x80 | 1, "{}"), "the replay bit rides on the log level");
+    let query = plain_query(NOW, NONCE);
+    let others = [
+        request(&app, "GET", "/nope", None, b""),
+        request(&app, "POST", "/healthz", None, b""),
+        request(&app, "POST", &format!("/wechat?{query}"), None, &fixture("messages/text.xml")),
+        request(&app, "GET", "/api/kf/accounts", None, b""),
+    ];
+    for served in others {
+        assert!(!served.response.replayable, "{}", served.outcome);
+        let (.., level, _, _) = decode(&served.response.encode(Some("{}")));
+        assert_eq!(level & 0x80, 0);
+    }
+}
+
+#[test]
+fn the_entrys_read_protocol() {
+    use wechat_kf_worker::app::{decode_read, encode_read};
+    assert_eq!(encode_read("rules:wx1"), b"\0\0rules:wx1", "status 0, then the key");
+    assert_eq!(decode_read("+{\"welcome\":\"hi\"}"), Ok(Some("{\"welcome\":\"hi\"}".to_string())));
+    assert_eq!(decode_read("+"), Ok(Some(String::new())));
+    assert_eq!(decode_read("-"), Ok(None));
+    for failed in ["!", "", "x", "-junk"] {
+        assert!(decode_read(failed).is_err(), "{failed:?}");
+    }
+}

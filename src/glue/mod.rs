@@ -95,12 +95,7 @@ pub fn handle(
     };
     match read.as_deref() {
         Some(read) => {
-            let result = match read.split_at_checked(1) {
-                Some(("+", value)) => Ok(Some(value.to_string())),
-                Some(("-", _)) => Ok(None),
-                _ => Err(crate::error::Error::Internal("KV read failed")),
-            };
-            desk::keep_read(&app, result);
+            desk::keep_read(&app, app::decode_read(read));
         }
         None => {
             if let Some(key) = app::read_first(&app, route, &request) {
