@@ -3,9 +3,12 @@
 # wasm32, wasm-bindgen's glue (ES module target, with a reset function for a trapped instance),
 # wasm-opt, then esbuild bundles our entry (src/glue/entry.mjs) with the glue; then the operator
 # console into build/assets/ (scripts/build-console.sh). Only local tools: nothing is downloaded.
+# WASM_OPT_FLAGS replaces -Oz (e.g. "-Oz -g" keeps function names for profiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+# BUILD_OUT: another directory for the worker alone (perf/first-code.mjs builds with names there).
+out="${BUILD_OUT:-build}"
 lock=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
 cli=$("$CARGO_BIN/wasm-bindgen" --version | awk '{print $2}')
 if [ "$lock" != "$cli" ]; then
@@ -19,15 +22,36 @@ trap 'rm -rf "$stage"' EXIT
   --experimental-reset-state-function target/wasm32-unknown-unknown/release/wechat_kf_worker.wasm
 # esbuild reads the wasm as an ordinary (compiled) module import.
 sed -i 's/^import source wasmModule from/import wasmModule from/' "$stage/index.js"
-node_modules/.bin/wasm-opt ${WASM_OPT_FLAGS:--Oz} --enable-bulk-memory --enable-nontrapping-float-to-int \
+# Functions kept out of line although each has one caller (wasm-opt inlines those whatever their
+# size, undoing #[inline(never)]): V8 compiles a wasm function on its first call, so what they
+# hold is compiled only by an isolate that uses it (the safe-mode crypto, message types other
+# than text, events, the reply renderers). Each pattern must still name a function.
+out_of_line=(
+  'wechat_kf_worker::wechat::callback::open_encrypted::*'
+  'wechat_kf_worker::wechat::callback::seal::*'
+  'wechat_kf_worker::wechat::message::other_kind::*'
+  'wechat_kf_worker::wechat::message::parse_event::*'
+  'wechat_kf_worker::wechat::reply::*::render::*'
+)
+no_inline=()
+for pattern in "${out_of_line[@]}"; do
+  if ! grep -qaE "$(printf '%s' "$pattern" | sed 's/\*/.*/g')" "$stage/index_bg.wasm"; then
+    echo "build: no function matches the out-of-line pattern $pattern (renamed?)" >&2
+    exit 1
+  fi
+  no_inline+=("--no-inline=$pattern")
+done
+node_modules/.bin/wasm-opt "${no_inline[@]}" ${WASM_OPT_FLAGS:--Oz} --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-reference-types --enable-multivalue --enable-sign-ext --enable-mutable-globals \
   "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
 cp src/glue/entry.mjs "$stage/entry.mjs"
 node_modules/.bin/esbuild "$stage/entry.mjs" --bundle --format=esm --minify --log-level=warning \
   --external:./index_bg.wasm --external:'cloudflare:*' --outfile="$stage/worker.mjs"
-rm -rf build
-mkdir -p build
-mv "$stage/worker.mjs" "$stage/index_bg.wasm" build/
-echo "build: build/worker.mjs $(wc -c < build/worker.mjs) B, build/index_bg.wasm $(wc -c < build/index_bg.wasm) B"
+rm -rf "$out"
+mkdir -p "$out"
+mv "$stage/worker.mjs" "$stage/index_bg.wasm" "$out/"
+echo "build: $out/worker.mjs $(wc -c < "$out/worker.mjs") B, $out/index_bg.wasm $(wc -c < "$out/index_bg.wasm") B"
 # The operator console, served as static assets (wrangler.toml [assets]): build/assets/.
-bash scripts/build-console.sh
+if [ "$out" = build ]; then
+  bash scripts/build-console.sh
+fi

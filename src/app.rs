@@ -142,7 +142,13 @@ fn below_api(path: &str) -> &str {
 /// `(path, query)` of an absolute URL as the runtime serializes it (no fragment); the query
 /// without its `?`.
 pub fn split_url(url: &str) -> (&str, &str) {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    // A scheme is letters, digits, '+', '-', '.' up to the first ':' (found by a char search: no
+    // substring searcher to compile on an isolate's first request); a relative target has none.
+    let is_scheme = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let after_scheme = match url.find(':') {
+        Some(i) if url.get(..i).is_some_and(is_scheme) && url.get(i..).is_some_and(|r| r.starts_with("://")) => i + 3,
+        _ => 0,
+    };
     let rest = url.get(after_scheme..).unwrap_or_default();
     let target = rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/");
     target.split_once('?').unwrap_or((target, ""))
@@ -470,7 +476,9 @@ fn reply<R: Runtime>(
     let random = if inbound.encrypted && passive != Passive::Success { app.rt.random16() } else { [0; 16] };
     let reply = callback::respond(&push.settings, inbound, passive, push.now, &random)?;
     let content_type = if reply == SUCCESS { TEXT } else { XML };
-    let mut outcome = format!("{} {}", passive.as_str(), inbound.message.label());
+    let mut outcome = String::from(passive.as_str());
+    outcome.push(' ');
+    outcome.push_str(&inbound.message.label());
     if inbound.encrypted {
         outcome.push_str(" encrypted");
     }

@@ -53,6 +53,9 @@ fn split_url_takes_the_path_and_the_query() {
     assert_eq!(split_url("https://w.example"), ("/", ""));
     assert_eq!(split_url("https://w.example/?x"), ("/", "x"));
     assert_eq!(split_url("/healthz?x=1"), ("/healthz", "x=1"));
+    // A "://" in the query is not the scheme's.
+    assert_eq!(split_url("https://w.example/a?u=http://x/y"), ("/a", "u=http://x/y"));
+    assert_eq!(split_url("/a?u=http://x/y"), ("/a", "u=http://x/y"));
 }
 
 #[test]

@@ -23,11 +23,12 @@ use runtime::{WorkerClock, WorkerRuntime};
 fn load_config(env: &Env) -> Config {
     Config::build(|name| {
         debug_assert!(is_known_variable(name));
+        let binding = worker::js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
         if name == "WECHAT_KV" {
-            let binding = worker::js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
             return binding.is_object().then(|| "bound".to_string());
         }
-        env.var(name).ok().map(|v| v.to_string())
+        // What `env.var` reads (a string binding), without building an error for each absent one.
+        binding.as_string()
     })
 }
 

@@ -140,15 +140,7 @@ pub fn open_message(s: &CallbackSettings<'_>, q: &Query, body: &[u8], now: u64) 
     };
 
     let message = if encrypted {
-        let outer = parse_fields(body_str(body)?)?;
-        let encrypt = outer.get("Encrypt").filter(|e| !e.is_empty()).ok_or(Error::MissingField("Encrypt"))?;
-        if !signature::check(&[s.token, timestamp, nonce, encrypt], signature) {
-            return Err(Error::InvalidSignature);
-        }
-        check_timestamp(timestamp, now, s.max_clock_skew_secs)?;
-        // Only a push signed with our token reaches here: a missing key is ours to fix.
-        let crypto = s.crypto.ok_or(Error::Config("WECHAT_ENCODING_AES_KEY"))?;
-        parse_message(&crypto.decrypt(encrypt)?)?
+        open_encrypted(s, body, timestamp, nonce, signature, now)?
     } else {
         if !signature::check_signature(s.token, timestamp, nonce, signature) {
             return Err(Error::InvalidSignature);
@@ -157,6 +149,28 @@ pub fn open_message(s: &CallbackSettings<'_>, q: &Query, body: &[u8], now: u64) 
         parse_message(body_str(body)?)?
     };
     Ok(Inbound { message, encrypted, nonce: nonce.to_string() })
+}
+
+/// The message inside a safe-mode envelope. Out of line, like [`seal`]: an isolate serving
+/// plain mode never compiles the decryption.
+#[inline(never)]
+fn open_encrypted(
+    s: &CallbackSettings<'_>,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+    signature: &str,
+    now: u64,
+) -> Result<Message, Error> {
+    let outer = parse_fields(body_str(body)?)?;
+    let encrypt = outer.get("Encrypt").filter(|e| !e.is_empty()).ok_or(Error::MissingField("Encrypt"))?;
+    if !signature::check(&[s.token, timestamp, nonce, encrypt], signature) {
+        return Err(Error::InvalidSignature);
+    }
+    check_timestamp(timestamp, now, s.max_clock_skew_secs)?;
+    // Only a push signed with our token reaches here: a missing key is ours to fix.
+    let crypto = s.crypto.ok_or(Error::Config("WECHAT_ENCODING_AES_KEY"))?;
+    parse_message(&crypto.decrypt(encrypt)?)
 }
 
 /// The one answer a push gets.
@@ -207,10 +221,17 @@ pub fn respond(
     if !inbound.encrypted {
         return Ok(xml);
     }
+    seal(s, inbound, &xml, now, random)
+}
+
+/// The safe-mode envelope around `xml`. Out of line: V8 compiles wasm functions on their first
+/// call, so an isolate serving plain mode never compiles the encryption.
+#[inline(never)]
+fn seal(s: &CallbackSettings<'_>, inbound: &Inbound, xml: &str, now: u64, random: &[u8; 16]) -> Result<String, Error> {
     let crypto = s.crypto.ok_or(Error::Config("WECHAT_ENCODING_AES_KEY"))?;
-    let encrypt = crypto.encrypt(&xml, random);
-    let ts = now.to_string();
-    let msg_signature = signature::sign(&[s.token, &ts, &inbound.nonce, &encrypt]);
+    let encrypt = crypto.encrypt(xml, random);
+    let mut ts = itoa::Buffer::new();
+    let msg_signature = signature::sign(&[s.token, ts.format(now), &inbound.nonce, &encrypt]);
     let envelope = EncryptedReply { encrypt, msg_signature, timestamp: now, nonce: inbound.nonce.clone() };
     Ok(envelope.render())
 }

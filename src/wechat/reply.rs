@@ -36,6 +36,7 @@ impl TransferCustomerServiceReply {
     }
 
     /// The reply XML.
+    #[inline(never)]
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(256);
         out.push_str("<xml>");
@@ -94,6 +95,7 @@ impl TextReply {
     }
 
     /// The reply XML.
+    #[inline(never)]
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(200 + self.content.len());
         out.push_str("<xml>");
@@ -133,6 +135,7 @@ pub struct EncryptedReply {
 
 impl EncryptedReply {
     /// The envelope XML.
+    #[inline(never)]
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(self.encrypt.len() + 200);
         out.push_str("<xml>");
@@ -149,7 +152,7 @@ fn push_number(out: &mut String, name: &str, value: u64) {
     out.push('<');
     out.push_str(name);
     out.push('>');
-    out.push_str(&value.to_string());
+    out.push_str(itoa::Buffer::new().format(value));
     out.push_str("</");
     out.push_str(name);
     out.push('>');
