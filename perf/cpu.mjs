@@ -98,7 +98,7 @@ const jsBundle = readFileSync(join(tmp, 'js/worker.mjs'));
 
 // ---- workers ------------------------------------------------------------------------------------
 
-const plainWorker = (dir) => () => new Miniflare({
+const plainWorker = (dir, extra = {}) => () => new Miniflare({
   scriptPath: join(dir, 'worker.mjs'),
   modules: true,
   modulesRoot: dir,
@@ -106,6 +106,7 @@ const plainWorker = (dir) => () => new Miniflare({
   bindings,
   cf: false,
   handleRuntimeStdio: drain,
+  ...extra,
 });
 const rustWorker = (dir) => () => startWorker({ buildDir: dir, bindings: { WECHAT_KF_ACCOUNT: KF }, options: { handleRuntimeStdio: drain } });
 
@@ -114,7 +115,8 @@ const WORKERS = [
   { id: 'empty', label: 'empty worker', start: plainWorker(join(root, 'perf/empty-worker')) },
   { id: 'ours', label: `ours (${oursDir})`, start: rustWorker(oursDir), kv: true },
   { id: 'ours2', label: 'ours, 2nd instance (A/A)', start: rustWorker(oursDir), kv: true },
-  { id: 'js', label: 'JS Worker', start: plainWorker(join(tmp, 'js')) },
+  // The JS Worker reads the rules from KV like ours (an isolate's first push, then every 30 s).
+  { id: 'js', label: 'JS Worker', start: plainWorker(join(tmp, 'js'), { kvNamespaces: ['WECHAT_KV'] }), kv: true },
   ...(compareDir ? [{
     id: 'compare',
     label: compareRules ? `ours with ${o['compare-rules']} stored` : `compare (${compareDir})`,

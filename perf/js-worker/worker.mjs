@@ -5,7 +5,8 @@
 //
 // Routes: GET /wechat (URL check), POST /wechat (plain, compatible and safe mode), GET /healthz,
 // anything else 404 JSON. One JSON log line per request. Same variables as the Rust worker:
-// WECHAT_TOKEN, WECHAT_APPID, WECHAT_ENCODING_AES_KEY, WECHAT_KF_ACCOUNT, WECHAT_MAX_CLOCK_SKEW_SECS.
+// WECHAT_TOKEN, WECHAT_APPID, WECHAT_ENCODING_AES_KEY, WECHAT_KF_ACCOUNT, WECHAT_MAX_CLOCK_SKEW_SECS,
+// and the WECHAT_KV namespace for the front desk's rules.
 import { XMLParser } from 'fast-xml-parser';
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -155,6 +156,28 @@ function config(env) {
   return { token, appid, aes, skew, kf, aesValid: aes === undefined || /^[A-Za-z0-9+/]{43}$/.test(aes) };
 }
 
+// ---- the front desk's rules ---------------------------------------------------------------------
+
+// Like the Rust worker, a push reads the front desk's rules document (`rules:<appid>` in KV) once
+// per isolate per 30 s and keeps it in memory, so both do the same I/O: one KV read on an
+// isolate's first push. Only the default decision is implemented here (transfer user messages,
+// acknowledge events); the benchmark stores no rules.
+const RULES_TTL_MS = 30_000;
+let rules = { at: -Infinity, value: null };
+async function currentRules(env, appid) {
+  const now = Date.now();
+  if (now - rules.at < RULES_TTL_MS) return rules.value;
+  let value = rules.value;
+  try {
+    const raw = await env.WECHAT_KV.get(`rules:${appid ?? ''}`);
+    value = raw === null ? null : JSON.parse(raw);
+  } catch {
+    // A failing store keeps the last rules (or none) until the next attempt.
+  }
+  rules = { at: now, value };
+  return value;
+}
+
 // ---- XML ----------------------------------------------------------------------------------------
 
 /** The document, validated; no DTD. */
@@ -207,7 +230,7 @@ async function urlCheck(url, cfg) {
   return [text(echostr), 'url_check'];
 }
 
-async function message(request, url, cfg) {
+async function message(request, url, cfg, env) {
   if (!cfg.token) throw new HttpError(500, 'server_misconfigured', 'the server is not configured');
   const { get, q } = signedQuery(url);
   const timestamp = get('timestamp');
@@ -231,6 +254,7 @@ async function message(request, url, cfg) {
 
   if (!encrypted) {
     if (!sameHex(signature, await sha1Sorted([cfg.token, timestamp, nonce]))) throw badSignature();
+    await currentRules(env, cfg.appid);
     const msg = parseMessage(body);
     if (msg.MsgType === 'event') return [text('success'), `ack ${msg.Event ?? 'event'}`];
     return [xml(transferReply(msg, now, cfg.kf)), `transfer ${msg.MsgType}${cfg.kf ? ' targeted' : ''}`];
@@ -240,6 +264,7 @@ async function message(request, url, cfg) {
   if (!cfg.aes || !cfg.aesValid || !cfg.appid) throw new HttpError(500, 'server_misconfigured', 'the server is not configured');
   const outer = parseMessageEnvelope(body);
   if (!sameHex(signature, await sha1Sorted([cfg.token, timestamp, nonce, outer]))) throw badSignature();
+  await currentRules(env, cfg.appid);
   const key = aesKey(cfg.aes);
   let ciphertext;
   try {
@@ -297,7 +322,7 @@ async function route(request, env) {
   const cfg = config(env);
   if (url.pathname === '/wechat') {
     if (request.method === 'GET') return ['/wechat', await urlCheck(url, cfg)];
-    if (request.method === 'POST') return ['/wechat', await message(request, url, cfg)];
+    if (request.method === 'POST') return ['/wechat', await message(request, url, cfg, env)];
     throw Object.assign(new HttpError(405, 'method_not_allowed', 'method not allowed'), { allow: 'GET, POST', route: '/wechat' });
   }
   if (url.pathname === '/healthz') {
