@@ -299,6 +299,37 @@ pub fn decode_read(read: &str) -> Result<Option<String>, Error> {
     }
 }
 
+/// The JS entry's synchronous call, whole: `target` is `"<method> <url>"`, `body` the whole body
+/// (empty for none), `read` the result of a read this asked for (see [`decode_read`]) and
+/// `waited_ms` how long it took. Answers the encoded response with its log line (see
+/// [`Response::encode`]), or the instruction to read a store key first and call again (see
+/// [`encode_read`]), or `None` when the request needs [`serve`].
+pub fn handle_now<R: Runtime>(
+    app: &App<R>,
+    target: &str,
+    body: &[u8],
+    read: Option<&str>,
+    waited_ms: u64,
+) -> Option<Vec<u8>> {
+    let (method, url) = target.split_once(' ').unwrap_or((target, ""));
+    let (path, query) = split_url(url);
+    let route = Route::of(method, path);
+    let request = Request { method, path, query, authorization: None, content_type: None, body };
+    match read {
+        Some(read) => {
+            desk::keep_read(app, decode_read(read));
+        }
+        None => {
+            if let Some(key) = read_first(app, route, &request) {
+                return Some(encode_read(&key));
+            }
+        }
+    }
+    let served = serve_now(app, route, &request)?;
+    let line = log_line(route, method, served.response.status, &served.outcome, waited_ms, &app.take_notes());
+    Some(served.response.encode(Some(&line)))
+}
+
 /// Serves `req` without any I/O, when that is possible: `None` when the answer needs the store
 /// or the WeChat API (then [`serve`] does the whole request). The common path, a push
 /// transferred to a fixed account or untargeted, and every error answer, are served here.

@@ -346,3 +346,30 @@ fn the_entrys_read_protocol() {
         assert!(decode_read(failed).is_err(), "{failed:?}");
     }
 }
+
+#[test]
+fn the_entrys_synchronous_call_reads_the_rules_once_then_answers() {
+    use wechat_kf_worker::app::{encode_read, handle_now};
+    use wechat_kf_worker::testkit::APPID;
+    let rt = FakeRuntime::at(NOW);
+    let app = app(&rt, &[]);
+    let push = format!("POST https://w.example/wechat?{}", plain_query(NOW, NONCE));
+    let body = fixture("messages/text.xml");
+    // An isolate's first verified push: the rules are read first, by the entry.
+    assert_eq!(handle_now(&app, &push, &body, None, 0), Some(encode_read(&format!("rules:{APPID}"))));
+    // Called again with none stored: the transfer, its log line timed by the entry's wait.
+    let (status, content_type, _, level, line, reply) = decode(&handle_now(&app, &push, &body, Some("-"), 7).unwrap());
+    assert_eq!((status, content_type, level), (200, "application/xml; charset=utf-8", 1));
+    assert!(line.contains("\"outcome\":\"transfer text\"") && line.contains("\"ms\":7"), "{line}");
+    assert!(String::from_utf8(reply).unwrap().contains("transfer_customer_service"));
+    // The rules are now in memory: the next push is answered at once.
+    let (status, ..) = decode(&handle_now(&app, &push, &body, None, 0).unwrap());
+    assert_eq!(status, 200);
+    // A push that fails verification is refused without a read, on a fresh isolate too.
+    let fresh = self::app(&rt, &[]);
+    let forged = push.replace("signature=", "signature=0");
+    let (status, ..) = decode(&handle_now(&fresh, &forged, &body, None, 0).unwrap());
+    assert_eq!(status, 403);
+    // What needs I/O is left to the async path.
+    assert_eq!(handle_now(&fresh, "GET https://w.example/api/kf/accounts", b"", None, 0), None);
+}

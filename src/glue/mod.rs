@@ -14,7 +14,6 @@ use worker::{event, web_sys, Context, Env, ScheduleContext, ScheduledEvent};
 
 use crate::app::{self, App, Isolate, Request, Route, Served};
 use crate::config::{is_known_variable, Config};
-use crate::desk;
 use crate::runtime::Clock;
 use runtime::{WorkerClock, WorkerRuntime};
 
@@ -82,32 +81,14 @@ pub fn handle(
     read: Option<String>,
     waited_ms: Option<u32>,
 ) -> Option<Vec<u8>> {
-    let (method, url) = target.split_once(' ').unwrap_or((target, ""));
-    let (path, query) = app::split_url(url);
-    let route = Route::of(method, path);
     let app = app(&env);
-    let request = Request {
-        method,
-        path,
-        query,
-        authorization: None,
-        content_type: None,
-        body: body.as_deref().unwrap_or_default(),
-    };
-    match read.as_deref() {
-        Some(read) => {
-            desk::keep_read(&app, app::decode_read(read));
-        }
-        None => {
-            if let Some(key) = app::read_first(&app, route, &request) {
-                return Some(app::encode_read(&key));
-            }
-        }
-    }
-    let served = app::serve_now(&app, route, &request)?;
-    let ms = u64::from(waited_ms.unwrap_or_default());
-    let line = app::log_line(route, method, served.response.status, &served.outcome, ms, &app.take_notes());
-    Some(served.response.encode(Some(&line)))
+    app::handle_now(
+        &app,
+        target,
+        body.as_deref().unwrap_or_default(),
+        read.as_deref(),
+        u64::from(waited_ms.unwrap_or_default()),
+    )
 }
 
 /// The whole request, with I/O; resolves to the encoded response. `body`: the body if the entry
