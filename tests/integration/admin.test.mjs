@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startWorker, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
+import { startWorker, BASE, ADMIN_TOKEN, startWithMock } from '../support/worker.mjs';
 import { mockWeChat } from '../support/mock-wechat.mjs';
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
@@ -12,11 +12,7 @@ const openapi = JSON.parse(readFileSync(new URL('../../api/openapi.json', import
 
 let mock;
 let mf;
-before(async () => {
-  mock = mockWeChat();
-  mf = startWorker({ wechat: mock.handler });
-  await mf.ready;
-});
+before(async () => ({ mock, mf } = await startWithMock()));
 after(async () => { await mf?.dispose(); });
 beforeEach(() => mock.reset());
 

@@ -1,18 +1,13 @@
 // The front desk in workerd: the rules API, then each rule end to end on signed pushes.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
-import { mockWeChat } from '../support/mock-wechat.mjs';
+import { startWorker, BASE, ADMIN_TOKEN, startWithMock } from '../support/worker.mjs';
 import { plainQuery, safePush, decrypt, field, fixture, sign, TOKEN } from '../support/wechat.mjs';
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
 let mock;
 let mf;
-before(async () => {
-  mock = mockWeChat();
-  mf = startWorker({ wechat: mock.handler });
-  await mf.ready;
-});
+before(async () => ({ mock, mf } = await startWithMock()));
 after(async () => { await mf?.dispose(); });
 beforeEach(async () => {
   mock.reset();

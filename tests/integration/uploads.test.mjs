@@ -2,8 +2,7 @@
 // body WeChat receives, 413 and 415, the retry after a rejected token, and GET /api/status.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
-import { mockWeChat } from '../support/mock-wechat.mjs';
+import { BASE, ADMIN_TOKEN, startWithMock } from '../support/worker.mjs';
 
 const bearer = { authorization: `Bearer ${ADMIN_TOKEN}` };
 /// A 1×1 PNG.
@@ -18,11 +17,7 @@ const jpeg = (size) => {
 
 let mock;
 let mf;
-before(async () => {
-  mock = mockWeChat();
-  mf = startWorker({ wechat: mock.handler });
-  await mf.ready;
-});
+before(async () => ({ mock, mf } = await startWithMock()));
 after(async () => { await mf?.dispose(); });
 beforeEach(() => { mock.reset(); mock.state.uploads = []; });
 

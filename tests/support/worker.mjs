@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
+import { mockWeChat } from './mock-wechat.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -87,4 +88,12 @@ export function assetsOptions(directory) {
   const { workerOptions } = wrangler.unstable_getMiniflareWorkerOptions(join(root, 'wrangler.toml'));
   if (!workerOptions.assets) throw new Error('wrangler.toml has no [assets] section');
   return { ...workerOptions.assets, directory };
+}
+
+/** A worker whose WeChat API is a fresh mock (`mock-wechat.mjs`), once ready: `{ mock, mf }`. */
+export async function startWithMock(options = {}) {
+  const mock = mockWeChat();
+  const mf = startWorker({ wechat: mock.handler, ...options });
+  await mf.ready;
+  return { mock, mf };
 }
