@@ -205,13 +205,6 @@ impl Response {
         }
     }
 
-    /// Every header sent: the content type, [`COMMON_HEADERS`], and the route's own.
-    pub fn all_headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        std::iter::once(("content-type", self.content_type))
-            .chain(COMMON_HEADERS)
-            .chain(self.headers.iter().map(|(name, value)| (*name, value.as_str())))
-    }
-
     /// The response and its log line as one byte string, for the JS entry to read with one
     /// crossing of the wasm boundary. Little-endian:
     /// `u16 status | u8 content type (index in CONTENT_TYPES) | u8 n | n × (u8 len, name, u16 len,

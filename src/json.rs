@@ -37,28 +37,6 @@ impl Object {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Json)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Adds or replaces `key`.
-    pub fn insert(&mut self, key: &str, value: Json) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = value,
-            None => self.0.push((key.to_string(), value)),
-        }
-    }
-
-    /// The object with one member removed.
-    pub fn remove(&mut self, key: &str) -> Option<Json> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(i).1)
-    }
 }
 
 impl Json {
@@ -142,18 +120,6 @@ impl Json {
         let mut out = String::new();
         self.write(&mut out);
         out
-    }
-}
-
-impl From<&str> for Json {
-    fn from(s: &str) -> Self {
-        Json::String(s.to_string())
-    }
-}
-
-impl From<u64> for Json {
-    fn from(n: u64) -> Self {
-        Json::Number(itoa::Buffer::new().format(n).to_string())
     }
 }
 
@@ -487,13 +453,6 @@ impl ObjectWriter {
     pub fn raw(&mut self, key: &str, json: &str) -> &mut Self {
         self.key(key);
         self.out.push_str(json);
-        self
-    }
-
-    /// A tree.
-    pub fn value(&mut self, key: &str, value: &Json) -> &mut Self {
-        self.key(key);
-        value.write(&mut self.out);
         self
     }
 

@@ -51,7 +51,7 @@ pub fn plan(method: &str, path: &str, query: &str, body: &[u8]) -> Result<ApiCal
             ))
         }
         (["kf", "accounts"], "GET") => Ok(ApiCall::get("/cgi-bin/customservice/getkflist")),
-        (["kf", "online"], "GET") => Ok(ApiCall::get("/cgi-bin/customservice/getonlinekflist")),
+        (["kf", "online"], "GET") => Ok(ApiCall::get(crate::api::kf::ONLINE_PATH)),
         (["kf", "accounts"], "POST") => {
             let o = parse_object(body)?;
             let kf = kf_account_field(&o)?;

@@ -65,11 +65,6 @@ impl TokenState {
         self.credential_failure.get().is_some()
     }
 
-    /// The token in memory (usable or not), for the status report.
-    pub fn peek(&self) -> Option<CachedToken> {
-        self.memory.borrow().clone()
-    }
-
     fn usable(&self, now: u64) -> Option<CachedToken> {
         self.memory.borrow().as_ref().filter(|t| t.is_usable(now)).cloned()
     }
@@ -278,7 +273,12 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
             let _ = self.rt.store().delete(&self.key()).await;
         }
         let fresh = self.single_flight(Some(&rejected.access_token)).await?;
-        let last_forced = self.state.last_forced.get().max(self.stored_forced_at().await);
+        // The last forced refresh matters only when the endpoint handed back the rejected token.
+        let last_forced = if fresh.access_token == rejected.access_token {
+            self.state.last_forced.get().max(self.stored_forced_at().await)
+        } else {
+            None
+        };
         match after_rejection(&rejected.access_token, &fresh.access_token, last_forced, clock.now()) {
             AfterRejection::UseFresh => Ok(Some(fresh)),
             AfterRejection::GiveUp => Ok(None),

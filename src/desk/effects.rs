@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 
 use crate::api::http::{ApiCall, HttpCall};
 use crate::app::App;
+use crate::desk::appid;
 use crate::desk::decide::{Decision, Reason};
 use crate::desk::hours::{local, Offset};
 use crate::desk::rules::{Alerts, FallbackAction, Rules};
@@ -322,10 +323,6 @@ impl EffectsState {
         }
         limited.push((key.to_string(), until));
     }
-}
-
-fn appid<R: Runtime>(app: &App<R>) -> &str {
-    app.config.appid.as_deref().unwrap_or("default")
 }
 
 /// Runs `planned` once (see the module). Every outcome is a note in the log line.

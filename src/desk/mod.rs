@@ -54,8 +54,8 @@ impl DeskState {
         self.rules.borrow().as_ref().filter(|l| now.saturating_sub(l.loaded_at) < RULES_TTL_SECS).cloned()
     }
 
-    /// The rules this isolate has, however old (for the status report).
-    pub fn peek_rules(&self) -> Option<Rc<Loaded>> {
+    /// The rules this isolate has, however old.
+    fn peek_rules(&self) -> Option<Rc<Loaded>> {
         self.rules.borrow().clone()
     }
 
@@ -88,13 +88,18 @@ fn defaults(now: u64) -> Loaded {
     Loaded { document, stored: false, loaded_at: now }
 }
 
+/// The account's part of the front desk's store keys (`default` without an AppID).
+pub(crate) fn appid<R: Runtime>(app: &App<R>) -> &str {
+    app.config.appid.as_deref().unwrap_or("default")
+}
+
 /// Store key of the account's rules.
 pub fn rules_key<R: Runtime>(app: &App<R>) -> String {
-    format!("rules:{}", app.config.appid.as_deref().unwrap_or("default"))
+    format!("rules:{}", appid(app))
 }
 
 fn requested_key<R: Runtime>(app: &App<R>, openid: &str) -> String {
-    format!("requested:{}:{openid}", app.config.appid.as_deref().unwrap_or("default"))
+    format!("requested:{}:{openid}", appid(app))
 }
 
 /// The rules: this isolate's copy while fresh, else the store's (see [`keep_read`]).
@@ -109,8 +114,8 @@ pub async fn current_rules<R: Runtime>(app: &App<R>) -> Rc<Loaded> {
 /// Keeps what a read of [`rules_key`] gave as this isolate's rules for [`RULES_TTL_SECS`]: the
 /// stored document, or the defaults when none is stored or it no longer validates. A failed read
 /// keeps the copy this isolate has, else the defaults, for as long (the reply never waits on a
-/// failing store, nor asks it on every push). Used by [`current_rules`], and by the glue when
-/// the JS entry made the read (see `app::Now::Read`).
+/// failing store, nor asks it on every push). Used by [`current_rules`], and by
+/// [`crate::app::handle_now`] when the JS entry made the read.
 pub fn keep_read<R: Runtime>(app: &App<R>, read: Result<Option<String>, Error>) -> Rc<Loaded> {
     let now = app.rt.clock().now();
     let desk = &app.isolate.desk;
