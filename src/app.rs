@@ -329,7 +329,10 @@ pub fn handle_now<R: Runtime>(
 pub fn serve_now<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> Option<Served> {
     let result = match route {
         Route::UrlCheck => url_check(app, req),
-        Route::Push => push_now(app, req)?,
+        Route::Push => match open_push(app, req) {
+            Ok(opened) => push_now(app, &opened)?,
+            Err(e) => Err(e),
+        },
         Route::Health => {
             let health =
                 Response { replayable: true, ..Response::new(200, JSON, app.config.health().as_bytes().to_vec()) };
@@ -344,15 +347,25 @@ pub fn serve_now<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> O
 
 /// Serves `req`, whose body the glue read within `route.body_limit()`.
 pub async fn serve<R: Runtime + 'static>(app: &Rc<App<R>>, route: Route, req: Request<'_>) -> Served {
-    if let Some(served) = serve_now(app, route, &req) {
-        return served;
-    }
     let result = match route {
-        Route::Push => push(app, &req).await,
+        // Opened (verified, decrypted, parsed) once for both paths.
+        Route::Push => {
+            let opened = match open_push(app, &req) {
+                Ok(opened) => opened,
+                Err(e) => return Served::failed(&e),
+            };
+            if let Some(now) = push_now(app, &opened) {
+                return now.unwrap_or_else(|e| Served::failed(&e));
+            }
+            push(app, opened).await
+        }
         Route::Admin => admin_call(app, &req).await,
         Route::Upload => upload_call(app, &req).await,
-        // Every other route is served by `serve_now`.
-        _ => Err(Error::Internal("route without an I/O path")),
+        // Every other route is served without I/O.
+        _ => match serve_now(app, route, &req) {
+            Some(served) => return served,
+            None => Err(Error::Internal("route without an I/O path")),
+        },
     };
     let mut served = result.unwrap_or_else(|e| Served::failed(&e));
     if app.isolate.token.has_credential_failure() {
@@ -409,11 +422,7 @@ fn presence(list: Option<&[OnlineKf]>) -> Agents {
 
 /// The push answered from what this isolate knows; `None` when it needs the store or the
 /// WeChat API (fresh rules, a remembered request, the online list) or a store write.
-fn push_now<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Option<Result<Served, Error>> {
-    let push = match open_push(app, req) {
-        Ok(push) => push,
-        Err(e) => return Some(Err(e)),
-    };
+fn push_now<R: Runtime>(app: &App<R>, push: &Push<'_>) -> Option<Result<Served, Error>> {
     let loaded = app.isolate.desk.rules_now(push.now)?;
     let message = &push.inbound.message;
     let mut facts = Facts::default();
@@ -434,11 +443,10 @@ fn push_now<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Option<Result<Served
         Answer::Transfer => transfer_target_now(app, push.now)?,
         _ => None,
     };
-    Some(reply(app, &push, &decision, kf_account, None))
+    Some(reply(app, push, &decision, kf_account, None))
 }
 
-async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, req: &Request<'_>) -> Result<Served, Error> {
-    let push = open_push(app, req)?;
+async fn push<R: Runtime + 'static>(app: &Rc<App<R>>, push: Push<'_>) -> Result<Served, Error> {
     let loaded = desk::current_rules(app).await;
     let message = &push.inbound.message;
     let mut facts = Facts::default();
