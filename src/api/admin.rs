@@ -230,7 +230,8 @@ fn kf_account_field(o: &Object) -> Result<String, Error> {
     Ok(kf.to_string())
 }
 
-fn kf_account_path(raw: &str) -> Result<String, Error> {
+/// The `{kf_account}` of a path, percent-decoded and checked.
+pub(crate) fn kf_account_path(raw: &str) -> Result<String, Error> {
     let kf = percent_decode_path(raw);
     if !is_kf_account(&kf) {
         return Err(invalid("kf_account", "must look like prefix@account"));

@@ -11,8 +11,8 @@
 
 use std::rc::Rc;
 
+use crate::api::admin::kf_account_path;
 use crate::api::http::{query_param, ApiCall, Body, HttpMethod};
-use crate::config::is_kf_account;
 use crate::error::Error;
 
 /// A file format, recognised by its first bytes.
@@ -205,11 +205,7 @@ fn target(method: &str, path: &str, query: &str) -> Result<(Kind, ApiCall), Erro
         if method != "PUT" {
             return Err(Error::MethodNotAllowed("PUT"));
         }
-        let raw = path.trim_start_matches("/kf/accounts/").trim_end_matches("/avatar");
-        let kf = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
-        if !is_kf_account(&kf) {
-            return Err(invalid("kf_account", "must look like prefix@account"));
-        }
+        let kf = kf_account_path(path.trim_start_matches("/kf/accounts/").trim_end_matches("/avatar"))?;
         (AVATAR, ApiCall::get("/customservice/kfaccount/uploadheadimg").with_query("kf_account", kf))
     })
 }
