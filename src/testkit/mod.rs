@@ -53,7 +53,7 @@ pub fn plain_query(timestamp: u64, nonce: &str) -> String {
 /// The query string and body of a safe-mode push of `xml` (compatible mode when `compatible`:
 /// plaintext fields beside `Encrypt`, which must be ignored).
 pub fn safe_push(crypto: &WeChatCrypto, xml: &str, timestamp: u64, nonce: &str, compatible: bool) -> (String, String) {
-    let encrypt = crypto.encrypt(xml, b"0123456789abcdef");
+    let encrypt = crypto.encrypt(xml, b"0123456789abcdef").unwrap();
     let ts = timestamp.to_string();
     let query = format!(
         "signature={}&timestamp={ts}&nonce={nonce}&openid={OPENID}&encrypt_type=aes&msg_signature={}",

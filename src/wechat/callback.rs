@@ -229,7 +229,7 @@ pub fn respond(
 #[inline(never)]
 fn seal(s: &CallbackSettings<'_>, inbound: &Inbound, xml: &str, now: u64, random: &[u8; 16]) -> Result<String, Error> {
     let crypto = s.crypto.ok_or(Error::Config("WECHAT_ENCODING_AES_KEY"))?;
-    let encrypt = crypto.encrypt(xml, random);
+    let encrypt = crypto.encrypt(xml, random)?;
     let mut ts = itoa::Buffer::new();
     let msg_signature = signature::sign(&[s.token, ts.format(now), &inbound.nonce, &encrypt]);
     let envelope = EncryptedReply { encrypt, msg_signature, timestamp: now, nonce: inbound.nonce.clone() };

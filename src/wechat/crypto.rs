@@ -7,6 +7,7 @@
 use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use base64::engine::{general_purpose::STANDARD, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use std::sync::OnceLock;
 
 use crate::error::Error;
 
@@ -27,11 +28,16 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// The account's message cipher (wechatpy calls it `WeChatCrypto`).
+///
+/// The key is checked when the cipher is built and decoded and expanded on its first use: an
+/// isolate that only sees plain-mode pushes never runs (so V8 never compiles) the base64 decoder
+/// and the AES key schedule.
 #[derive(Clone)]
 pub struct WeChatCrypto {
-    /// The expanded AES-256 key schedule, computed once (not twice per message).
-    cipher: aes::Aes256,
-    iv: [u8; 16],
+    /// The 43 characters of the EncodingAESKey, known to decode (see [`is_encoding_aes_key`]).
+    encoding_aes_key: String,
+    /// The expanded AES-256 key schedule and the IV, computed once (not twice per message).
+    cipher: OnceLock<(aes::Aes256, [u8; 16])>,
     appid: String,
 }
 
@@ -42,17 +48,41 @@ impl std::fmt::Debug for WeChatCrypto {
     }
 }
 
+/// Whether `key` is an EncodingAESKey: 43 characters of the standard base64 alphabet, which is
+/// exactly what decodes (with a `=` appended, the trailing bits ignored) to 32 bytes.
+pub fn is_encoding_aes_key(key: &str) -> bool {
+    key.len() == 43 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
 impl WeChatCrypto {
     /// Builds the cipher from the 43-character EncodingAESKey and the account's AppID.
-    /// Returns `None` when the key is not 43 base64 characters decoding to 32 bytes.
+    /// Returns `None` when the key is not 43 base64 characters (see [`is_encoding_aes_key`]).
     pub fn new(encoding_aes_key: &str, appid: &str) -> Option<Self> {
-        if encoding_aes_key.len() != 43 || appid.is_empty() {
+        if !is_encoding_aes_key(encoding_aes_key) || appid.is_empty() {
             return None;
         }
-        let bytes = LENIENT.decode(format!("{encoding_aes_key}=")).ok()?;
-        let key: [u8; 32] = bytes.try_into().ok()?;
-        let (iv, _) = key.split_first_chunk::<16>()?;
-        Some(WeChatCrypto { cipher: aes::Aes256::new(&key.into()), iv: *iv, appid: appid.to_string() })
+        Some(WeChatCrypto {
+            encoding_aes_key: encoding_aes_key.to_string(),
+            cipher: OnceLock::new(),
+            appid: appid.to_string(),
+        })
+    }
+
+    /// The key schedule and IV, from the key on first use. Out of line, for the same reason the
+    /// key is decoded late: only an isolate that meets safe mode compiles it.
+    #[inline(never)]
+    fn cipher(&self) -> Result<&(aes::Aes256, [u8; 16]), Error> {
+        if let Some(cipher) = self.cipher.get() {
+            return Ok(cipher);
+        }
+        let mut padded = String::with_capacity(44);
+        padded.push_str(&self.encoding_aes_key);
+        padded.push('=');
+        // `new` admitted only keys that decode to 32 bytes; a failure here is a broken invariant.
+        let key: [u8; 32] =
+            LENIENT.decode(padded).ok().and_then(|bytes| bytes.try_into().ok()).ok_or(Error::DecryptFailed("key"))?;
+        let (iv, _) = key.split_first_chunk::<16>().ok_or(Error::DecryptFailed("key"))?;
+        Ok(self.cipher.get_or_init(|| (aes::Aes256::new(&key.into()), *iv)))
     }
 
     /// The AppID the cipher expects at the end of every plaintext.
@@ -61,7 +91,8 @@ impl WeChatCrypto {
     }
 
     /// Encrypts `msg` with the given 16-byte random prefix; returns base64 (the `Encrypt` field).
-    pub fn encrypt(&self, msg: &str, random: &[u8; 16]) -> String {
+    pub fn encrypt(&self, msg: &str, random: &[u8; 16]) -> Result<String, Error> {
+        let (cipher, iv) = self.cipher()?;
         let appid = self.appid.as_bytes();
         let len = 16 + 4 + msg.len() + appid.len();
         let pad = PAD_BLOCK - (len % PAD_BLOCK);
@@ -74,12 +105,12 @@ impl WeChatCrypto {
         // pad is 1..=32 so it always fits a u8.
         buf.resize(len + pad, pad as u8);
         let total = buf.len();
-        let ct = Encryptor::inner_iv_init(self.cipher.clone(), &self.iv.into())
+        let ct = Encryptor::inner_iv_init(cipher.clone(), &(*iv).into())
             .encrypt_padded_mut::<NoPadding>(&mut buf, total)
             .map(<[u8]>::to_vec)
             // Unreachable: total is a multiple of 32. An empty Encrypt would then fail to decrypt.
             .unwrap_or_default();
-        STANDARD.encode(ct)
+        Ok(STANDARD.encode(ct))
     }
 
     /// Decrypts an `Encrypt` field and checks its AppID; returns the inner XML.
@@ -92,7 +123,8 @@ impl WeChatCrypto {
         if buf.is_empty() || buf.len() % PAD_BLOCK != 0 {
             return Err(fail("ciphertext length is not a multiple of 32"));
         }
-        let plain = Decryptor::inner_iv_init(self.cipher.clone(), &self.iv.into())
+        let (cipher, iv) = self.cipher()?;
+        let plain = Decryptor::inner_iv_init(cipher.clone(), &(*iv).into())
             .decrypt_padded_mut::<NoPadding>(&mut buf)
             .map_err(|_| fail("cbc"))?;
         let content = unpad(plain).ok_or(fail("invalid padding"))?;
@@ -143,7 +175,7 @@ mod tests {
     #[test]
     fn encrypt_matches_spec_example() {
         let c = WeChatCrypto::new(KEY, APPID).unwrap();
-        assert_eq!(c.encrypt(kat_msg(), b"1234567890123456"), kat_encrypt());
+        assert_eq!(c.encrypt(kat_msg(), b"1234567890123456").unwrap(), kat_encrypt());
     }
 
     #[test]
@@ -158,7 +190,7 @@ mod tests {
         let mut seen = [false; 33];
         for n in 0..64 {
             let msg = "x".repeat(n);
-            let enc = c.encrypt(&msg, &[7; 16]);
+            let enc = c.encrypt(&msg, &[7; 16]).unwrap();
             let pad = 32 - ((16 + 4 + n + APPID.len()) % 32);
             seen[pad] = true;
             assert_eq!(c.decrypt(&enc).unwrap(), msg, "length {n}, pad {pad}");
@@ -173,6 +205,34 @@ mod tests {
         assert!(WeChatCrypto::new(KEY, "").is_none());
         // 'H' instead of 'G' sets a non-zero trailing bit: WeChat still accepts such keys.
         assert!(WeChatCrypto::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFH", APPID).is_some());
+    }
+
+    /// The cheap check `new` makes admits exactly the keys the decoder turns into 32 bytes, so
+    /// the decode deferred to first use cannot fail: every character of every position, keys
+    /// one too short and too long, padding and whitespace.
+    #[test]
+    fn the_key_check_admits_exactly_what_decodes_to_32_bytes() {
+        let decodes = |key: &str| LENIENT.decode(format!("{key}=")).is_ok_and(|b| b.len() == 32);
+        let mut keys = vec![KEY[..42].to_string(), format!("{KEY}A"), format!("{}=", &KEY[..42]), String::new()];
+        for position in [0, 20, 41, 42] {
+            for b in 0u8..=255 {
+                let mut key = KEY.as_bytes().to_vec();
+                key[position] = b;
+                if let Ok(key) = String::from_utf8(key) {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.push("é".repeat(21) + "a");
+        let mut admitted = 0;
+        for key in &keys {
+            assert_eq!(is_encoding_aes_key(key), decodes(key), "{key:?}");
+            if let Some(c) = WeChatCrypto::new(key, APPID) {
+                admitted += 1;
+                assert!(c.cipher().is_ok(), "{key:?}");
+            }
+        }
+        assert_eq!(admitted, 4 * 64, "every base64 character in each of the four positions");
     }
 
     #[test]
