@@ -333,11 +333,7 @@ pub fn serve_now<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> O
             Ok(opened) => push_now(app, &opened)?,
             Err(e) => Err(e),
         },
-        Route::Health => {
-            let health =
-                Response { replayable: true, ..Response::new(200, JSON, app.config.health().as_bytes().to_vec()) };
-            Ok(Served::done(health, "ok"))
-        }
+        Route::Health => Ok(health(app)),
         Route::Admin | Route::Upload => return None,
         Route::NotFound => Err(Error::NotFound),
         Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
@@ -380,6 +376,15 @@ pub async fn serve<R: Runtime + 'static>(app: &Rc<App<R>>, route: Route, req: Re
     served
 }
 
+/// `GET /healthz` (see [`Config::health`]). Out of line, as is [`url_check`]: V8 compiles a
+/// function whole on its first call, and the first push need not compile the other routes.
+#[inline(never)]
+fn health<R: Runtime>(app: &App<R>) -> Served {
+    let health = Response { replayable: true, ..Response::new(200, JSON, app.config.health().as_bytes().to_vec()) };
+    Served::done(health, "ok")
+}
+
+#[inline(never)]
 fn url_check<R: Runtime>(app: &App<R>, req: &Request<'_>) -> Result<Served, Error> {
     let settings = app.config.callback()?;
     let query = Query::parse(req.query);

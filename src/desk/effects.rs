@@ -78,7 +78,9 @@ pub struct Planned {
     pub effects: Vec<Effect>,
 }
 
-/// The first [`EXCERPT_CHARS`] characters of what the user sent (a text), or its type.
+/// The first [`EXCERPT_CHARS`] characters of what the user sent (a text), or its type. Out of
+/// line: only an alert that quotes the user needs it.
+#[inline(never)]
 fn excerpt(message: &Message) -> String {
     match &message.kind {
         MessageKind::Text { content } => content.chars().take(EXCERPT_CHARS).collect(),

@@ -93,9 +93,14 @@ pub(crate) fn appid<R: Runtime>(app: &App<R>) -> &str {
     app.config.appid.as_deref().unwrap_or("default")
 }
 
-/// Store key of the account's rules.
+/// Store key of the account's rules. Pushed, not `format!`ted: an isolate's first push reads
+/// it, and V8 would compile the formatting machinery for that alone.
 pub fn rules_key<R: Runtime>(app: &App<R>) -> String {
-    format!("rules:{}", appid(app))
+    let appid = appid(app);
+    let mut key = String::with_capacity(6 + appid.len());
+    key.push_str("rules:");
+    key.push_str(appid);
+    key
 }
 
 fn requested_key<R: Runtime>(app: &App<R>, openid: &str) -> String {
@@ -126,20 +131,33 @@ pub fn keep_read<R: Runtime>(app: &App<R>, read: Result<Option<String>, Error>) 
     }
     match read {
         Ok(None) => desk.keep(defaults(now)),
-        Ok(Some(raw)) => match rules::load(&raw) {
-            Ok(document) => desk.keep(Loaded { document, stored: true, loaded_at: now }),
-            Err(_) => {
-                app.note("stored rules are invalid: using the defaults".to_string());
-                desk.keep(defaults(now))
-            }
-        },
+        Ok(Some(raw)) => keep_stored(app, &raw, now),
+        Err(_) => keep_after_failure(app, now),
+    }
+}
+
+/// A stored document, or the defaults when it no longer validates. Out of line (as is
+/// [`keep_after_failure`]): V8 compiles a function whole on its first call, and an isolate
+/// whose store holds no rules need not compile the loader.
+#[inline(never)]
+fn keep_stored<R: Runtime>(app: &App<R>, raw: &str, now: u64) -> Rc<Loaded> {
+    match rules::load(raw) {
+        Ok(document) => app.isolate.desk.keep(Loaded { document, stored: true, loaded_at: now }),
         Err(_) => {
-            app.note("rules unavailable: the store failed".to_string());
-            match desk.peek_rules() {
-                Some(stale) => desk.keep(Loaded { loaded_at: now, ..(*stale).clone() }),
-                None => desk.keep(defaults(now)),
-            }
+            app.note("stored rules are invalid: using the defaults".to_string());
+            app.isolate.desk.keep(defaults(now))
         }
+    }
+}
+
+/// The copy this isolate has, kept for another [`RULES_TTL_SECS`], else the defaults.
+#[inline(never)]
+fn keep_after_failure<R: Runtime>(app: &App<R>, now: u64) -> Rc<Loaded> {
+    app.note("rules unavailable: the store failed".to_string());
+    let desk = &app.isolate.desk;
+    match desk.peek_rules() {
+        Some(stale) => desk.keep(Loaded { loaded_at: now, ..(*stale).clone() }),
+        None => desk.keep(defaults(now)),
     }
 }
 

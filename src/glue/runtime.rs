@@ -187,6 +187,8 @@ impl Runtime for WorkerRuntime {
     fn upstream(&self) -> &FetchUpstream {
         &self.upstream
     }
+    // Out of line: only an encrypted reply asks, and a plain-mode isolate need not compile it.
+    #[inline(never)]
     fn random16(&self) -> [u8; 16] {
         let mut buf = [0u8; 16];
         // crypto.getRandomValues does not fail for 16 bytes.

@@ -191,23 +191,24 @@ impl Message {
 
     /// A short label for logs: the message type or `event:<name>`; never content.
     pub fn label(&self) -> String {
-        match &self.kind {
-            MessageKind::Text { .. } => "text".into(),
-            MessageKind::Image { .. } => "image".into(),
-            MessageKind::Voice { .. } => "voice".into(),
-            MessageKind::Video { .. } => "video".into(),
-            MessageKind::ShortVideo { .. } => "shortvideo".into(),
-            MessageKind::Location { .. } => "location".into(),
-            MessageKind::Link { .. } => "link".into(),
-            MessageKind::File { .. } => "file".into(),
-            MessageKind::MiniProgramPage { .. } => "miniprogrampage".into(),
-            MessageKind::Unknown { .. } => "unknown".into(),
+        let name = match &self.kind {
+            MessageKind::Text { .. } => "text",
+            MessageKind::Image { .. } => "image",
+            MessageKind::Voice { .. } => "voice",
+            MessageKind::Video { .. } => "video",
+            MessageKind::ShortVideo { .. } => "shortvideo",
+            MessageKind::Location { .. } => "location",
+            MessageKind::Link { .. } => "link",
+            MessageKind::File { .. } => "file",
+            MessageKind::MiniProgramPage { .. } => "miniprogrampage",
+            MessageKind::Unknown { .. } => "unknown",
             MessageKind::Event(e) => {
                 let mut label = String::from("event:");
                 label.push_str(e.name());
-                label
+                return label;
             }
-        }
+        };
+        name.to_string()
     }
 }
 

@@ -92,9 +92,10 @@ pub fn parse_fields(xml: &str) -> Result<Fields<'_>, Error> {
                 match stack.last_mut() {
                     // Whitespace around child elements is layout.
                     Some(top) if top.has_children && is_layout(raw) => {}
-                    Some(top) => top.push(
-                        quick_xml::escape::unescape(raw).map_err(|_| bad("invalid entity or character reference"))?,
-                    ),
+                    // WeChat's plain text nodes are numbers; only text with a reference is unescaped
+                    // (so V8 compiles the unescaper only for a document that has one).
+                    Some(top) if !raw.contains('&') => top.push(Cow::Borrowed(raw)),
+                    Some(top) => top.push(unescape(raw)?),
                     None if is_layout(raw) => {}
                     None => return Err(bad("text outside the root element")),
                 }
@@ -122,6 +123,13 @@ pub fn parse_fields(xml: &str) -> Result<Fields<'_>, Error> {
         return Err(bad("unclosed element"));
     }
     Ok(fields)
+}
+
+/// `raw` with its entity and character references replaced (the five predefined entities and
+/// numeric references; any other is an error). Out of line: see the call.
+#[inline(never)]
+fn unescape(raw: &str) -> Result<Cow<'_, str>, Error> {
+    quick_xml::escape::unescape(raw).map_err(|_| Error::MalformedXml("invalid entity or character reference"))
 }
 
 /// Whitespace only (XML's four whitespace characters).
