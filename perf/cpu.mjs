@@ -10,7 +10,7 @@
 // code costs (routing, parsing, crypto, the log line, the Rust/JS boundary).
 //
 //   node perf/cpu.mjs [--ours DIR] [--compare DIR | --compare-rules FILE] [--rounds 5] [--requests 4000] [--warmup 1000]
-//                     [--concurrency 8] [--chunks 20] [--json out.json] [--scenarios plain,safe,healthz,notfound]
+//                     [--concurrency 8] [--chunks 20] [--first-rounds 16] [--json out.json] [--scenarios plain,safe,healthz,notfound]
 //
 // --ours is a built bundle directory (build/ layout: worker.mjs, index_bg.wasm; or worker-build's worker/shim.mjs),
 // default <repo>/build; --compare adds a second Rust build (e.g. a baseline) as an extra column;
@@ -22,7 +22,10 @@
 // (ABBA), and within a scenario the requests go in --chunks slices interleaved across the
 // instances, so load elsewhere on the machine falls on all alike. An A/A control (ours started
 // twice, as two instances) shows the noise. Medians over rounds with min–max; ratios are the
-// median (min–max) of the per-round ratios. Before measuring, every Rust build and the JS Worker
+// median (min–max) of the per-round ratios. A first request is one sample per isolate, and this
+// machine's speed moves such a sample by up to 2x, so --first-rounds more rounds (ABBA) start
+// every worker once more for its first request alone; the first-request row pools them with the
+// main rounds' (a few seconds per round). Before measuring, every Rust build and the JS Worker
 // must answer a set of pushes (all message and event fixtures in plain, safe and compatible mode,
 // URL checks, refusals) equivalently, with replies that decrypt and verify, or the run stops.
 // A default run takes ~5 minutes on 2 cores (~6 with --compare).
@@ -51,6 +54,7 @@ const { values: o } = parseArgs({
     warmup: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '8' },
     chunks: { type: 'string', default: '20' },
+    'first-rounds': { type: 'string', default: '16' },
     json: { type: 'string' },
     scenarios: { type: 'string', default: 'plain,safe,healthz,notfound' },
   },
@@ -60,6 +64,7 @@ const N = Number(o.requests);
 const WARMUP = Number(o.warmup);
 const CONCURRENCY = Number(o.concurrency);
 const CHUNKS = Math.max(1, Math.min(Number(o.chunks), N));
+const FIRST_ROUNDS = Number(o['first-rounds']);
 const oursDir = resolve(o.ours);
 // --compare-rules FILE: the compare column is this build with the rules document FILE stored
 // (PUT /api/rules right after start), to show what the front desk costs per push.
@@ -407,6 +412,8 @@ const stats = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max
 
 const started = Date.now();
 const rounds = [];
+/** The extra first-request rounds: worker id → { ms, statMs }. */
+const firstRounds = [];
 let checked = 0;
 try {
   for (let r = 0; r < ROUNDS; r++) {
@@ -432,6 +439,21 @@ try {
     rounds.push(round);
     process.stderr.write(`round ${r + 1}/${ROUNDS} done (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
   }
+  for (let r = 0; r < FIRST_ROUNDS; r++) {
+    const order = (ROUNDS + r) % 2 === 0 ? WORKERS : [...WORKERS].reverse();
+    const round = {};
+    for (const w of order) {
+      const inst = await startInstance(w);
+      try {
+        await sleep(100);
+        round[w.id] = await firstRequest(inst);
+      } finally {
+        await stopInstance(inst);
+      }
+    }
+    firstRounds.push(round);
+  }
+  if (FIRST_ROUNDS > 0) process.stderr.write(`${FIRST_ROUNDS} first-request rounds done (${((Date.now() - started) / 1000).toFixed(0)} s)\n`);
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
@@ -472,14 +494,19 @@ for (const { id: sc } of SCEN) {
   if (compareDir) summary.ratios[sc].oursOverCompare = stats(rounds.map((rd) => above(rd, 'ours', sc) / above(rd, 'compare', sc)));
   summary.aa[sc] = stats(rounds.map((rd) => above(rd, 'ours2', sc) / above(rd, 'ours', sc)));
 }
+/** Every round's first request of each worker: the main rounds', then the extra ones. */
+const firsts = [...rounds.map((rd) => Object.fromEntries(ids.map((id) => [id, rd.workers[id].first]))), ...firstRounds];
 for (const id of ids) {
-  summary.first[id] = stats(rounds.map((rd) => rd.workers[id].first.ms));
+  summary.first[id] = stats(firsts.map((f) => f[id].ms));
   summary.ready[id] = stats(rounds.map((rd) => rd.workers[id].readyMs));
 }
-summary.ratios.first = { oursOverJs: stats(rounds.map((rd) => rd.workers.ours.first.ms / rd.workers.js.first.ms)) };
+summary.ratios.first = {
+  oursOverJs: stats(firsts.map((f) => f.ours.ms / f.js.ms)),
+  aa: stats(firsts.map((f) => f.ours2.ms / f.ours.ms)),
+};
 summary.ratios.ready = { oursOverJs: stats(rounds.map((rd) => rd.workers.ours.readyMs / rd.workers.js.readyMs)) };
 if (compareDir) {
-  summary.ratios.first.oursOverCompare = stats(rounds.map((rd) => rd.workers.ours.first.ms / rd.workers.compare.first.ms));
+  summary.ratios.first.oursOverCompare = stats(firsts.map((f) => f.ours.ms / f.compare.ms));
   summary.ratios.ready.oursOverCompare = stats(rounds.map((rd) => rd.workers.ours.readyMs / rd.workers.compare.readyMs));
 }
 summary.bundle.ours = gzipOfDir(oursDir);
@@ -506,7 +533,8 @@ for (const { id, label } of SCEN) {
 for (const { id } of SCEN.filter(({ id }) => id === 'plain' || id === 'safe')) {
   row(`A/A control: ${id} above floor, ours vs ours (2nd instance; ratio = 2nd/1st)`, cell(summary.above[id].ours), cell(summary.above[id].ours2), '', cell(summary.aa[id], f2), '—');
 }
-row(`first request of a fresh isolate (ms CPU; empty worker ${f1(summary.first.empty.median)})`, cell(summary.first.ours, f2), cell(summary.first.js, f2), compareDir ? cell(summary.first.compare, f2) : '', cell(summary.ratios.first.oursOverJs, f2), compareDir ? cell(summary.ratios.first.oursOverCompare, f2) : undefined);
+row(`first request of a fresh isolate (ms CPU, ${firsts.length} isolates each; empty worker ${f1(summary.first.empty.median)})`, cell(summary.first.ours, f2), cell(summary.first.js, f2), compareDir ? cell(summary.first.compare, f2) : '', cell(summary.ratios.first.oursOverJs, f2), compareDir ? cell(summary.ratios.first.oursOverCompare, f2) : undefined);
+row('A/A control: first request, ours vs ours (2nd instance; ratio = 2nd/1st)', cell(summary.first.ours, f2), cell(summary.first.ours2, f2), '', cell(summary.ratios.first.aa, f2), '—');
 row(`spawn → ready, workerd total (ms CPU; empty worker ${f1(summary.ready.empty.median)})`, cell(summary.ready.ours), cell(summary.ready.js), compareDir ? cell(summary.ready.compare) : '', cell(summary.ratios.ready.oursOverJs, f2), compareDir ? cell(summary.ratios.ready.oursOverCompare, f2) : undefined);
 const kib = (b) => (b / 1024).toFixed(1);
 row('bundle gzip -9 (KiB; JS: esbuild, not minified / minified)', kib(summary.bundle.ours.gzip), `${kib(summary.bundle.js.gzip)} / ${kib(summary.bundle.js.minifiedGzip)}`, compareDir ? kib(summary.bundle.compare.gzip) : '', (summary.bundle.ours.gzip / summary.bundle.js.gzip).toFixed(2), compareDir ? (summary.bundle.ours.gzip / summary.bundle.compare.gzip).toFixed(2) : undefined);
@@ -523,11 +551,12 @@ if (vanished) console.log(`\nnote: ${vanished} workerd threads exited inside a m
 if (maxConnects > CONCURRENCY) console.log(`\nnote: up to ${maxConnects} connections opened for one measurement (${CONCURRENCY} expected): keep-alive did not hold`);
 if (o.json) {
   writeFileSync(o.json, JSON.stringify({
-    config: { ours: oursDir, compare: compareDir ?? null, rounds: ROUNDS, requests: N, warmup: WARMUP, concurrency: CONCURRENCY, cpuSource: HAS_SCHEDSTAT ? 'schedstat' : 'stat' },
+    config: { ours: oursDir, compare: compareDir ?? null, rounds: ROUNDS, firstRounds: FIRST_ROUNDS, requests: N, warmup: WARMUP, concurrency: CONCURRENCY, cpuSource: HAS_SCHEDSTAT ? 'schedstat' : 'stat' },
     workers: WORKERS.map(({ id, label }) => ({ id, label })),
     scenarios: SCEN,
     summary,
     rounds,
+    firstRounds,
     selfCheckCases: checked,
     seconds: (Date.now() - started) / 1000,
   }, null, 2));

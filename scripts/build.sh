@@ -27,8 +27,8 @@ sed -i 's/^import source wasmModule from/import wasmModule from/' "$stage/index.
 # report, failed store reads, ...). V8 compiles a wasm function whole on its first call, so a cold
 # path inlined into a hot function is compiled by every isolate's first request. -ocimfs 100
 # leaves single-caller functions over 100 bytes where the compiler put them: a first plain push
-# compiles 56 KB of code instead of 80 KB (V8's --trace-wasm-compilation-times), and the wasm is 2.7 KB smaller
-# gzipped; CPU per request unchanged (perf/cpu.mjs).
+# compiles 56 KB of code instead of 80 KB (V8's --trace-wasm-compilation-times), the wasm is
+# 2.7 KB smaller gzipped, and CPU per request is unchanged (perf/cpu.mjs).
 node_modules/.bin/wasm-opt ${WASM_OPT_FLAGS:--Oz} -ocimfs 100 --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-reference-types --enable-multivalue --enable-sign-ext --enable-mutable-globals \
   "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
