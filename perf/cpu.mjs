@@ -28,7 +28,7 @@
 // main rounds' (a few seconds per round). Before measuring, every Rust build and the JS Worker
 // must answer a set of pushes (all message and event fixtures in plain, safe and compatible mode,
 // URL checks, refusals) equivalently, with replies that decrypt and verify, or the run stops.
-// A default run takes ~5 minutes on 2 cores (~6 with --compare).
+// A default run takes ~6 minutes on 2 cores (~7 with --compare).
 import { Miniflare } from 'miniflare';
 import { Pool } from 'undici';
 import * as esbuild from 'esbuild';
@@ -65,6 +65,7 @@ const WARMUP = Number(o.warmup);
 const CONCURRENCY = Number(o.concurrency);
 const CHUNKS = Math.max(1, Math.min(Number(o.chunks), N));
 const FIRST_ROUNDS = Number(o['first-rounds']);
+if (!Number.isInteger(FIRST_ROUNDS) || FIRST_ROUNDS < 0) throw new Error(`--first-rounds must be a whole number, not ${o['first-rounds']}`);
 const oursDir = resolve(o.ours);
 // --compare-rules FILE: the compare column is this build with the rules document FILE stored
 // (PUT /api/rules right after start), to show what the front desk costs per push.

@@ -3,7 +3,8 @@
 # wasm32, wasm-bindgen's glue (ES module target, with a reset function for a trapped instance),
 # wasm-opt, then esbuild bundles our entry (src/glue/entry.mjs) with the glue; then the operator
 # console into build/assets/ (scripts/build-console.sh). Only local tools: nothing is downloaded.
-# WASM_OPT_FLAGS replaces -Oz (e.g. "-Oz -g" keeps function names for profiles).
+# WASM_OPT_FLAGS replaces -Oz (e.g. "-Oz -g" keeps function names for profiles); -ocimfs 100 and
+# the feature flags are always passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
@@ -26,7 +27,7 @@ sed -i 's/^import source wasmModule from/import wasmModule from/' "$stage/index.
 # #[inline(never)] on cold paths (safe-mode crypto, other message types and events, the health
 # report, failed store reads, ...). V8 compiles a wasm function whole on its first call, so a cold
 # path inlined into a hot function is compiled by every isolate's first request. -ocimfs 100
-# leaves single-caller functions over 100 bytes where the compiler put them: a first plain push
+# leaves single-caller functions over 100 IR expressions where the compiler put them: a first plain push
 # compiles 56 KB of code instead of 80 KB (V8's --trace-wasm-compilation-times), the wasm is
 # 2.7 KB smaller gzipped, and CPU per request is unchanged (perf/cpu.mjs).
 node_modules/.bin/wasm-opt ${WASM_OPT_FLAGS:--Oz} -ocimfs 100 --enable-bulk-memory --enable-nontrapping-float-to-int \

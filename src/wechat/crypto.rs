@@ -79,9 +79,10 @@ impl WeChatCrypto {
         padded.push_str(&self.encoding_aes_key);
         padded.push('=');
         // `new` admitted only keys that decode to 32 bytes; a failure here is a broken invariant.
+        let broken = Error::Internal("EncodingAESKey does not decode");
         let key: [u8; 32] =
-            LENIENT.decode(padded).ok().and_then(|bytes| bytes.try_into().ok()).ok_or(Error::DecryptFailed("key"))?;
-        let (iv, _) = key.split_first_chunk::<16>().ok_or(Error::DecryptFailed("key"))?;
+            LENIENT.decode(padded).ok().and_then(|bytes| bytes.try_into().ok()).ok_or(broken.clone())?;
+        let (iv, _) = key.split_first_chunk::<16>().ok_or(broken)?;
         Ok(self.cipher.get_or_init(|| (aes::Aes256::new(&key.into()), *iv)))
     }
 
