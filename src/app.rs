@@ -723,6 +723,35 @@ pub async fn scheduled<R: Runtime>(app: &App<R>) -> String {
 }
 
 /// The request's one log line (JSON): route, method, status, outcome, ms, and notes if any.
+/// The cron run's log line: `{"cron":"access_token","outcome":...,"notes":[...]}`.
+pub fn cron_line(outcome: &str, notes: &[String]) -> String {
+    let mut w = ObjectWriter::new();
+    w.str("cron", "access_token").str("outcome", outcome);
+    if !notes.is_empty() {
+        w.strs("notes", notes.iter().map(String::as_str));
+    }
+    w.finish()
+}
+
+/// The headers of every response by content type, as JSON (`[{"content-type": ..., ...}, ...]`
+/// in the order of [`CONTENT_TYPES`]): the JS entry builds them once per isolate.
+pub fn response_headers() -> String {
+    let mut sets = String::from("[");
+    for (i, content_type) in CONTENT_TYPES.iter().enumerate() {
+        if i > 0 {
+            sets.push(',');
+        }
+        let mut set = ObjectWriter::new();
+        set.str("content-type", content_type);
+        for (name, value) in COMMON_HEADERS {
+            set.str(name, value);
+        }
+        sets.push_str(&set.finish());
+    }
+    sets.push(']');
+    sets
+}
+
 pub fn log_line(route: Route, method: &str, status: u16, outcome: &str, ms: u64, notes: &[String]) -> String {
     let mut w = ObjectWriter::new();
     w.str("route", route.label())

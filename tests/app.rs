@@ -373,3 +373,26 @@ fn the_entrys_synchronous_call_reads_the_rules_once_then_answers() {
     // What needs I/O is left to the async path.
     assert_eq!(handle_now(&fresh, "GET https://w.example/api/kf/accounts", b"", None, 0), None);
 }
+
+#[test]
+fn the_entry_gets_one_header_set_per_content_type_in_their_order() {
+    let sets: serde_json::Value = serde_json::from_str(&wechat_kf_worker::app::response_headers()).unwrap();
+    let expected: Vec<serde_json::Value> = wechat_kf_worker::app::CONTENT_TYPES
+        .iter()
+        .map(|t| serde_json::json!({ "content-type": t, "cache-control": "no-store" }))
+        .collect();
+    assert_eq!(sets, serde_json::Value::Array(expected));
+}
+
+#[test]
+fn the_cron_line_names_its_outcome_and_notes_only_when_there_are_some() {
+    let bare: serde_json::Value = serde_json::from_str(&wechat_kf_worker::app::cron_line("fresh", &[])).unwrap();
+    assert_eq!(bare, serde_json::json!({ "cron": "access_token", "outcome": "fresh" }));
+    let noted: serde_json::Value =
+        serde_json::from_str(&wechat_kf_worker::app::cron_line("refreshed", &["alert queue sent".to_string()]))
+            .unwrap();
+    assert_eq!(
+        noted,
+        serde_json::json!({ "cron": "access_token", "outcome": "refreshed", "notes": ["alert queue sent"] })
+    );
+}

@@ -122,6 +122,11 @@ pub const AVATAR: Kind = Kind { name: "avatar", limit: 5 * MB, limit_label: "5 M
 /// The media kinds of `POST /api/media`.
 pub const MEDIA_KINDS: [Kind; 4] = [IMAGE, VOICE, VIDEO, THUMB];
 
+/// Whether a `Content-Type` is `multipart/form-data` (the glue then has the runtime parse it).
+pub fn is_multipart(content_type: &str) -> bool {
+    content_type.trim_start().get(..19).is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
+}
+
 /// Room for a multipart envelope around the file (boundaries, part headers, other fields).
 pub const ENVELOPE_BYTES: usize = 64 * 1024;
 
@@ -250,6 +255,16 @@ mod tests {
 
     fn file<'a>(content_type: Option<&'a str>, bytes: &'a [u8]) -> File<'a> {
         File { content_type, bytes }
+    }
+
+    #[test]
+    fn multipart_is_recognised_by_its_media_type_alone() {
+        for yes in ["multipart/form-data; boundary=x", "  Multipart/Form-Data;boundary=x", "multipart/form-data"] {
+            assert!(is_multipart(yes), "{yes:?}");
+        }
+        for no in ["multipart/mixed; boundary=x", "image/jpeg", "multipart/form", "", "表单multipart/form-data"] {
+            assert!(!is_multipart(no), "{no:?}");
+        }
     }
 
     #[test]

@@ -67,11 +67,6 @@ pub(crate) async fn discard_unread_body(req: &web_sys::Request) {
     }
 }
 
-/// Whether a `Content-Type` is `multipart/form-data`.
-pub(crate) fn is_multipart(content_type: &str) -> bool {
-    content_type.trim_start().get(..19).is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data"))
-}
-
 /// The file in field `media` of a `multipart/form-data` body, parsed by the runtime
 /// (`Response.formData()`), with its declared type. No such file: an empty body declared as
 /// multipart, which the core refuses naming the field. A body the runtime cannot parse is a 400.

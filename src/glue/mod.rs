@@ -46,24 +46,10 @@ fn app(env: &Env) -> Rc<App<WorkerRuntime>> {
     Rc::new(App::new(config, isolate, WorkerRuntime::new(env)))
 }
 
-/// The headers of every response by content type, as JSON (`[{"content-type": ..., ...}, ...]`
-/// in the order of [`app::CONTENT_TYPES`]): the entry builds them once.
+/// See [`app::response_headers`].
 #[wasm_bindgen]
 pub fn response_headers() -> String {
-    let mut sets = String::from("[");
-    for (i, content_type) in app::CONTENT_TYPES.iter().enumerate() {
-        if i > 0 {
-            sets.push(',');
-        }
-        let mut set = crate::json::ObjectWriter::new();
-        set.str("content-type", content_type);
-        for (name, value) in app::COMMON_HEADERS {
-            set.str(name, value);
-        }
-        sets.push_str(&set.finish());
-    }
-    sets.push(']');
-    sets
+    app::response_headers()
 }
 
 /// The request without I/O (see [`app::serve_now`]), for the JS entry: the encoded response
@@ -129,7 +115,7 @@ pub async fn handle_async(
             let content_type = if route == Route::Upload { header("content-type") } else { None };
             let body = match body {
                 // A multipart upload: its `media` part, decoded by the runtime.
-                Ok(body) if content_type.as_deref().is_some_and(http::is_multipart) => {
+                Ok(body) if content_type.as_deref().is_some_and(crate::api::media::is_multipart) => {
                     http::media_part(body, content_type.as_deref().unwrap_or_default()).await
                 }
                 Ok(body) => Ok((body, content_type)),
@@ -174,13 +160,7 @@ pub async fn handle_async(
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let app = app(&env);
     let outcome = app::scheduled(&app).await;
-    let notes = app.take_notes();
-    let mut line = crate::json::ObjectWriter::new();
-    line.str("cron", "access_token").str("outcome", &outcome);
-    if !notes.is_empty() {
-        line.strs("notes", notes.iter().map(String::as_str));
-    }
-    worker::console_log!("{}", line.finish());
+    worker::console_log!("{}", app::cron_line(&outcome, &app.take_notes()));
 }
 
 /// Talc in place of Rust's default wasm allocator (dlmalloc): ~1.8 KB of code instead of ~7.7 KB,
