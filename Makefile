@@ -30,6 +30,8 @@ lint: check-config-docs
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -- -D warnings
+	# The fuzz harnesses, built with the core as cargo-fuzz builds it (--cfg fuzzing), on stable.
+	RUSTFLAGS="--cfg fuzzing" cargo check --manifest-path fuzz/Cargo.toml --all-targets --locked
 
 test-native:
 	cargo test
