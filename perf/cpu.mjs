@@ -10,7 +10,7 @@
 // code costs (routing, parsing, crypto, the log line, the Rust/JS boundary).
 //
 //   node perf/cpu.mjs [--ours DIR] [--compare DIR | --compare-rules FILE] [--rounds 5] [--requests 4000] [--warmup 1000]
-//                     [--concurrency 8] [--chunks 20] [--first-rounds 16] [--json out.json] [--scenarios plain,safe,healthz,notfound]
+//                     [--concurrency 8] [--chunks 20] [--first-rounds 24] [--json out.json] [--scenarios plain,safe,healthz,notfound]
 //
 // --ours is a built bundle directory (build/ layout: worker.mjs, index_bg.wasm; or worker-build's worker/shim.mjs),
 // default <repo>/build; --compare adds a second Rust build (e.g. a baseline) as an extra column;
@@ -54,7 +54,7 @@ const { values: o } = parseArgs({
     warmup: { type: 'string', default: '1000' },
     concurrency: { type: 'string', default: '8' },
     chunks: { type: 'string', default: '20' },
-    'first-rounds': { type: 'string', default: '16' },
+    'first-rounds': { type: 'string', default: '24' },
     json: { type: 'string' },
     scenarios: { type: 'string', default: 'plain,safe,healthz,notfound' },
   },

@@ -7,7 +7,7 @@
 //   node perf/first-code.mjs [--top 25] [--scenarios plain,safe,healthz,notfound]
 //
 // Builds this tree with function names (scripts/build.sh with BUILD_OUT and "-Oz -g", so the
-// functions are those of the real build), lets wasm-opt's --log-execution pass report every
+// functions are those of the real build; WASM_OPT_FLAGS=... replaces -Oz to compare settings), lets wasm-opt's --log-execution pass report every
 // function entered, and for each scenario starts a fresh workerd, sends the one request and lists
 // the functions it entered that module start-up had not: how many and their code bytes. The
 // instrumented build is for this measurement only.
@@ -31,7 +31,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'wechat-first-code-'));
 const named = join(tmp, 'named');
 const logged = join(tmp, 'logged');
 try {
-  execFileSync('bash', ['scripts/build.sh'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, BUILD_OUT: named, WASM_OPT_FLAGS: '-Oz -g' } });
+  execFileSync('bash', ['scripts/build.sh'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, BUILD_OUT: named, WASM_OPT_FLAGS: `${process.env.WASM_OPT_FLAGS ?? '-Oz'} -g` } });
   cpSync(named, logged, { recursive: true });
   execFileSync(bin('wasm-opt'), [...FEATURES, '-g', '--log-execution', join(named, 'index_bg.wasm'), '-o', join(logged, 'index_bg.wasm')]);
   const ids = logIds(execFileSync(bin('wasm-dis'), [...FEATURES, join(logged, 'index_bg.wasm')], { maxBuffer: 1 << 28 }).toString());
