@@ -20,7 +20,7 @@ pub fn sign(parts: &[&str]) -> String {
     }
     // Into a buffer, then one UTF-8 check: `hex::encode` collects chars (more code for an
     // isolate's first request to compile). Neither step can fail (20 bytes, 40 ASCII digits);
-    // if one did, the empty signature would match nothing.
+    // if one did, the empty result is refused by `check`.
     let mut digits = [0u8; 40];
     match hex::encode_to_slice(h.digest().bytes(), &mut digits) {
         Ok(()) => String::from_utf8(digits.to_vec()).unwrap_or_default(),
@@ -32,7 +32,8 @@ pub fn sign(parts: &[&str]) -> String {
 /// in the content of the signature (its length is not secret: it is always 40).
 pub fn check(parts: &[&str], signature: &str) -> bool {
     let given = signature.to_ascii_lowercase();
-    bool::from(sign(parts).as_bytes().ct_eq(given.as_bytes()))
+    let expected = sign(parts);
+    !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
 /// Plain-mode check of the URL check and of every message: `signature` over
