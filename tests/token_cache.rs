@@ -100,11 +100,10 @@ fn a_follower_gets_its_own_flights_outcome_when_a_newer_flight_ends_first() {
     // which fails at 3 ms. The follower of flight 1 polls at 5 ms: it must get flight 1's T1,
     // neither flight 2's failure nor a wait until the 25 s flight limit.
     let rt = FakeRuntime::at(NOW);
-    let calls = Rc::new(RefCell::new(0));
-    let c = calls.clone();
+    let mut calls = 0;
     rt.upstream.script(move |_| {
-        *c.borrow_mut() += 1;
-        if *c.borrow() == 1 {
+        calls += 1;
+        if calls == 1 {
             token_json("T1").after(1)
         } else {
             Scripted::answer(500, "down").after(1)
@@ -136,7 +135,7 @@ fn a_follower_gets_its_own_flights_outcome_when_a_newer_flight_ends_first() {
     assert_eq!(results[0].as_deref(), Ok("T1"));
     assert_eq!(results[1].as_deref(), Ok("T1"), "the follower's own flight");
     assert_eq!(results[2].as_ref().map_err(Error::status), Err(502), "flight 2 failed");
-    assert_eq!(*calls.borrow(), 2);
+    assert_eq!(rt.upstream.count("stable_token"), 2);
 }
 
 /// `callers` concurrent callers, each calling `f` in a loop (100 ms apart) for `secs` simulated
@@ -365,11 +364,10 @@ fn a_token_in_the_store_is_used_without_a_request_and_the_cron_refreshes_it_ahea
 #[test]
 fn a_busy_endpoint_is_retried_once_after_300_ms() {
     let rt = FakeRuntime::at(NOW);
-    let n = Rc::new(RefCell::new(0));
-    let n2 = n.clone();
+    let mut calls = 0;
     rt.upstream.script(move |_| {
-        *n2.borrow_mut() += 1;
-        if *n2.borrow() == 1 {
+        calls += 1;
+        if calls == 1 {
             Scripted::json(r#"{"errcode":-1,"errmsg":"system busy"}"#)
         } else {
             token_json("T1")
@@ -379,7 +377,7 @@ fn a_busy_endpoint_is_retried_once_after_300_ms() {
     let started = rt.clock.now_ms();
     let t = block_on(&rt.clock, async { app.api().unwrap().tokens.access_token().await });
     assert_eq!(t.unwrap().access_token, "T1");
-    assert_eq!((*n.borrow(), rt.clock.now_ms() - started), (2, 300));
+    assert_eq!((rt.upstream.count("stable_token"), rt.clock.now_ms() - started), (2, 300));
 }
 
 #[test]
