@@ -564,7 +564,7 @@ async fn transfer_target<R: Runtime + 'static>(
 pub fn admit<R: Runtime>(app: &App<R>, route: Route, authorization: Option<&str>) -> Result<(), Error> {
     match route {
         Route::Admin | Route::Upload => {
-            let Some(expected) = app.config.admin_token.as_deref() else {
+            let Some(expected) = app.config.outbound().admin_token.as_deref() else {
                 return Err(Error::NotFound);
             };
             authorize(authorization, expected)

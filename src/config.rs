@@ -3,6 +3,10 @@
 //!
 //! Loading never fails: every problem is recorded against the variable's name (never its value)
 //! and surfaces when a feature that needs it is used, and in `GET /healthz`.
+//!
+//! The callback's variables are checked when the configuration loads (an isolate's first
+//! request). The others are read then too, but checked on first use ([`Config::outbound`]): a
+//! push needs none of them, and V8 compiles the checks' code only for a request that does.
 
 use crate::json::ObjectWriter;
 use crate::wechat::crypto::WeChatCrypto;
@@ -80,15 +84,37 @@ pub struct Config {
     pub kf_accounts: Vec<String>,
     pub kf_routing: KfRouting,
     pub max_clock_skew_secs: u64,
+    /// Problems with the callback's variables, at most one per variable.
+    callback_problems: Vec<Problem>,
+    /// The other variables as read, checked into `outbound` on first use.
+    unchecked: Unchecked,
+    outbound: std::cell::OnceCell<Outbound>,
+    health: std::cell::OnceCell<String>,
+}
+
+/// The variables a push does not need, as read (trimmed; empty counts as unset).
+#[derive(Debug, Clone)]
+struct Unchecked {
+    api_base: Option<String>,
+    app_secret: Option<String>,
+    token_endpoint: Option<String>,
+    admin_token: Option<String>,
+    alert_webhook: Option<String>,
+    store_bound: bool,
+}
+
+/// The configuration of everything but the callback: WeChat API calls, the admin API, alerts
+/// and the store binding.
+#[derive(Debug, Clone)]
+pub struct Outbound {
     pub api_base: String,
     pub app_secret: Option<String>,
     pub token_endpoint: TokenEndpoint,
     pub admin_token: Option<String>,
     /// Where alerts are posted (a secret: a WeCom robot URL carries its key).
     pub alert_webhook: Option<String>,
-    /// Problems found while loading, at most one per variable.
-    pub problems: Vec<Problem>,
-    health: std::cell::OnceCell<String>,
+    /// Problems with these variables, at most one per variable.
+    problems: Vec<Problem>,
 }
 
 impl Config {
@@ -138,33 +164,6 @@ impl Config {
                 DEFAULT_MAX_CLOCK_SKEW_SECS
             }),
         };
-        let api_base = match get("WECHAT_API_BASE") {
-            None => DEFAULT_API_BASE.to_string(),
-            Some(v) if is_http_base(&v) => v.trim_end_matches('/').to_string(),
-            Some(_) => {
-                problems.push(Problem::Invalid("WECHAT_API_BASE"));
-                DEFAULT_API_BASE.to_string()
-            }
-        };
-        let alert_webhook = match get("ALERT_WEBHOOK_URL") {
-            None => None,
-            Some(v) if is_http_base(v.split(['?', '#']).next().unwrap_or_default()) && !v.contains(' ') => Some(v),
-            Some(_) => {
-                problems.push(Problem::Invalid("ALERT_WEBHOOK_URL"));
-                None
-            }
-        };
-        if get("WECHAT_KV").is_none() {
-            problems.push(Problem::Missing("WECHAT_KV"));
-        }
-        let token_endpoint = match get("WECHAT_TOKEN_ENDPOINT").as_deref() {
-            None | Some("stable") => TokenEndpoint::Stable,
-            Some("classic") => TokenEndpoint::Classic,
-            Some(_) => {
-                problems.push(Problem::Invalid("WECHAT_TOKEN_ENDPOINT"));
-                TokenEndpoint::Stable
-            }
-        };
         Config {
             token,
             appid,
@@ -172,24 +171,39 @@ impl Config {
             kf_accounts,
             kf_routing,
             max_clock_skew_secs,
-            api_base,
-            app_secret: get("WECHAT_APPSECRET"),
-            token_endpoint,
-            admin_token: get("ADMIN_TOKEN"),
-            alert_webhook,
-            problems,
+            callback_problems: problems,
+            unchecked: Unchecked {
+                api_base: get("WECHAT_API_BASE"),
+                app_secret: get("WECHAT_APPSECRET"),
+                token_endpoint: get("WECHAT_TOKEN_ENDPOINT"),
+                admin_token: get("ADMIN_TOKEN"),
+                alert_webhook: get("ALERT_WEBHOOK_URL"),
+                store_bound: get("WECHAT_KV").is_some(),
+            },
+            outbound: std::cell::OnceCell::new(),
             health: std::cell::OnceCell::new(),
         }
     }
 
+    /// Everything but the callback, its variables checked on the first call.
+    pub fn outbound(&self) -> &Outbound {
+        self.outbound.get_or_init(|| Outbound::check(&self.unchecked))
+    }
+
+    /// Every problem found, at most one per variable: the callback's, then the others'.
+    pub fn problems(&self) -> impl Iterator<Item = Problem> + '_ {
+        self.callback_problems.iter().chain(&self.outbound().problems).copied()
+    }
+
     /// The first problem with any of `vars`, if one.
     fn problem_with(&self, vars: &[&'static str]) -> Option<Problem> {
-        self.problems.iter().copied().find(|p| vars.contains(&p.variable()))
+        self.problems().find(|p| vars.contains(&p.variable()))
     }
 
     /// The callback's settings, or the first variable that stops it from working.
     pub fn callback(&self) -> Result<crate::wechat::callback::CallbackSettings<'_>, crate::error::Error> {
-        if let Some(p) = self.problem_with(CALLBACK_VARIABLES) {
+        // Only the callback's own problems: the other variables stay unchecked.
+        if let Some(p) = self.callback_problems.iter().find(|p| CALLBACK_VARIABLES.contains(&p.variable())) {
             return Err(crate::error::Error::Config(p.variable()));
         }
         let token = self.token.as_deref().ok_or(crate::error::Error::Config("WECHAT_TOKEN"))?;
@@ -206,8 +220,9 @@ impl Config {
             return Err(crate::error::Error::Config(p.variable()));
         }
         let appid = self.appid.as_deref().ok_or(crate::error::Error::Config("WECHAT_APPID"))?;
-        let secret = self.app_secret.as_deref().ok_or(crate::error::Error::Config("WECHAT_APPSECRET"))?;
-        Ok(ApiCredentials { appid, secret, api_base: &self.api_base, endpoint: self.token_endpoint })
+        let outbound = self.outbound();
+        let secret = outbound.app_secret.as_deref().ok_or(crate::error::Error::Config("WECHAT_APPSECRET"))?;
+        Ok(ApiCredentials { appid, secret, api_base: &outbound.api_base, endpoint: outbound.token_endpoint })
     }
 
     /// The variables at fault, `(missing, invalid)`, including what a half-configured
@@ -215,15 +230,16 @@ impl Config {
     pub fn faults(&self) -> (Vec<&'static str>, Vec<&'static str>) {
         let mut missing = Vec::new();
         let mut invalid = Vec::new();
-        for p in &self.problems {
+        for p in self.problems() {
             match p {
-                Problem::Missing(v) => missing.push(*v),
-                Problem::Invalid(v) => invalid.push(*v),
+                Problem::Missing(v) => missing.push(v),
+                Problem::Invalid(v) => invalid.push(v),
             }
         }
-        if self.app_secret.is_some() || self.admin_token.is_some() {
+        let outbound = self.outbound();
+        if outbound.app_secret.is_some() || outbound.admin_token.is_some() {
             for (var, present) in
-                [("WECHAT_APPID", self.appid.is_some()), ("WECHAT_APPSECRET", self.app_secret.is_some())]
+                [("WECHAT_APPID", self.appid.is_some()), ("WECHAT_APPSECRET", outbound.app_secret.is_some())]
             {
                 if !present && !missing.contains(&var) {
                     missing.push(var);
@@ -241,6 +257,7 @@ impl Config {
 
     fn build_health(&self) -> String {
         let (missing, invalid) = self.faults();
+        let outbound = self.outbound();
         let mut features = ObjectWriter::new();
         features
             .bool("callback", self.callback().is_ok())
@@ -254,11 +271,11 @@ impl Config {
                 },
             )
             .bool("outbound_api", self.api_credentials().is_ok())
-            .bool("admin_api", self.admin_token.is_some())
-            .bool("alerts", self.alert_webhook.is_some())
+            .bool("admin_api", outbound.admin_token.is_some())
+            .bool("alerts", outbound.alert_webhook.is_some())
             .str(
                 "token_endpoint",
-                match self.token_endpoint {
+                match outbound.token_endpoint {
                     TokenEndpoint::Stable => "stable",
                     TokenEndpoint::Classic => "classic",
                 },
@@ -269,6 +286,50 @@ impl Config {
             .strs("missing", missing)
             .strs("invalid", invalid);
         h.finish()
+    }
+}
+
+impl Outbound {
+    /// Checks the variables a push does not need (as [`Config::build`] checks the callback's).
+    fn check(raw: &Unchecked) -> Outbound {
+        let mut problems = Vec::new();
+        let api_base = match raw.api_base.as_deref() {
+            None => DEFAULT_API_BASE.to_string(),
+            Some(v) if is_http_base(v) => v.trim_end_matches('/').to_string(),
+            Some(_) => {
+                problems.push(Problem::Invalid("WECHAT_API_BASE"));
+                DEFAULT_API_BASE.to_string()
+            }
+        };
+        let alert_webhook = match raw.alert_webhook.as_deref() {
+            None => None,
+            Some(v) if is_http_base(v.split(['?', '#']).next().unwrap_or_default()) && !v.contains(' ') => {
+                Some(v.to_string())
+            }
+            Some(_) => {
+                problems.push(Problem::Invalid("ALERT_WEBHOOK_URL"));
+                None
+            }
+        };
+        if !raw.store_bound {
+            problems.push(Problem::Missing("WECHAT_KV"));
+        }
+        let token_endpoint = match raw.token_endpoint.as_deref() {
+            None | Some("stable") => TokenEndpoint::Stable,
+            Some("classic") => TokenEndpoint::Classic,
+            Some(_) => {
+                problems.push(Problem::Invalid("WECHAT_TOKEN_ENDPOINT"));
+                TokenEndpoint::Stable
+            }
+        };
+        Outbound {
+            api_base,
+            app_secret: raw.app_secret.clone(),
+            token_endpoint,
+            admin_token: raw.admin_token.clone(),
+            alert_webhook,
+            problems,
+        }
     }
 }
 
@@ -331,11 +392,11 @@ mod tests {
     #[test]
     fn build_config_defaults_with_only_the_token() {
         let c = build(&[("WECHAT_TOKEN", "t")]);
-        assert!(c.problems.is_empty());
+        assert_eq!(c.problems().count(), 0);
         assert!(c.callback().is_ok());
         assert_eq!(c.max_clock_skew_secs, 300);
-        assert_eq!(c.api_base, "https://api.weixin.qq.com");
-        assert_eq!(c.token_endpoint, TokenEndpoint::Stable);
+        assert_eq!(c.outbound().api_base, "https://api.weixin.qq.com");
+        assert_eq!(c.outbound().token_endpoint, TokenEndpoint::Stable);
         assert!(c.api_credentials().is_err());
     }
 
@@ -350,7 +411,7 @@ mod tests {
             ("WECHAT_TOKEN_ENDPOINT", "fancy"),
             ("WECHAT_KF_ROUTING", "random"),
         ]);
-        let vars: Vec<_> = c.problems.iter().map(|p| p.variable()).collect();
+        let vars: Vec<_> = c.problems().map(|p| p.variable()).collect();
         for v in [
             "WECHAT_TOKEN",
             "WECHAT_ENCODING_AES_KEY",
@@ -363,6 +424,17 @@ mod tests {
             assert!(vars.contains(&v), "{v} not reported: {vars:?}");
         }
         assert_eq!(c.callback().unwrap_err(), crate::error::Error::Config("WECHAT_TOKEN"));
+    }
+
+    #[test]
+    fn a_push_needs_only_the_callbacks_variables_and_the_others_are_checked_when_used() {
+        let c = build(&[("WECHAT_TOKEN", "t"), ("WECHAT_API_BASE", "ftp://x"), ("WECHAT_TOKEN_ENDPOINT", "fancy")]);
+        assert!(c.callback().is_ok());
+        assert!(c.outbound.get().is_none(), "the callback checked the other variables");
+        assert_eq!(c.api_credentials().unwrap_err(), crate::error::Error::Config("WECHAT_API_BASE"));
+        let h: serde_json::Value = serde_json::from_str(c.health()).unwrap();
+        assert_eq!(h["invalid"], serde_json::json!(["WECHAT_API_BASE", "WECHAT_TOKEN_ENDPOINT"]));
+        assert_eq!(h["features"]["callback"], true);
     }
 
     #[test]
@@ -406,13 +478,13 @@ mod tests {
             ("WECHAT_TOKEN", "t"),
             ("ALERT_WEBHOOK_URL", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET-KEY"),
         ]);
-        assert!(c.alert_webhook.is_some() && c.problems.is_empty());
+        assert!(c.outbound().alert_webhook.is_some() && c.problems().count() == 0);
         assert!(!c.health().contains("SECRET-KEY"));
-        assert!(build(&[("ALERT_WEBHOOK_URL", "http://127.0.0.1:9000/hook")]).alert_webhook.is_some());
+        assert!(build(&[("ALERT_WEBHOOK_URL", "http://127.0.0.1:9000/hook")]).outbound().alert_webhook.is_some());
         for bad in ["http://example.com/hook", "ftp://x/y", "https://a b/", "qyapi.weixin.qq.com"] {
             let c = build(&[("WECHAT_TOKEN", "t"), ("ALERT_WEBHOOK_URL", bad)]);
             assert_eq!(
-                (c.alert_webhook.as_deref(), c.problems.as_slice()),
+                (c.outbound().alert_webhook.as_deref(), c.problems().collect::<Vec<_>>().as_slice()),
                 (None, &[Problem::Invalid("ALERT_WEBHOOK_URL")][..]),
                 "{bad}"
             );

@@ -444,7 +444,7 @@ async fn nickname<R: Runtime>(app: &App<R>, kf_account: &str) -> Option<String> 
 
 /// Posts an alert to `ALERT_WEBHOOK_URL`, retried once; a failure is noted and dropped.
 pub async fn alert<R: Runtime>(app: &App<R>, rules: &Rules, event: &AlertEvent) {
-    let (Some(alerts), Some(url)) = (rules.alerts.as_ref(), app.config.alert_webhook.as_deref()) else {
+    let (Some(alerts), Some(url)) = (rules.alerts.as_ref(), app.config.outbound().alert_webhook.as_deref()) else {
         app.note(format!("alert {} skipped: no webhook", event.name()));
         return;
     };
