@@ -163,8 +163,10 @@ fn keep_after_failure<R: Runtime>(app: &App<R>, now: u64) -> Rc<Loaded> {
 
 /// Validates and stores a document; this isolate uses it at once.
 pub async fn put_rules<R: Runtime>(app: &App<R>, body: &[u8]) -> Result<Rc<Loaded>, Error> {
-    let can =
-        rules::Capabilities { api: app.config.api_credentials().is_ok(), webhook: app.config.outbound().alert_webhook.is_some() };
+    let can = rules::Capabilities {
+        api: app.config.api_credentials().is_ok(),
+        webhook: app.config.outbound().alert_webhook.is_some(),
+    };
     let document = rules::validate(body, can)?;
     app.rt.store().put(&rules_key(app), &document.json, None).await?;
     let now = app.rt.clock().now();
