@@ -6,7 +6,8 @@
 //!
 //! The callback's variables are checked when the configuration loads (an isolate's first
 //! request). The others are read then too, but checked on first use ([`Config::outbound`]): a
-//! push needs none of them, and V8 compiles the checks' code only for a request that does.
+//! push that makes no API call and raises no alert needs none of them, and V8 compiles the
+//! checks' code only for a request that does.
 
 use crate::json::ObjectWriter;
 use crate::wechat::crypto::WeChatCrypto;
