@@ -722,7 +722,6 @@ pub async fn scheduled<R: Runtime>(app: &App<R>) -> String {
     outcome
 }
 
-/// The request's one log line (JSON): route, method, status, outcome, ms, and notes if any.
 /// The cron run's log line: `{"cron":"access_token","outcome":...,"notes":[...]}`.
 pub fn cron_line(outcome: &str, notes: &[String]) -> String {
     let mut w = ObjectWriter::new();
@@ -752,6 +751,7 @@ pub fn response_headers() -> String {
     sets
 }
 
+/// The request's one log line (JSON): route, method, status, outcome, ms, and notes if any.
 pub fn log_line(route: Route, method: &str, status: u16, outcome: &str, ms: u64, notes: &[String]) -> String {
     let mut w = ObjectWriter::new();
     w.str("route", route.label())
