@@ -23,6 +23,7 @@ use crate::desk::{self, DeskState};
 use crate::error::Error;
 use crate::json::ObjectWriter;
 use crate::runtime::{Clock, Runtime};
+use crate::text::{find_byte, split_at_byte};
 use crate::wechat::callback::{self, CallbackSettings, Inbound, Passive, Query};
 use crate::wechat::reply::SUCCESS;
 
@@ -142,16 +143,15 @@ fn below_api(path: &str) -> &str {
 /// `(path, query)` of an absolute URL as the runtime serializes it (no fragment); the query
 /// without its `?`.
 pub fn split_url(url: &str) -> (&str, &str) {
-    // A scheme is letters, digits, '+', '-', '.' up to the first ':' (found by a char search: no
-    // substring searcher to compile on an isolate's first request); a relative target has none.
+    // A scheme is letters, digits, '+', '-', '.' up to the first ':'; a relative target has none.
     let is_scheme = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    let after_scheme = match url.find(':') {
+    let after_scheme = match find_byte(url, b':') {
         Some(i) if url.get(..i).is_some_and(is_scheme) && url.get(i..).is_some_and(|r| r.starts_with("://")) => i + 3,
         _ => 0,
     };
     let rest = url.get(after_scheme..).unwrap_or_default();
-    let target = rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/");
-    target.split_once('?').unwrap_or((target, ""))
+    let target = find_byte(rest, b'/').and_then(|i| rest.get(i..)).unwrap_or("/");
+    split_at_byte(target, b'?').unwrap_or((target, ""))
 }
 
 /// What the glue read of a request.
@@ -304,7 +304,7 @@ pub fn handle_now<R: Runtime>(
     read: Option<&str>,
     waited_ms: u64,
 ) -> Option<Vec<u8>> {
-    let (method, url) = target.split_once(' ').unwrap_or((target, ""));
+    let (method, url) = split_at_byte(target, b' ').unwrap_or((target, ""));
     let (path, query) = split_url(url);
     let route = Route::of(method, path);
     let request = Request { method, path, query, authorization: None, content_type: None, body };

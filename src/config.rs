@@ -122,46 +122,47 @@ impl Config {
     /// Builds the configuration from `lookup(name)`; empty values count as unset.
     pub fn build(lookup: impl Fn(&str) -> Option<String>) -> Config {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        // Filled through `note`, which is out of line: a configuration without problems (every
+        // isolate's, once deployed) never compiles it.
         let mut problems = Vec::new();
 
         let token = get("WECHAT_TOKEN");
         if token.is_none() {
-            problems.push(Problem::Missing("WECHAT_TOKEN"));
+            note(&mut problems, Problem::Missing("WECHAT_TOKEN"));
         }
         let appid = get("WECHAT_APPID");
         let crypto = match get("WECHAT_ENCODING_AES_KEY") {
             None => None,
             Some(key) => match &appid {
                 None => {
-                    problems.push(Problem::Missing("WECHAT_APPID"));
+                    note(&mut problems, Problem::Missing("WECHAT_APPID"));
                     None
                 }
                 Some(appid) => {
                     let c = WeChatCrypto::new(&key, appid);
                     if c.is_none() {
-                        problems.push(Problem::Invalid("WECHAT_ENCODING_AES_KEY"));
+                        note(&mut problems, Problem::Invalid("WECHAT_ENCODING_AES_KEY"));
                     }
                     c
                 }
             },
         };
-        let kf_accounts: Vec<String> =
-            get("WECHAT_KF_ACCOUNT").map(|v| v.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default();
+        let kf_accounts = get("WECHAT_KF_ACCOUNT").map(|v| kf_account_list(&v)).unwrap_or_default();
         if kf_accounts.iter().any(|a| !is_kf_account(a)) {
-            problems.push(Problem::Invalid("WECHAT_KF_ACCOUNT"));
+            note(&mut problems, Problem::Invalid("WECHAT_KF_ACCOUNT"));
         }
         let kf_routing = match get("WECHAT_KF_ROUTING").as_deref() {
             None | Some("static") => KfRouting::Static,
             Some("online") => KfRouting::Online,
             Some(_) => {
-                problems.push(Problem::Invalid("WECHAT_KF_ROUTING"));
+                note(&mut problems, Problem::Invalid("WECHAT_KF_ROUTING"));
                 KfRouting::Static
             }
         };
         let max_clock_skew_secs = match get("WECHAT_MAX_CLOCK_SKEW_SECS") {
             None => DEFAULT_MAX_CLOCK_SKEW_SECS,
             Some(v) => v.parse().unwrap_or_else(|_| {
-                problems.push(Problem::Invalid("WECHAT_MAX_CLOCK_SKEW_SECS"));
+                note(&mut problems, Problem::Invalid("WECHAT_MAX_CLOCK_SKEW_SECS"));
                 DEFAULT_MAX_CLOCK_SKEW_SECS
             }),
         };
@@ -344,8 +345,28 @@ pub struct ApiCredentials<'a> {
 }
 
 /// `prefix@account`, as WeChat spells customer-service accounts.
+/// Records `problem` (see [`Config::build`]).
+#[inline(never)]
+fn note(problems: &mut Vec<Problem>, problem: Problem) {
+    problems.push(problem);
+}
+
+/// `WECHAT_KF_ACCOUNT`'s accounts: split at commas, each trimmed (empty ones kept, and refused).
+fn kf_account_list(v: &str) -> Vec<String> {
+    let mut accounts = Vec::new();
+    let mut rest = v;
+    loop {
+        let (account, after) = crate::text::split_at_byte(rest, b',').unwrap_or((rest, ""));
+        accounts.push(account.trim().to_string());
+        if account.len() == rest.len() {
+            return accounts;
+        }
+        rest = after;
+    }
+}
+
 pub fn is_kf_account(s: &str) -> bool {
-    match s.split_once('@') {
+    match crate::text::split_at_byte(s, b'@') {
         Some((a, b)) => !a.is_empty() && !b.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == ','),
         None => false,
     }

@@ -21,6 +21,7 @@ pub mod desk;
 pub mod error;
 pub mod json;
 pub mod runtime;
+pub mod text;
 pub mod wechat;
 
 #[cfg(not(target_arch = "wasm32"))]

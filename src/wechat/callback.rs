@@ -4,6 +4,7 @@
 //! [`respond`] for `POST` (choosing the `KfAccount` in between, which may need I/O).
 
 use crate::error::Error;
+use crate::text::split_at_byte;
 use crate::wechat::crypto::WeChatCrypto;
 use crate::wechat::message::{parse_message, Message};
 use crate::wechat::reply::{EncryptedReply, TextReply, TransferCustomerServiceReply, SUCCESS};
@@ -49,8 +50,17 @@ impl Query {
         // WeChat's values are hex, digits and letters: nothing to decode, so the query is only
         // split as form_urlencoded splits it (pieces by `&`, empty ones skipped, name and value
         // at the first `=`).
-        let pairs = query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, "")));
-        Query::from_pairs(pairs)
+        let mut q = Query::default();
+        let mut rest = query;
+        while !rest.is_empty() {
+            let (pair, after) = split_at_byte(rest, b'&').unwrap_or((rest, ""));
+            rest = after;
+            if !pair.is_empty() {
+                let (name, value) = split_at_byte(pair, b'=').unwrap_or((pair, ""));
+                q.set(name, value);
+            }
+        }
+        q
     }
 
     /// A query with escapes (`%XX`, `+`), decoded by form_urlencoded; out of line, so that an
@@ -63,20 +73,25 @@ impl Query {
     fn from_pairs<K: AsRef<str>, V: Into<String>>(pairs: impl Iterator<Item = (K, V)>) -> Query {
         let mut q = Query::default();
         for (k, v) in pairs {
-            let slot = match k.as_ref() {
-                "signature" => &mut q.signature,
-                "timestamp" => &mut q.timestamp,
-                "nonce" => &mut q.nonce,
-                "echostr" => &mut q.echostr,
-                "encrypt_type" => &mut q.encrypt_type,
-                "msg_signature" => &mut q.msg_signature,
-                _ => continue,
-            };
-            if slot.is_none() {
-                *slot = Some(v.into());
-            }
+            q.set(k.as_ref(), v);
         }
         q
+    }
+
+    /// Keeps `value` under `name` if it is a parameter the callback reads and not yet set.
+    fn set(&mut self, name: &str, value: impl Into<String>) {
+        let slot = match name {
+            "signature" => &mut self.signature,
+            "timestamp" => &mut self.timestamp,
+            "nonce" => &mut self.nonce,
+            "echostr" => &mut self.echostr,
+            "encrypt_type" => &mut self.encrypt_type,
+            "msg_signature" => &mut self.msg_signature,
+            _ => return,
+        };
+        if slot.is_none() {
+            *slot = Some(value.into());
+        }
     }
 
     fn require<'a>(value: &'a Option<String>, name: &'static str) -> Result<&'a str, Error> {
