@@ -276,6 +276,10 @@ pub fn parse_message(xml: &str) -> Result<Message, Error> {
 }
 
 /// Builds a [`Message`] from already-parsed fields.
+///
+/// Every field is read and checked as `&str` before anything is copied out, so a refusal
+/// drops nothing: this function is on every push's path, and each owned value alive at a `?`
+/// would add its clean-up code to what an isolate's first request compiles.
 pub fn from_fields(f: &Fields) -> Result<Message, Error> {
     let to_user_name = required(f, "ToUserName")?;
     let from_user_name = required(f, "FromUserName")?;
@@ -286,20 +290,27 @@ pub fn from_fields(f: &Fields) -> Result<Message, Error> {
         None => number::<u64>(f, "MsgID")?,
     };
     // WeChat writes "event" and "text"; "Event" or " EVENT " must not turn an event into a transfer.
-    let kind = match msg_type.trim().to_ascii_lowercase().as_str() {
-        "text" => MessageKind::Text { content: text(f, "Content") },
-        "event" => MessageKind::Event(parse_event(f)?),
-        kind => other_kind(f, kind, msg_type)?,
+    let kind = if msg_type.trim().eq_ignore_ascii_case("text") {
+        MessageKind::Text { content: text(f, "Content") }
+    } else {
+        other_kind(f, msg_type)?
     };
-    Ok(Message { to_user_name, from_user_name, create_time, msg_id, kind })
+    Ok(Message {
+        to_user_name: to_user_name.to_string(),
+        from_user_name: from_user_name.to_string(),
+        create_time,
+        msg_id,
+        kind,
+    })
 }
 
 /// Every message type but text. Out of line, like [`parse_event`]: V8 compiles wasm functions
 /// on their first call, so an isolate that only sees text (most of a front desk's traffic)
 /// never compiles these.
 #[inline(never)]
-fn other_kind(f: &Fields, kind: &str, msg_type: String) -> Result<MessageKind, Error> {
-    Ok(match kind {
+fn other_kind(f: &Fields, msg_type: &str) -> Result<MessageKind, Error> {
+    Ok(match msg_type.trim().to_ascii_lowercase().as_str() {
+        "event" => MessageKind::Event(parse_event(f)?),
         "image" => MessageKind::Image { pic_url: text(f, "PicUrl"), media_id: text(f, "MediaId") },
         "voice" => MessageKind::Voice {
             media_id: text(f, "MediaId"),
@@ -333,7 +344,7 @@ fn other_kind(f: &Fields, kind: &str, msg_type: String) -> Result<MessageKind, E
             thumb_url: text(f, "ThumbUrl"),
             thumb_media_id: text(f, "ThumbMediaId"),
         },
-        _ => MessageKind::Unknown { msg_type },
+        _ => MessageKind::Unknown { msg_type: msg_type.to_string() },
     })
 }
 
@@ -396,13 +407,13 @@ fn parse_event(f: &Fields) -> Result<Event, Error> {
         "kf_switch_session" => {
             Event::KfSwitchSession { from_kf_account: text(f, "FromKfAccount"), to_kf_account: text(f, "ToKfAccount") }
         }
-        _ => Event::Unknown { event },
+        _ => Event::Unknown { event: event.to_string() },
     })
 }
 
-fn required(f: &Fields, name: &'static str) -> Result<String, Error> {
+fn required<'f>(f: &'f Fields, name: &'static str) -> Result<&'f str, Error> {
     match f.get(name) {
-        Some(v) if !v.trim().is_empty() => Ok(v.to_string()),
+        Some(v) if !v.trim().is_empty() => Ok(v),
         _ => Err(Error::MissingField(name)),
     }
 }
