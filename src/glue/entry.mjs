@@ -11,6 +11,7 @@ const core = { handle, handle_async, scheduled, response_headers, __wbg_reset_st
 
 /// Bodies up to this size (the callback's limit) are read here; the core checks every limit itself.
 const FAST_BODY_LIMIT = 64 * 1024;
+const NO_BODY = new Uint8Array(0);
 const utf8 = new TextDecoder();
 const latin1 = (bytes, start, end) => String.fromCharCode.apply(null, bytes.subarray(start, end));
 /// The headers of every response, by content type (`Response::encode` sends the index).
@@ -82,8 +83,8 @@ export default {
         const known = replays.get(target);
         if (known !== undefined) return replay(known);
       }
-      let out = core.handle(env, target, body);
-      if (out !== undefined && out[0] === 0 && out[1] === 0) {
+      let out = core.handle(env, target, body ?? NO_BODY, '', 0);
+      if (out.length > 1 && out[0] === 0 && out[1] === 0) {
         // The core asks for a KV read first (the rules, once per isolate per 30 s).
         const started = Date.now();
         let read;
@@ -93,9 +94,9 @@ export default {
         } catch {
           read = '!';
         }
-        out = core.handle(env, target, body, read, Date.now() - started);
+        out = core.handle(env, target, body ?? NO_BODY, read, Date.now() - started);
       }
-      return respond(out ?? (await core.handle_async(request, env, ctx, body)), target);
+      return respond(out.length > 0 ? out : await core.handle_async(request, env, ctx, body), target);
     } catch (e) {
       return failed(e);
     }

@@ -54,27 +54,18 @@ pub fn response_headers() -> String {
 
 /// The request without I/O (see [`app::serve_now`]), for the JS entry: the encoded response
 /// (see [`app::Response::encode`]); or an instruction to read a store key first and call again
-/// with the result (see [`app::encode_read`]); or `undefined` when the request needs
+/// with the result (see [`app::encode_read`]); or nothing (empty) when the request needs
 /// [`handle_async`]. `target` is `"<method> <url>"` (one string crosses, not two); `body` is the
-/// whole body (the entry reads small declared bodies itself), absent for none; `read` is the
-/// result of the read asked for: `"+"` and the value, `"-"` for none, `"!"` when it failed;
-/// `waited_ms` how long the entry waited for it (the log line's `ms`).
+/// whole body (the entry reads small declared bodies itself), empty for none; `read` is the
+/// result of the read asked for: `"+"` and the value, `"-"` for none, `"!"` when it failed, or
+/// empty before any read; `waited_ms` how long the entry waited for it (the log line's `ms`).
+/// Borrowed and plain arguments only: every `Option` or owned value here would add conversion
+/// and clean-up code to the export, which every isolate's first request compiles.
 #[wasm_bindgen]
-pub fn handle(
-    env: Env,
-    target: &str,
-    body: Option<Vec<u8>>,
-    read: Option<String>,
-    waited_ms: Option<u32>,
-) -> Option<Vec<u8>> {
-    let app = app(&env);
-    app::handle_now(
-        &app,
-        target,
-        body.as_deref().unwrap_or_default(),
-        read.as_deref(),
-        u64::from(waited_ms.unwrap_or_default()),
-    )
+pub fn handle(env: &Env, target: &str, body: &[u8], read: &str, waited_ms: u32) -> Vec<u8> {
+    let app = app(env);
+    let read = (!read.is_empty()).then_some(read);
+    app::handle_now(&app, target, body, read, u64::from(waited_ms)).unwrap_or_default()
 }
 
 /// The whole request, with I/O; resolves to the encoded response. `body`: the body if the entry
