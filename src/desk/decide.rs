@@ -136,6 +136,23 @@ impl Pairs {
     }
 }
 
+/// A text as keywords and request words are matched against: trimmed, lowercased, and its pairs.
+struct Words {
+    text: String,
+    pairs: Pairs,
+}
+
+impl Words {
+    /// Out of line: a push under rules with neither keywords nor a request gate (the defaults)
+    /// never compiles it.
+    #[inline(never)]
+    fn of(content: &str) -> Words {
+        let text = content.trim().to_ascii_lowercase();
+        let pairs = Pairs::of(&text);
+        Words { text, pairs }
+    }
+}
+
 fn contains_any(text: &str, pairs: &Pairs, words: &[String]) -> bool {
     words.iter().any(|w| pairs.may_hold(w) && text.contains(w.as_str()))
 }
@@ -150,20 +167,21 @@ pub fn decide<'r>(message: &Message, now: u64, rules: &'r Rules, facts: &Facts) 
             };
         }
         MessageKind::Event(_) => return decided(Answer::Success, Reason::Default, false),
-        MessageKind::Text { content } => Some(content.trim().to_ascii_lowercase()),
+        MessageKind::Text { content } => Some(content),
         _ => None,
     };
-    let pairs = text.as_deref().map(Pairs::of);
-    if let (Some(text), Some(pairs)) = (&text, &pairs) {
+    let gate = &rules.transfer;
+    // Only keywords and the request gate read the text: without them it is not even lowercased.
+    let words = text.filter(|_| !rules.keywords.is_empty() || gate.on_request).map(|t| Words::of(t));
+    if let Some(Words { text, pairs }) = &words {
         for k in &rules.keywords {
             if if k.exact { equals_any(text, &k.words) } else { contains_any(text, pairs, &k.words) } {
                 return decided(Answer::Text(&k.reply), Reason::Keyword, false);
             }
         }
     }
-    let gate = &rules.transfer;
-    let asked =
-        gate.on_request && matches!((&text, &pairs), (Some(t), Some(p)) if contains_any(t, p, &gate.request_words));
+    let asked = gate.on_request
+        && words.as_ref().is_some_and(|Words { text, pairs }| contains_any(text, pairs, &gate.request_words));
     if gate.on_request && !asked {
         match facts.requested {
             None => return Step::Need(Fact::Requested),

@@ -90,6 +90,18 @@ fn excerpt(message: &Message) -> String {
 
 /// The effects of `decision` on `message` under `rules`; `None` when there are none.
 pub fn plan(message: &Message, decision: &Decision<'_>, rules: &Rules) -> Option<Planned> {
+    // Nearly every push has none: answered here, the planning below (out of line) is compiled
+    // only by an isolate that meets a push with effects.
+    let session =
+        matches!(&message.kind, MessageKind::Event(Event::KfCreateSession { .. } | Event::KfCloseSession { .. }));
+    if !decision.remember_request && decision.waiting().is_none() && !session {
+        return None;
+    }
+    plan_effects(message, decision, rules)
+}
+
+#[inline(never)]
+fn plan_effects(message: &Message, decision: &Decision<'_>, rules: &Rules) -> Option<Planned> {
     let mut effects = Vec::new();
     if decision.remember_request {
         effects.push(Effect::RememberRequest { secs: rules.transfer.remember_secs });

@@ -173,17 +173,25 @@ fn push_cdata(out: &mut String, name: &str, value: &str) {
     if !value.bytes().any(|b| b == b']' || b < 0x20 || b == 0xEF) {
         out.push_str(value);
     } else {
-        for (i, piece) in value.split("]]>").enumerate() {
-            if i > 0 {
-                // End the section after "]]" and open a new one before ">".
-                out.push_str("]]]]><![CDATA[>");
-            }
-            out.extend(piece.chars().map(|c| if is_xml_char(c) { c } else { char::REPLACEMENT_CHARACTER }));
-        }
+        push_cdata_escaped(out, value);
     }
     out.push_str("]]></");
     out.push_str(name);
     out.push('>');
+}
+
+/// A CDATA section's `value` that holds a `]]>` or a character XML forbids. Out of line: V8
+/// compiles a wasm function on its first call, so the replies that need none of this (nearly
+/// all) never compile it.
+#[inline(never)]
+fn push_cdata_escaped(out: &mut String, value: &str) {
+    for (i, piece) in value.split("]]>").enumerate() {
+        if i > 0 {
+            // End the section after "]]" and open a new one before ">".
+            out.push_str("]]]]><![CDATA[>");
+        }
+        out.extend(piece.chars().map(|c| if is_xml_char(c) { c } else { char::REPLACEMENT_CHARACTER }));
+    }
 }
 
 #[cfg(test)]
