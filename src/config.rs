@@ -10,6 +10,7 @@
 //! checks' code only for a request that does.
 
 use crate::json::ObjectWriter;
+use crate::text::split_at_byte;
 use crate::wechat::crypto::WeChatCrypto;
 
 // Every variable the worker reads, by the feature a problem with it stops. The README's
@@ -344,7 +345,6 @@ pub struct ApiCredentials<'a> {
     pub endpoint: TokenEndpoint,
 }
 
-/// `prefix@account`, as WeChat spells customer-service accounts.
 /// Records `problem` (see [`Config::build`]).
 #[inline(never)]
 fn note(problems: &mut Vec<Problem>, problem: Problem) {
@@ -355,18 +355,17 @@ fn note(problems: &mut Vec<Problem>, problem: Problem) {
 fn kf_account_list(v: &str) -> Vec<String> {
     let mut accounts = Vec::new();
     let mut rest = v;
-    loop {
-        let (account, after) = crate::text::split_at_byte(rest, b',').unwrap_or((rest, ""));
+    while let Some((account, after)) = split_at_byte(rest, b',') {
         accounts.push(account.trim().to_string());
-        if account.len() == rest.len() {
-            return accounts;
-        }
         rest = after;
     }
+    accounts.push(rest.trim().to_string());
+    accounts
 }
 
+/// `prefix@account`, as WeChat spells customer-service accounts.
 pub fn is_kf_account(s: &str) -> bool {
-    match crate::text::split_at_byte(s, b'@') {
+    match split_at_byte(s, b'@') {
         Some((a, b)) => !a.is_empty() && !b.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == ','),
         None => false,
     }

@@ -92,14 +92,23 @@ fn excerpt(message: &Message) -> String {
 pub fn plan(message: &Message, decision: &Decision<'_>, rules: &Rules) -> Option<Planned> {
     // Nearly every push has none: answered here, the planning below (out of line) is compiled
     // only by an isolate that meets a push with effects.
-    let session =
-        matches!(&message.kind, MessageKind::Event(Event::KfCreateSession { .. } | Event::KfCloseSession { .. }));
-    if !decision.remember_request && decision.waiting().is_none() && !session {
+    if !decision.remember_request && decision.waiting().is_none() && session_event(message).is_none() {
         return None;
     }
     plan_effects(message, decision, rules)
 }
 
+/// The session `message` opens or closes, and its agent: what a session greeting or farewell
+/// answers.
+fn session_event(message: &Message) -> Option<(SessionKind, &String)> {
+    match &message.kind {
+        MessageKind::Event(Event::KfCreateSession { kf_account }) => Some((SessionKind::Greeting, kf_account)),
+        MessageKind::Event(Event::KfCloseSession { kf_account }) => Some((SessionKind::Farewell, kf_account)),
+        _ => None,
+    }
+}
+
+/// The effects [`plan`] found a trigger for (a remembered request, a wait, a session event).
 #[inline(never)]
 fn plan_effects(message: &Message, decision: &Decision<'_>, rules: &Rules) -> Option<Planned> {
     let mut effects = Vec::new();
@@ -118,15 +127,13 @@ fn plan_effects(message: &Message, decision: &Decision<'_>, rules: &Rules) -> Op
             effects.push(Effect::WaitingAlert { situation, excerpt: alerts.include_text.then(|| excerpt(message)) });
         }
     }
-    let session = match &message.kind {
-        MessageKind::Event(Event::KfCreateSession { kf_account }) => {
-            rules.sessions.greeting.as_ref().map(|t| (SessionKind::Greeting, kf_account, t))
-        }
-        MessageKind::Event(Event::KfCloseSession { kf_account }) => {
-            rules.sessions.farewell.as_ref().map(|t| (SessionKind::Farewell, kf_account, t))
-        }
-        _ => None,
-    };
+    let session = session_event(message).and_then(|(kind, kf_account)| {
+        let template = match kind {
+            SessionKind::Greeting => &rules.sessions.greeting,
+            SessionKind::Farewell => &rules.sessions.farewell,
+        };
+        template.as_ref().map(|t| (kind, kf_account, t))
+    });
     if let Some((kind, kf_account, template)) = session {
         effects.push(Effect::Session { kind, kf_account: kf_account.clone(), template: template.clone() });
     }
