@@ -25,7 +25,9 @@
 // median (min–max) of the per-round ratios. A first request is one sample per isolate, and this
 // machine's speed moves such a sample by up to 2x, so --first-rounds more rounds (ABBA) start
 // every worker once more for its first request alone; the first-request row pools them with the
-// main rounds' (a few seconds per round). Before measuring, every Rust build and the JS Worker
+// main rounds' (a few seconds per round), and its ratios carry a 95% bootstrap interval for the
+// median (perf/stats.mjs; perf/first-pool.mjs pools the first requests of several runs' --json).
+// Before measuring, every Rust build and the JS Worker
 // must answer a set of pushes (all message and event fixtures in plain, safe and compatible mode,
 // URL checks, refusals) equivalently, with replies that decrypt and verify, or the run stops.
 // A default run takes ~6 minutes on 2 cores (~7 with --compare).
@@ -42,6 +44,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
 import { TOKEN, APPID, plainQuery, safePush, fixture, decrypt, sign, field, now } from '../tests/support/wechat.mjs';
 import { workerdPids, cpu, cpuDelta, HAS_SCHEDSTAT } from './workerd.mjs';
+import { median, medianInterval } from './stats.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: o } = parseArgs({
@@ -226,10 +229,6 @@ async function load(pool, inst, req, count) {
 }
 
 const SETTLE_MS = 20;
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 /**
  * One scenario on every instance. The N requests per instance are sent in CHUNKS interleaved
  * across the instances (A B C, C B A, ...), so a burst of load elsewhere on the machine falls on
@@ -501,13 +500,15 @@ for (const id of ids) {
   summary.first[id] = stats(firsts.map((f) => f[id].ms));
   summary.ready[id] = stats(rounds.map((rd) => rd.workers[id].readyMs));
 }
+/** Per-isolate ratios with a 95% bootstrap interval for their median. */
+const ratioStats = (xs) => ({ ...stats(xs), interval: medianInterval(xs) });
 summary.ratios.first = {
-  oursOverJs: stats(firsts.map((f) => f.ours.ms / f.js.ms)),
-  aa: stats(firsts.map((f) => f.ours2.ms / f.ours.ms)),
+  oursOverJs: ratioStats(firsts.map((f) => f.ours.ms / f.js.ms)),
+  aa: ratioStats(firsts.map((f) => f.ours2.ms / f.ours.ms)),
 };
 summary.ratios.ready = { oursOverJs: stats(rounds.map((rd) => rd.workers.ours.readyMs / rd.workers.js.readyMs)) };
 if (compareDir) {
-  summary.ratios.first.oursOverCompare = stats(firsts.map((f) => f.ours.ms / f.compare.ms));
+  summary.ratios.first.oursOverCompare = ratioStats(firsts.map((f) => f.ours.ms / f.compare.ms));
   summary.ratios.ready.oursOverCompare = stats(rounds.map((rd) => rd.workers.ours.readyMs / rd.workers.compare.readyMs));
 }
 summary.bundle.ours = gzipOfDir(oursDir);
@@ -521,7 +522,7 @@ summary.bundle.js = {
 
 const f1 = (x) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(1));
 const f2 = (x) => x.toFixed(2);
-const cell = (s, fmt = f1) => `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+const cell = (s, fmt = f1) => `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})${s.interval ? `; 95% CI ${fmt(s.interval.lo)}–${fmt(s.interval.hi)}` : ''}`;
 const header = ['CPU per request (µs)', 'ours', 'JS Worker', ...(compareDir ? ['compare'] : []), 'ratio ours/JS: per-round median (min–max); pooled', ...(compareDir ? ['ratio ours/compare'] : [])];
 const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
 const row = (label, ours, js, cmp, ratio, ratioCmp) => lines.push(`| ${[label, ours, js, ...(compareDir ? [cmp] : []), ratio, ...(compareDir ? [ratioCmp ?? '—'] : [])].join(' | ')} |`);
