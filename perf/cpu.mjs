@@ -44,7 +44,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
 import { TOKEN, APPID, plainQuery, safePush, fixture, decrypt, sign, field, now } from '../tests/support/wechat.mjs';
 import { workerdPids, cpu, cpuDelta, HAS_SCHEDSTAT } from './workerd.mjs';
-import { median, medianInterval } from './stats.mjs';
+import { median, medianInterval, firstRequests } from './stats.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: o } = parseArgs({
@@ -495,7 +495,7 @@ for (const { id: sc } of SCEN) {
   summary.aa[sc] = stats(rounds.map((rd) => above(rd, 'ours2', sc) / above(rd, 'ours', sc)));
 }
 /** Every round's first request of each worker: the main rounds', then the extra ones. */
-const firsts = [...rounds.map((rd) => Object.fromEntries(ids.map((id) => [id, rd.workers[id].first]))), ...firstRounds];
+const firsts = firstRequests(rounds, firstRounds);
 for (const id of ids) {
   summary.first[id] = stats(firsts.map((f) => f[id].ms));
   summary.ready[id] = stats(rounds.map((rd) => rd.workers[id].readyMs));

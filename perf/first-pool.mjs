@@ -9,7 +9,7 @@
 // ratio pairs two workers started in the same round) with its 95% bootstrap interval, and the
 // ratio of the two medians.
 import { readFileSync } from 'node:fs';
-import { median, medianInterval } from './stats.mjs';
+import { median, medianInterval, firstRequests } from './stats.mjs';
 
 const files = process.argv.slice(2);
 if (!files.length) {
@@ -20,9 +20,8 @@ if (!files.length) {
 function firsts(file) {
   const run = JSON.parse(readFileSync(file, 'utf8'));
   if (!Array.isArray(run.rounds) || !Array.isArray(run.firstRounds)) throw new Error(`${file}: not a perf/cpu.mjs --json file`);
-  const main = run.rounds.map((rd) => Object.fromEntries(Object.entries(rd.workers).map(([id, w]) => [id, w.first.ms])));
-  const extra = run.firstRounds.map((rd) => Object.fromEntries(Object.entries(rd).map(([id, f]) => [id, f.ms])));
-  return { builds: run.config, samples: [...main, ...extra] };
+  const samples = firstRequests(run.rounds, run.firstRounds).map((rd) => Object.fromEntries(Object.entries(rd).map(([id, f]) => [id, f.ms])));
+  return { builds: run.config, samples };
 }
 const runs = files.map(firsts);
 const samples = runs.flatMap((r) => r.samples);

@@ -1,4 +1,5 @@
-// Medians and their uncertainty, shared by perf/cpu.mjs and perf/first-pool.mjs.
+// Medians and their uncertainty, and cpu.mjs's first-request samples: shared by perf/cpu.mjs and
+// perf/first-pool.mjs.
 
 export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -32,3 +33,12 @@ export function medianInterval(xs, draws = 2000, seed = 1) {
   medians.sort((a, b) => a - b);
   return { lo: medians[Math.floor(draws * 0.025)], hi: medians[Math.ceil(draws * 0.975) - 1] };
 }
+
+/**
+ * Every first request of a perf/cpu.mjs run, one object per round (worker id -> that isolate's
+ * `{ ms, statMs }`): the main rounds' (`rounds[].workers[id].first`), then the extra ones.
+ */
+export const firstRequests = (rounds, firstRounds) => [
+  ...rounds.map((rd) => Object.fromEntries(Object.entries(rd.workers).map(([id, w]) => [id, w.first]))),
+  ...firstRounds,
+];
