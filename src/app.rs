@@ -213,7 +213,14 @@ impl Response {
     /// all ASCII (the entry reads ASCII without a decoder); plus 0x80 when
     /// [`Response::replayable`].
     pub fn encode(&self, log_line: Option<&str>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 160);
+        let mut out = Vec::new();
+        self.encode_into(&mut out, log_line);
+        out
+    }
+
+    /// [`Response::encode`], appended to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>, log_line: Option<&str>) {
+        out.reserve(self.body.len() + 160);
         out.extend_from_slice(&self.status.to_le_bytes());
         let kind = CONTENT_TYPES.iter().position(|t| *t == self.content_type).unwrap_or_default();
         out.push(u8::try_from(kind).unwrap_or_default());
@@ -235,7 +242,6 @@ impl Response {
         out.extend_from_slice(&u32::try_from(line.len()).unwrap_or(0).to_le_bytes());
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(&self.body);
-        out
     }
 }
 
@@ -277,9 +283,15 @@ pub fn read_first<R: Runtime>(app: &App<R>, route: Route, req: &Request<'_>) -> 
 /// The entry's instruction to read `key` from the store and call the core again: status 0,
 /// then the key (UTF-8); see [`Response::encode`] for an answer.
 pub fn encode_read(key: &str) -> Vec<u8> {
-    let mut out = vec![0, 0];
-    out.extend_from_slice(key.as_bytes());
+    let mut out = Vec::new();
+    encode_read_into(&mut out, key);
     out
+}
+
+/// [`encode_read`], appended to `out`.
+fn encode_read_into(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(key.as_bytes());
 }
 
 /// The result of a read asked for by [`encode_read`], as the entry passes it back: `"+"` and the
@@ -304,6 +316,21 @@ pub fn handle_now<R: Runtime>(
     read: Option<&str>,
     waited_ms: u64,
 ) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    handle_now_into(app, target, body, read, waited_ms, &mut out).then_some(out)
+}
+
+/// [`handle_now`] into `out` (cleared first; the glue reuses one buffer for every request):
+/// `false`, and `out` empty, when the request needs [`serve`].
+pub fn handle_now_into<R: Runtime>(
+    app: &App<R>,
+    target: &str,
+    body: &[u8],
+    read: Option<&str>,
+    waited_ms: u64,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
     let (method, url) = split_at_byte(target, b' ').unwrap_or((target, ""));
     let (path, query) = split_url(url);
     let route = Route::of(method, path);
@@ -314,13 +341,17 @@ pub fn handle_now<R: Runtime>(
         }
         None => {
             if let Some(key) = read_first(app, route, &request) {
-                return Some(encode_read(&key));
+                encode_read_into(out, &key);
+                return true;
             }
         }
     }
-    let served = serve_now(app, route, &request)?;
+    let Some(served) = serve_now(app, route, &request) else {
+        return false;
+    };
     let line = log_line(route, method, served.response.status, &served.outcome, waited_ms, &app.take_notes());
-    Some(served.response.encode(Some(&line)))
+    served.response.encode_into(out, Some(&line));
+    true
 }
 
 /// Serves `req` without any I/O, when that is possible: `None` when the answer needs the store

@@ -375,6 +375,24 @@ fn the_entrys_synchronous_call_reads_the_rules_once_then_answers() {
 }
 
 #[test]
+fn the_glue_reuses_one_answer_buffer_and_it_never_carries_an_old_answer() {
+    use wechat_kf_worker::app::{handle_now, handle_now_into};
+    let rt = FakeRuntime::at(NOW);
+    let app = app(&rt, &[]);
+    let mut out = Vec::new();
+    // A long answer first (the health report), then a shorter one in the same buffer.
+    assert!(handle_now_into(&app, "GET https://w.example/healthz", b"", None, 0, &mut out));
+    assert!(out.len() > 200, "{}", out.len());
+    assert!(handle_now_into(&app, "GET https://w.example/nope", b"", None, 0, &mut out));
+    assert_eq!(Some(out.clone()), handle_now(&app, "GET https://w.example/nope", b"", None, 0));
+    let (status, .., body) = decode(&out);
+    assert_eq!((status, body.as_slice()), (404, &br#"{"error":"not_found","message":"not found"}"#[..]));
+    // A request for the async path leaves the buffer empty: the entry reads "no answer".
+    assert!(!handle_now_into(&app, "GET https://w.example/api/kf/accounts", b"", None, 0, &mut out));
+    assert!(out.is_empty());
+}
+
+#[test]
 fn the_entry_gets_one_header_set_per_content_type_in_their_order() {
     let sets: serde_json::Value = serde_json::from_str(&wechat_kf_worker::app::response_headers()).unwrap();
     let expected: Vec<serde_json::Value> = wechat_kf_worker::app::CONTENT_TYPES

@@ -5,9 +5,19 @@
 // Requests the core cannot answer without other I/O (KV writes, the WeChat API), and bodies that
 // are large, undeclared or not POSTed, go to the core's async path with the original request.
 // It decides nothing else.
-import { handle, handle_async, scheduled, response_headers, __wbg_reset_state } from './index.js';
+import { handle, handle_body, handle_read, handle_async, scheduled, response_headers, wasm_memory, __wbg_reset_state } from './index.js';
 
-const core = { handle, handle_async, scheduled, response_headers, __wbg_reset_state };
+const core = { handle, handle_body, handle_read, handle_async, scheduled, response_headers, wasm_memory, __wbg_reset_state };
+
+/// The instance's memory (a new one after a trap resets the instance).
+let memory;
+/// The core's synchronous answer, read in place in its memory (see `answer` in src/glue/mod.rs):
+/// valid until the next call into the core, so whatever outlives that is copied first.
+function answer(at) {
+  const address = at >>> 0;
+  memory ??= core.wasm_memory();
+  return new Uint8Array(memory.buffer, address, (at - address) / 4294967296);
+}
 
 /// Bodies up to this size (the callback's limit) are read here; the core checks every limit itself.
 const FAST_BODY_LIMIT = 64 * 1024;
@@ -45,14 +55,17 @@ function respond(out, target) {
   const lineEnd = i + 5 + (out[i + 1] | (out[i + 2] << 8) | (out[i + 3] << 16)) + out[i + 4] * 0x1000000;
   let line;
   if (level !== 0) {
-    // Log lines are nearly always ASCII (level 1/2); level 3/4: the same with UTF-8 in them.
-    line = level < 3 ? latin1(out, i + 5, lineEnd) : utf8.decode(out.subarray(i + 5, lineEnd));
+    // Levels 3/4 mark a line that is not all ASCII; TextDecoder reads both kinds (and ASCII
+    // faster than String.fromCharCode.apply over the bytes: perf/instructions.mjs).
+    line = utf8.decode(out.subarray(i + 5, lineEnd));
     if (level === 2 || level === 4) console.error(line);
     else console.log(line);
   }
-  const body = out.subarray(lineEnd);
+  // A copy: `out` is the core's memory, which its next call overwrites, and workerd's Response
+  // keeps the bytes it is given rather than copying them (Body::extractBody in api/http.c++).
+  const body = out.slice(lineEnd);
   if (out[i] & 0x80 && target !== undefined && line !== undefined && replays.size < MAX_REPLAYS) {
-    replays.set(target, { status, headers, line, error: level === 2 || level === 4, body: body.slice() });
+    replays.set(target, { status, headers, line, error: level === 2 || level === 4, body });
   }
   return new Response(body, { status, headers });
 }
@@ -61,7 +74,10 @@ function respond(out, target) {
 /// one serves the next request.
 function failed(e) {
   const trap = e instanceof WebAssembly.RuntimeError;
-  if (trap) core.__wbg_reset_state();
+  if (trap) {
+    core.__wbg_reset_state();
+    memory = undefined;
+  }
   console.error(JSON.stringify({ route: 'entry', status: 500, outcome: trap ? 'internal_error: wasm trap' : 'internal_error: runtime' }));
   return new Response('{"error":"internal_error","message":"internal error"}', {
     status: 500,
@@ -83,7 +99,7 @@ export default {
         const known = replays.get(target);
         if (known !== undefined) return replay(known);
       }
-      let out = core.handle(env, target, body ?? NO_BODY, '', 0);
+      let out = answer(body === undefined ? core.handle(env, target) : core.handle_body(env, target, body));
       if (out.length > 1 && out[0] === 0 && out[1] === 0) {
         // The core asks for a KV read first (the rules, once per isolate per 30 s).
         const started = Date.now();
@@ -94,7 +110,7 @@ export default {
         } catch {
           read = '!';
         }
-        out = core.handle(env, target, body ?? NO_BODY, read, Date.now() - started);
+        out = answer(core.handle_read(env, target, body ?? NO_BODY, read, Date.now() - started));
       }
       return respond(out.length > 0 ? out : await core.handle_async(request, env, ctx, body), target);
     } catch (e) {

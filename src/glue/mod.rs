@@ -5,7 +5,7 @@
 mod http;
 mod runtime;
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 use worker::js_sys::Uint8Array;
@@ -42,8 +42,13 @@ fn isolate(env: &Env) -> (Rc<Config>, Rc<Isolate>) {
 }
 
 fn app(env: &Env) -> Rc<App<WorkerRuntime>> {
+    Rc::new(app_now(env))
+}
+
+/// The app for one synchronous call (no `Rc`: nothing outlives the call).
+fn app_now(env: &Env) -> App<WorkerRuntime> {
     let (config, isolate) = isolate(env);
-    Rc::new(App::new(config, isolate, WorkerRuntime::new(env)))
+    App::new(config, isolate, WorkerRuntime::new(env))
 }
 
 /// See [`app::response_headers`].
@@ -52,20 +57,64 @@ pub fn response_headers() -> String {
     app::response_headers()
 }
 
-/// The request without I/O (see [`app::serve_now`]), for the JS entry: the encoded response
-/// (see [`app::Response::encode`]); or an instruction to read a store key first and call again
-/// with the result (see [`app::encode_read`]); or nothing (empty) when the request needs
-/// [`handle_async`]. `target` is `"<method> <url>"` (one string crosses, not two); `body` is the
-/// whole body (the entry reads small declared bodies itself), empty for none; `read` is the
-/// result of the read asked for: `"+"` and the value, `"-"` for none, `"!"` when it failed, or
-/// empty before any read; `waited_ms` how long the entry waited for it (the log line's `ms`).
+/// The request without I/O (see [`app::serve_now`]), for the JS entry, which reads the answer
+/// in place (see [`answer`]): the encoded response (see [`app::Response::encode`]); or an
+/// instruction to read a store key first and call again with the result through
+/// [`handle_read`] (see [`app::encode_read`]); or nothing (length 0) when the request needs
+/// [`handle_async`]. `target` is `"<method> <url>"` (one string crosses, not two). This is the
+/// call for a request without a body, [`handle_body`] the one with.
 /// Borrowed and plain arguments only: every `Option` or owned value here would add conversion
 /// and clean-up code to the export, which every isolate's first request compiles.
 #[wasm_bindgen]
-pub fn handle(env: &Env, target: &str, body: &[u8], read: &str, waited_ms: u32) -> Vec<u8> {
-    let app = app(env);
-    let read = (!read.is_empty()).then_some(read);
-    app::handle_now(&app, target, body, read, u64::from(waited_ms)).unwrap_or_default()
+pub fn handle(env: &Env, target: &str) -> f64 {
+    answer(env, target, &[], None, 0)
+}
+
+/// [`handle`] with the whole body (the entry reads small declared bodies itself).
+#[wasm_bindgen]
+pub fn handle_body(env: &Env, target: &str, body: &[u8]) -> f64 {
+    answer(env, target, body, None, 0)
+}
+
+/// [`handle`] or [`handle_body`] again (`body` empty for none) with the result of the read it
+/// asked for: `read` is `"+"` and the value, `"-"` for none, `"!"` when it failed; `waited_ms`
+/// how long the entry waited for it (the log line's `ms`).
+#[wasm_bindgen]
+pub fn handle_read(env: &Env, target: &str, body: &[u8], read: &str, waited_ms: u32) -> f64 {
+    answer(env, target, body, Some(read), u64::from(waited_ms))
+}
+
+thread_local! {
+    /// The last synchronous answer, which the entry reads in place before its next call.
+    static ANSWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An answer buffer grown past this (by a large answer) is given back at the next call, not kept.
+const KEPT_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Answers the request (see [`app::handle_now_into`]) into the reused answer buffer and tells
+/// the entry where the answer is, as one number (no allocation, no copy, no second call to free
+/// it): its address + its length × 2³². Both fit in 32 bits on wasm32, so the sum is an exact
+/// f64. The entry reads it through [`wasm_memory`] and copies what it keeps before calling again.
+/// One function for the three exports (not one per export): a first push compiles two of them.
+#[inline(never)]
+fn answer(env: &Env, target: &str, body: &[u8], read: Option<&str>, waited_ms: u64) -> f64 {
+    ANSWER.with(|cell| {
+        let mut out = cell.borrow_mut();
+        if out.capacity() > KEPT_ANSWER_BYTES {
+            *out = Vec::new();
+        }
+        app::handle_now_into(&app_now(env), target, body, read, waited_ms, &mut out);
+        let address = u32::try_from(out.as_ptr() as usize).unwrap_or(0);
+        let len = u32::try_from(out.len()).unwrap_or(0);
+        f64::from(address) + f64::from(len) * 4_294_967_296.0
+    })
+}
+
+/// The instance's memory, where the entry reads [`answer`]'s bytes.
+#[wasm_bindgen]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
 }
 
 /// The whole request, with I/O; resolves to the encoded response. `body`: the body if the entry
