@@ -31,22 +31,18 @@
 // must answer a set of pushes (all message and event fixtures in plain, safe and compatible mode,
 // URL checks, refusals) equivalently, with replies that decrypt and verify, or the run stops.
 // A default run takes ~6 minutes on 2 cores (~7 with --compare).
-import { Miniflare } from 'miniflare';
 import { Pool } from 'undici';
-import * as esbuild from 'esbuild';
 import { parseArgs } from 'node:util';
 import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
+import { defaultBindings } from '../tests/support/worker.mjs';
 import { TOKEN, APPID, plainQuery, safePush, fixture, decrypt, sign, field, now } from '../tests/support/wechat.mjs';
 import { workerdPids, cpu, cpuDelta, HAS_SCHEDSTAT } from './workerd.mjs';
 import { median, medianInterval, firstRequests } from './stats.mjs';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
+import { root, EMPTY_WORKER, bundleJsWorker, plainWorker as startPlain, rustWorker as startRust, scenarios as measuredScenarios } from './workers.mjs';
 const { values: o } = parseArgs({
   options: {
     ours: { type: 'string', default: join(root, 'build') },
@@ -78,8 +74,6 @@ for (const d of [oursDir, compareDir].filter(Boolean)) {
   if (!existsSync(join(d, 'worker.mjs')) && !existsSync(join(d, 'worker/shim.mjs'))) throw new Error(`${d} is not a built bundle (no worker.mjs)`);
 }
 
-const KF = 'kf2001@gh_10f6c3c3ac5a';
-const bindings = { ...defaultBindings, WECHAT_KF_ACCOUNT: KF };
 // workerd's output is read and dropped (log lines must not slow this process), except the tail
 // of its stderr, shown when it fails to start.
 let lastStderr = '';
@@ -91,37 +85,16 @@ const drain = (stdout, stderr) => {
 // ---- the JS worker's bundle, as wrangler would build it (esbuild, ESM, not minified) ------------
 
 const tmp = mkdtempSync(join(tmpdir(), 'wechat-cpu-'));
-const esbuildOptions = {
-  entryPoints: [join(root, 'perf/js-worker/worker.mjs')],
-  bundle: true,
-  format: 'esm',
-  platform: 'neutral',
-  conditions: ['workerd', 'worker', 'browser'],
-  mainFields: ['module', 'main'],
-  target: 'es2022',
-  logLevel: 'warning',
-};
-await esbuild.build({ ...esbuildOptions, outfile: join(tmp, 'js/worker.mjs') });
-const jsMinified = (await esbuild.build({ ...esbuildOptions, minify: true, write: false })).outputFiles[0].contents;
-const jsBundle = readFileSync(join(tmp, 'js/worker.mjs'));
+const { bundle: jsBundle, minified: jsMinified } = await bundleJsWorker(join(tmp, 'js'));
 
 // ---- workers ------------------------------------------------------------------------------------
 
-const plainWorker = (dir, extra = {}) => () => new Miniflare({
-  scriptPath: join(dir, 'worker.mjs'),
-  modules: true,
-  modulesRoot: dir,
-  compatibilityDate: '2026-04-20',
-  bindings,
-  cf: false,
-  handleRuntimeStdio: drain,
-  ...extra,
-});
-const rustWorker = (dir) => () => startWorker({ buildDir: dir, bindings: { WECHAT_KF_ACCOUNT: KF }, options: { handleRuntimeStdio: drain } });
+const plainWorker = (dir, extra) => startPlain(dir, drain, extra);
+const rustWorker = (dir) => startRust(dir, drain);
 
 // `role` ties a worker to the columns of the table; "ours2" is the A/A control.
 const WORKERS = [
-  { id: 'empty', label: 'empty worker', start: plainWorker(join(root, 'perf/empty-worker')) },
+  { id: 'empty', label: 'empty worker', start: plainWorker(EMPTY_WORKER) },
   { id: 'ours', label: `ours (${oursDir})`, start: rustWorker(oursDir), kv: true },
   { id: 'ours2', label: 'ours, 2nd instance (A/A)', start: rustWorker(oursDir), kv: true },
   // The JS Worker reads the rules from KV like ours (an isolate's first push, then every 30 s).
@@ -194,17 +167,7 @@ async function withPool(inst, fn) {
 
 const XML = { 'content-type': 'text/xml' };
 const text = fixture('messages/text.xml').toString();
-/** The measured scenarios, rebuilt every round so timestamps stay inside the 300 s window. */
-function scenarios() {
-  const safe = safePush(text);
-  const wanted = o.scenarios.split(',');
-  return [
-    { id: 'plain', label: 'POST /wechat plain text', method: 'POST', path: `/wechat?${plainQuery()}`, body: text, headers: XML, status: 200 },
-    { id: 'safe', label: 'POST /wechat safe text', method: 'POST', path: `/wechat?${safe.query}`, body: safe.body, headers: XML, status: 200 },
-    { id: 'healthz', label: 'GET /healthz', method: 'GET', path: '/healthz', status: 200 },
-    { id: 'notfound', label: 'GET /nope (404)', method: 'GET', path: '/nope', status: 404 },
-  ].filter((sc, i) => i === 0 || wanted.includes(sc.id)); // the first is also the first request's
-}
+const scenarios = () => measuredScenarios(o.scenarios.split(','));
 
 async function send(pool, req) {
   const res = await pool.request({ path: req.path, method: req.method, body: req.body, headers: req.headers });

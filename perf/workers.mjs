@@ -1,0 +1,66 @@
+// The workers perf/cpu.mjs and perf/instructions.mjs measure, started the same way in both: the
+// JS Worker (perf/js-worker/, bundled as wrangler would), the empty worker (the runtime's floor)
+// and Rust builds, each in its own Miniflare (its own workerd process), and the requests measured.
+import { Miniflare } from 'miniflare';
+import * as esbuild from 'esbuild';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
+import { plainQuery, safePush, fixture } from '../tests/support/wechat.mjs';
+
+export const root = fileURLToPath(new URL('..', import.meta.url));
+export const KF = 'kf2001@gh_10f6c3c3ac5a';
+export const bindings = { ...defaultBindings, WECHAT_KF_ACCOUNT: KF };
+export const EMPTY_WORKER = join(root, 'perf/empty-worker');
+
+/**
+ * Bundles the JS Worker into `<dir>/worker.mjs` as wrangler would (esbuild, ESM, not minified);
+ * answers the bundle's bytes and the minified bundle's, for its size.
+ */
+export async function bundleJsWorker(dir) {
+  const options = {
+    entryPoints: [join(root, 'perf/js-worker/worker.mjs')],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    conditions: ['workerd', 'worker', 'browser'],
+    mainFields: ['module', 'main'],
+    target: 'es2022',
+    logLevel: 'warning',
+  };
+  await esbuild.build({ ...options, outfile: join(dir, 'worker.mjs') });
+  const minified = (await esbuild.build({ ...options, minify: true, write: false })).outputFiles[0].contents;
+  return { bundle: readFileSync(join(dir, 'worker.mjs')), minified };
+}
+
+/** A start function for a plain JS worker in `dir` (worker.mjs), with the measured bindings. */
+export const plainWorker = (dir, stdio, extra = {}) => () => new Miniflare({
+  scriptPath: join(dir, 'worker.mjs'),
+  modules: true,
+  modulesRoot: dir,
+  compatibilityDate: '2026-04-20',
+  bindings,
+  cf: false,
+  handleRuntimeStdio: stdio,
+  ...extra,
+});
+
+/** A start function for a Rust build in `dir` (build/ layout). */
+export const rustWorker = (dir, stdio) => () => startWorker({ buildDir: dir, bindings: { WECHAT_KF_ACCOUNT: KF }, options: { handleRuntimeStdio: stdio } });
+
+const XML = { 'content-type': 'text/xml' };
+const text = fixture('messages/text.xml').toString();
+/**
+ * The measured requests, rebuilt every round so timestamps stay inside the 300 s window: those
+ * whose id is in `wanted`, and always the first (a plain push, also the first request's).
+ */
+export function scenarios(wanted) {
+  const safe = safePush(text);
+  return [
+    { id: 'plain', label: 'POST /wechat plain text', method: 'POST', path: `/wechat?${plainQuery()}`, body: text, headers: XML, status: 200 },
+    { id: 'safe', label: 'POST /wechat safe text', method: 'POST', path: `/wechat?${safe.query}`, body: safe.body, headers: XML, status: 200 },
+    { id: 'healthz', label: 'GET /healthz', method: 'GET', path: '/healthz', status: 200 },
+    { id: 'notfound', label: 'GET /nope (404)', method: 'GET', path: '/nope', status: 404 },
+  ].filter((sc, i) => i === 0 || wanted.includes(sc.id));
+}
