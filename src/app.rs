@@ -354,6 +354,13 @@ pub fn handle_now_into<R: Runtime>(
     true
 }
 
+/// Where an answer is in the core's memory, as the JS entry reads it: one number (an export
+/// returns it without allocating) that is `address + len × 2³²`. Both are 32-bit on wasm32, so
+/// the sum is an exact f64; the entry takes `at >>> 0` as the address and the rest as the length.
+pub fn answer_location(address: u32, len: u32) -> f64 {
+    f64::from(address) + f64::from(len) * 4_294_967_296.0
+}
+
 /// Serves `req` without any I/O, when that is possible: `None` when the answer needs the store
 /// or the WeChat API (then [`serve`] does the whole request). The common path, a push
 /// transferred to a fixed account or untargeted, and every error answer, are served here.

@@ -375,6 +375,19 @@ fn the_entrys_synchronous_call_reads_the_rules_once_then_answers() {
 }
 
 #[test]
+fn an_answers_location_is_one_number_the_entry_splits_exactly() {
+    use wechat_kf_worker::app::answer_location;
+    // The entry's split (src/glue/entry.mjs): `at >>> 0`, then `(at - address) / 2 ** 32`.
+    let split = |at: f64| {
+        let address = (at % 4_294_967_296.0) as u32;
+        (address, ((at - f64::from(address)) / 4_294_967_296.0) as u32)
+    };
+    for (address, len) in [(0, 0), (1, 0), (1_114_112, 73), (u32::MAX, 65_536), (4_096, u32::MAX >> 11)] {
+        assert_eq!(split(answer_location(address, len)), (address, len));
+    }
+}
+
+#[test]
 fn the_glue_reuses_one_answer_buffer_and_it_never_carries_an_old_answer() {
     use wechat_kf_worker::app::{handle_now, handle_now_into};
     let rt = FakeRuntime::at(NOW);

@@ -94,8 +94,8 @@ const KEPT_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Answers the request (see [`app::handle_now_into`]) into the reused answer buffer and tells
 /// the entry where the answer is, as one number (no allocation, no copy, no second call to free
-/// it): its address + its length × 2³². Both fit in 32 bits on wasm32, so the sum is an exact
-/// f64. The entry reads it through [`wasm_memory`] and copies what it keeps before calling again.
+/// it; see [`app::answer_location`]). The entry reads it through [`wasm_memory`] and copies what
+/// it keeps before calling again.
 /// One function for the three exports (not one per export): a first push compiles two of them.
 #[inline(never)]
 fn answer(env: &Env, target: &str, body: &[u8], read: Option<&str>, waited_ms: u64) -> f64 {
@@ -106,8 +106,7 @@ fn answer(env: &Env, target: &str, body: &[u8], read: Option<&str>, waited_ms: u
         }
         app::handle_now_into(&app_now(env), target, body, read, waited_ms, &mut out);
         let address = u32::try_from(out.as_ptr() as usize).unwrap_or(0);
-        let len = u32::try_from(out.len()).unwrap_or(0);
-        f64::from(address) + f64::from(len) * 4_294_967_296.0
+        app::answer_location(address, u32::try_from(out.len()).unwrap_or(0))
     })
 }
 
