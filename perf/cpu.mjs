@@ -26,7 +26,7 @@
 // machine's speed moves such a sample by up to 2x, so --first-rounds more rounds (ABBA) start
 // every worker once more for its first request alone; the first-request row pools them with the
 // main rounds' (a few seconds per round), and its ratios carry a 95% bootstrap interval for the
-// median (perf/stats.mjs; perf/first-pool.mjs pools the first requests of several runs' --json).
+// median (perf/stats.mjs; perf/pool.mjs pools the rounds and first requests of several runs' --json).
 // Before measuring, every Rust build and the JS Worker
 // must answer a set of pushes (all message and event fixtures in plain, safe and compatible mode,
 // URL checks, refusals) equivalently, with replies that decrypt and verify, or the run stops.
@@ -41,7 +41,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultBindings } from '../tests/support/worker.mjs';
 import { TOKEN, APPID, plainQuery, safePush, fixture, decrypt, sign, field, now } from '../tests/support/wechat.mjs';
 import { workerdPids, cpu, cpuDelta, HAS_SCHEDSTAT } from './workerd.mjs';
-import { median, medianInterval, firstRequests } from './stats.mjs';
+import { median, medianInterval, firstRequests, aboveFloor } from './stats.mjs';
 import { root, EMPTY_WORKER, bundleJsWorker, plainWorker as startPlain, rustWorker as startRust, scenarios as measuredScenarios } from './workers.mjs';
 const { values: o } = parseArgs({
   options: {
@@ -425,16 +425,7 @@ try {
 
 const ids = WORKERS.map((w) => w.id);
 const SCEN = scenarios().map(({ id, label }) => ({ id, label }));
-/**
- * A worker's CPU above the floor in a round: the median over slices of (its slice - the empty
- * worker's slice with the same index). Slices with the same index run back to back, so load
- * elsewhere on the machine, which moves a whole slice by up to 2x here, cancels in the pair.
- */
-const above = (round, id, sc) => {
-  const mine = round.workers[id].scenarios[sc].chunksUs;
-  const floor = round.workers.empty.scenarios[sc].chunksUs;
-  return median(mine.map((us, k) => us - floor[k]));
-};
+const above = aboveFloor;
 /** The median of every paired slice difference of every round: the steadiest single figure. */
 const pooled = (id, sc) => median(rounds.flatMap((rd) => {
   const floor = rd.workers.empty.scenarios[sc].chunksUs;

@@ -51,7 +51,10 @@ const dir = mkdtempSync(join(tmpdir(), 'wechat-bench-'));
 // 2. CPU per request against the JS Worker. The first-request budget is checked on 80 extra
 // isolates per worker: with cpu.mjs's default 24 (29 isolates in all), the median ratio's 95%
 // interval was 0.97–1.10 in one run, too wide to tell 0.97 from 1.0; with 80, 0.93–0.99.
-const cpuTable = run('node', ['perf/cpu.mjs', '--first-rounds', '80', '--json', join(dir, 'cpu.json')]);
+// 9 rounds rather than cpu.mjs's 5: a /healthz costs ~30 µs above a ~300 µs floor, and one
+// round's ratio for it ranged 0.27–2.29 in a run whose pooled ratio was 0.61, and the median of 5
+// such rounds was 1.37 and 1.03 in 2 of 7 runs of one build, 0.61–0.77 in the others.
+const cpuTable = run('node', ['perf/cpu.mjs', '--rounds', '9', '--first-rounds', '80', '--json', join(dir, 'cpu.json')]);
 const cpu = JSON.parse(readFileSync(join(dir, 'cpu.json'), 'utf8')).summary;
 
 // 3. Throughput (miniflare), 4. token requests.
@@ -73,6 +76,7 @@ console.log('\n## Front desk decision per message (native, divan median), µs\n'
 for (const [name, ns] of Object.entries(desk)) console.log(`- ${name}: ${us(ns)}`);
 console.log('\n## CPU per request in workerd, against a plain JS Worker (perf/cpu.mjs)\n');
 console.log(cpuTable.trim());
+console.log(`\n(Every round's figures: ${join(dir, 'cpu.json')}; \`node perf/pool.mjs\` pools several runs.)`);
 console.log(`\n## Local miniflare (workerd), ${tp.client}, each route against GET /healthz in alternating rounds (medians)\n`);
 console.log('| route | req/s | p99 ms | /healthz req/s | /healthz p99 ms | ratio (min–max) |\n|---|---|---|---|---|---|');
 for (const r of tp.rows) {

@@ -1,5 +1,5 @@
-// Medians and their uncertainty, and cpu.mjs's first-request samples: shared by perf/cpu.mjs and
-// perf/first-pool.mjs.
+// Medians and their uncertainty, a round's CPU above the floor and cpu.mjs's first-request
+// samples: shared by perf/cpu.mjs and perf/pool.mjs.
 
 export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -42,3 +42,15 @@ export const firstRequests = (rounds, firstRounds) => [
   ...rounds.map((rd) => Object.fromEntries(Object.entries(rd.workers).map(([id, w]) => [id, w.first]))),
   ...firstRounds,
 ];
+
+/**
+ * A worker's CPU above the floor in one perf/cpu.mjs round (µs per request): the median over
+ * slices of (its slice - the empty worker's slice with the same index). Slices with the same index
+ * run back to back, so load elsewhere on the machine, which moves a whole slice by up to 2x here,
+ * cancels in the pair.
+ */
+export const aboveFloor = (round, id, sc) => {
+  const mine = round.workers[id].scenarios[sc].chunksUs;
+  const floor = round.workers.empty.scenarios[sc].chunksUs;
+  return median(mine.map((us, k) => us - floor[k]));
+};
