@@ -52,8 +52,8 @@ const dir = mkdtempSync(join(tmpdir(), 'wechat-bench-'));
 // isolates per worker: with cpu.mjs's default 24 (29 isolates in all), the median ratio's 95%
 // interval was 0.97–1.10 in one run, too wide to tell 0.97 from 1.0; with 80, 0.93–0.99.
 // 9 rounds rather than cpu.mjs's 5: a /healthz costs ~30 µs above a ~300 µs floor, and one
-// round's ratio for it ranged 0.27–2.29 in a run whose pooled ratio was 0.61, and the median of 5
-// such rounds was 1.37 and 1.03 in 2 of 7 runs of one build, 0.61–0.77 in the others.
+// round's ratio for it ranged 0.27–2.29 in a run whose pooled ratio was 0.61, and a run's median
+// (5 to 7 rounds) was 1.37 and 1.03 in 2 of 7 runs of one build, 0.61–0.77 in the others.
 const cpuTable = run('node', ['perf/cpu.mjs', '--rounds', '9', '--first-rounds', '80', '--json', join(dir, 'cpu.json')]);
 const cpu = JSON.parse(readFileSync(join(dir, 'cpu.json'), 'utf8')).summary;
 
