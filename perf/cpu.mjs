@@ -41,7 +41,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultBindings } from '../tests/support/worker.mjs';
 import { TOKEN, APPID, plainQuery, safePush, fixture, decrypt, sign, field, now } from '../tests/support/wechat.mjs';
 import { workerdPids, cpu, cpuDelta, HAS_SCHEDSTAT } from './workerd.mjs';
-import { median, medianInterval, firstRequests, aboveFloor } from './stats.mjs';
+import { median, medianInterval, firstRequests, aboveFloor, slicesAboveFloor } from './stats.mjs';
 import { root, EMPTY_WORKER, bundleJsWorker, plainWorker as startPlain, rustWorker as startRust, scenarios as measuredScenarios } from './workers.mjs';
 const { values: o } = parseArgs({
   options: {
@@ -425,12 +425,8 @@ try {
 
 const ids = WORKERS.map((w) => w.id);
 const SCEN = scenarios().map(({ id, label }) => ({ id, label }));
-const above = aboveFloor;
 /** The median of every paired slice difference of every round: the steadiest single figure. */
-const pooled = (id, sc) => median(rounds.flatMap((rd) => {
-  const floor = rd.workers.empty.scenarios[sc].chunksUs;
-  return rd.workers[id].scenarios[sc].chunksUs.map((us, k) => us - floor[k]);
-}));
+const pooled = (id, sc) => median(rounds.flatMap((rd) => slicesAboveFloor(rd, id, sc)));
 const summary = { floor: {}, above: {}, pooled: {}, absolute: {}, ratios: {}, aa: {}, first: {}, ready: {}, bundle: {} };
 for (const { id: sc } of SCEN) {
   summary.floor[sc] = stats(rounds.map((rd) => rd.workers.empty.scenarios[sc].us));
@@ -438,15 +434,15 @@ for (const { id: sc } of SCEN) {
   summary.absolute[sc] = {};
   for (const id of ids) {
     summary.absolute[sc][id] = stats(rounds.map((rd) => rd.workers[id].scenarios[sc].us));
-    if (id !== 'empty') summary.above[sc][id] = stats(rounds.map((rd) => above(rd, id, sc)));
+    if (id !== 'empty') summary.above[sc][id] = stats(rounds.map((rd) => aboveFloor(rd, id, sc)));
   }
   summary.pooled[sc] = Object.fromEntries(ids.filter((id) => id !== 'empty').map((id) => [id, pooled(id, sc)]));
   summary.ratios[sc] = {
-    oursOverJs: stats(rounds.map((rd) => above(rd, 'ours', sc) / above(rd, 'js', sc))),
+    oursOverJs: stats(rounds.map((rd) => aboveFloor(rd, 'ours', sc) / aboveFloor(rd, 'js', sc))),
     pooledOursOverJs: summary.pooled[sc].ours / summary.pooled[sc].js,
   };
-  if (compareDir) summary.ratios[sc].oursOverCompare = stats(rounds.map((rd) => above(rd, 'ours', sc) / above(rd, 'compare', sc)));
-  summary.aa[sc] = stats(rounds.map((rd) => above(rd, 'ours2', sc) / above(rd, 'ours', sc)));
+  if (compareDir) summary.ratios[sc].oursOverCompare = stats(rounds.map((rd) => aboveFloor(rd, 'ours', sc) / aboveFloor(rd, 'compare', sc)));
+  summary.aa[sc] = stats(rounds.map((rd) => aboveFloor(rd, 'ours2', sc) / aboveFloor(rd, 'ours', sc)));
 }
 /** Every round's first request of each worker: the main rounds', then the extra ones. */
 const firsts = firstRequests(rounds, firstRounds);

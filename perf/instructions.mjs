@@ -5,13 +5,14 @@
 // what an instruction costs (cache misses, branch mispredictions); CPU time stays the measure the
 // budgets are set in, and this is the noise-free view of the same work beside it.
 //
-//   node perf/instructions.mjs [--ours DIR] [--compare DIR] [--scenarios first,notfound,healthz,plain,safe]
+//   node perf/instructions.mjs [--ours DIR] [--compare DIR] [--scenarios [first,]notfound,healthz,plain,safe]
 //                              [--runs 3] [--requests 400] [--warmup 300] [--json out.json]
 //
-// `first` (not in the default list) counts an isolate's first request instead, a plain push, with
-// the compilation it sets off (instrumentation stays on for a second after the answer): cpu.mjs's
-// first-request row as a count, which repeats to within 0.3% where the CPU row needs ~100 isolates
-// to tell 0.97 from 1.0. It runs before any other scenario on the same fresh workerd.
+// `first` (not in the default list) also counts an isolate's first request, a plain push, with the
+// compilation it sets off (instrumentation stays on for a second after the answer), before any
+// other scenario on the same fresh workerd: cpu.mjs's first-request row as a count (one request,
+// not per request), which repeats to within 0.5% where the CPU row needs ~100 isolates to tell
+// 0.97 from 1.0. The other scenarios run in a fixed order (plain, safe, healthz, notfound).
 //
 // Every worker (the empty worker for the floor, the JS Worker, ours and --compare) runs in its own
 // workerd under callgrind with instrumentation off. Per scenario, --warmup requests go first, then
@@ -160,7 +161,8 @@ rmSync(tmp, { recursive: true, force: true });
 const k = (n) => (n / 1000).toFixed(1);
 const span = (xs) => `${k(median(xs))} (${k(Math.min(...xs))}–${k(Math.max(...xs))})`;
 const summary = {};
-console.log(`\nthousands of instructions per request, whole workerd process (median of ${RUNS} runs, min–max); ${WARMUP} warm-up, ${N} counted`);
+console.log(`\nthousands of instructions per request, whole workerd process (median of ${RUNS} runs, min–max); ${WARMUP} warm-up, ${N} counted` +
+  (wanted.includes('first') ? '; first: the one first request, with what it compiles' : ''));
 console.log(['scenario', 'empty (floor)', 'JS Worker', 'ours', ...(o.compare ? ['compare'] : []), 'ours/JS above floor', ...(o.compare ? ['ours/compare above floor'] : [])].join(' | '));
 for (const s of wanted) {
   const floor = median(results.empty[s]);

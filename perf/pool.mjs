@@ -5,6 +5,11 @@
 //
 //   node perf/pool.mjs run1.json run2.json ...
 //
+// Pool runs of one build and the same cpu.mjs settings (the files do not say which commit was
+// measured: `config.ours` is a directory). The intervals resample rounds (and isolates) as if
+// they were independent, but whole runs drift with the machine, so read the runs' own medians
+// beside a pooled figure before calling it under a budget.
+//
 // - Every scenario: the per-round ratios (ours/JS above the floor, as in cpu.mjs, and the A/A
 //   control ours2/ours) of every round of every run, their median with a 95% bootstrap interval,
 //   and the spread of the runs' own medians.
@@ -37,7 +42,7 @@ console.log(`${runs.length} run(s), ${runs.reduce((n, r) => n + r.rounds.length,
 console.log('\n| row | rounds | ours/JS: median of per-round ratios (95% CI) | the runs\' medians | A/A ours2/ours (95% CI) |\n|---|---|---|---|---|');
 const scenarios = [...new Set(runs.flatMap((r) => Object.keys(r.rounds[0]?.workers.ours.scenarios ?? {})))];
 for (const sc of scenarios) {
-  const measured = runs.filter((r) => r.rounds.every((rd) => rd.workers.ours.scenarios[sc]?.chunksUs));
+  const measured = runs.filter((r) => r.rounds.length > 0 && r.rounds.every((rd) => rd.workers.ours.scenarios[sc]?.chunksUs));
   const ratio = (rd, a, b) => aboveFloor(rd, a, sc) / aboveFloor(rd, b, sc);
   const all = measured.flatMap((r) => r.rounds);
   const perRun = measured.map((r) => median(r.rounds.map((rd) => ratio(rd, 'ours', 'js'))));

@@ -49,8 +49,9 @@ for (const line of run('cargo', ['bench', '--bench', 'core']).split('\n')) {
 const dir = mkdtempSync(join(tmpdir(), 'wechat-bench-'));
 
 // 2. CPU per request against the JS Worker. The first-request budget is checked on 80 extra
-// isolates per worker: with cpu.mjs's default 24 (29 isolates in all), the median ratio's 95%
-// interval was 0.97–1.10 in one run, too wide to tell 0.97 from 1.0; with 80, 0.93–0.99.
+// isolates per worker (89 in all with the 9 rounds' own): with cpu.mjs's default 24 (29 in all
+// with 5 rounds), the median ratio's 95% interval was 0.97–1.10 in one run, too wide to tell
+// 0.97 from 1.0; with 80, 0.93–0.99.
 // 9 rounds rather than cpu.mjs's 5: a /healthz costs ~30 µs above a ~300 µs floor, and one
 // round's ratio for it ranged 0.27–2.29 in a run whose pooled ratio was 0.61, and a run's median
 // (5 to 7 rounds) was 1.37 and 1.03 in 2 of 7 runs of one build, 0.61–0.77 in the others.

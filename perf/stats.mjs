@@ -44,13 +44,14 @@ export const firstRequests = (rounds, firstRounds) => [
 ];
 
 /**
- * A worker's CPU above the floor in one perf/cpu.mjs round (µs per request): the median over
- * slices of (its slice - the empty worker's slice with the same index). Slices with the same index
- * run back to back, so load elsewhere on the machine, which moves a whole slice by up to 2x here,
- * cancels in the pair.
+ * A worker's slices in one perf/cpu.mjs round, each less the empty worker's slice with the same
+ * index (µs per request). Slices with the same index run back to back, so load elsewhere on the
+ * machine, which moves a whole slice by up to 2x here, cancels in the pair.
  */
-export const aboveFloor = (round, id, sc) => {
-  const mine = round.workers[id].scenarios[sc].chunksUs;
+export const slicesAboveFloor = (round, id, sc) => {
   const floor = round.workers.empty.scenarios[sc].chunksUs;
-  return median(mine.map((us, k) => us - floor[k]));
+  return round.workers[id].scenarios[sc].chunksUs.map((us, k) => us - floor[k]);
 };
+
+/** A worker's CPU above the floor in one perf/cpu.mjs round: the median of its paired slices. */
+export const aboveFloor = (round, id, sc) => median(slicesAboveFloor(round, id, sc));
