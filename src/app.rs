@@ -320,8 +320,13 @@ pub fn handle_now<R: Runtime>(
     handle_now_into(app, target, body, read, waited_ms, &mut out).then_some(out)
 }
 
-/// [`handle_now`] into `out` (cleared first; the glue reuses one buffer for every request):
-/// `false`, and `out` empty, when the request needs [`serve`].
+/// A reused answer buffer grown past this (by a large answer) is given back before the next
+/// answer rather than kept for the isolate's lifetime.
+pub const KEPT_ANSWER_BYTES: usize = 64 * 1024;
+
+/// [`handle_now`] into `out` (the glue reuses one buffer for every request: cleared first, and
+/// given back if a large answer grew it past [`KEPT_ANSWER_BYTES`]): `false`, and `out` empty,
+/// when the request needs [`serve`].
 pub fn handle_now_into<R: Runtime>(
     app: &App<R>,
     target: &str,
@@ -330,6 +335,9 @@ pub fn handle_now_into<R: Runtime>(
     waited_ms: u64,
     out: &mut Vec<u8>,
 ) -> bool {
+    if out.capacity() > KEPT_ANSWER_BYTES {
+        *out = Vec::new();
+    }
     out.clear();
     let (method, url) = split_at_byte(target, b' ').unwrap_or((target, ""));
     let (path, query) = split_url(url);

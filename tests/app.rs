@@ -406,6 +406,20 @@ fn the_glue_reuses_one_answer_buffer_and_it_never_carries_an_old_answer() {
 }
 
 #[test]
+fn a_reused_answer_buffer_a_large_answer_grew_is_given_back_before_the_next_answer() {
+    use wechat_kf_worker::app::{handle_now, handle_now_into, KEPT_ANSWER_BYTES};
+    let rt = FakeRuntime::at(NOW);
+    let app = app(&rt, &[]);
+    let mut out = Vec::with_capacity(KEPT_ANSWER_BYTES);
+    assert!(handle_now_into(&app, "GET https://w.example/nope", b"", None, 0, &mut out));
+    assert_eq!(out.capacity(), KEPT_ANSWER_BYTES, "a buffer up to the limit is kept");
+    let mut out = Vec::with_capacity(KEPT_ANSWER_BYTES + 1);
+    assert!(handle_now_into(&app, "GET https://w.example/nope", b"", None, 0, &mut out));
+    assert!(out.capacity() < KEPT_ANSWER_BYTES, "{}", out.capacity());
+    assert_eq!(Some(out), handle_now(&app, "GET https://w.example/nope", b"", None, 0));
+}
+
+#[test]
 fn the_entry_gets_one_header_set_per_content_type_in_their_order() {
     let sets: serde_json::Value = serde_json::from_str(&wechat_kf_worker::app::response_headers()).unwrap();
     let expected: Vec<serde_json::Value> = wechat_kf_worker::app::CONTENT_TYPES

@@ -120,7 +120,7 @@ pub async fn current_rules<R: Runtime>(app: &App<R>) -> Rc<Loaded> {
 /// stored document, or the defaults when none is stored or it no longer validates. A failed read
 /// keeps the copy this isolate has, else the defaults, for as long (the reply never waits on a
 /// failing store, nor asks it on every push). Used by [`current_rules`], and by
-/// [`crate::app::handle_now`] when the JS entry made the read.
+/// [`crate::app::handle_now_into`] when the JS entry made the read.
 pub fn keep_read<R: Runtime>(app: &App<R>, read: Result<Option<String>, Error>) -> Rc<Loaded> {
     let now = app.rt.clock().now();
     let desk = &app.isolate.desk;

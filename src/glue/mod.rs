@@ -89,9 +89,6 @@ thread_local! {
     static ANSWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An answer buffer grown past this (by a large answer) is given back at the next call, not kept.
-const KEPT_ANSWER_BYTES: usize = 64 * 1024;
-
 /// Answers the request (see [`app::handle_now_into`]) into the reused answer buffer and tells
 /// the entry where the answer is, as one number (no allocation, no copy, no second call to free
 /// it; see [`app::answer_location`]). The entry reads it through [`wasm_memory`] and copies what
@@ -101,9 +98,6 @@ const KEPT_ANSWER_BYTES: usize = 64 * 1024;
 fn answer(env: &Env, target: &str, body: &[u8], read: Option<&str>, waited_ms: u64) -> f64 {
     ANSWER.with(|cell| {
         let mut out = cell.borrow_mut();
-        if out.capacity() > KEPT_ANSWER_BYTES {
-            *out = Vec::new();
-        }
         app::handle_now_into(&app_now(env), target, body, read, waited_ms, &mut out);
         let address = u32::try_from(out.as_ptr() as usize).unwrap_or(0);
         app::answer_location(address, u32::try_from(out.len()).unwrap_or(0))
