@@ -5,7 +5,7 @@ export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 export WRANGLER_SEND_ERROR_REPORTS := false
 
-.PHONY: setup build dev mock test lint test-native test-integration test-browser check-config-docs bench fuzz fuzz-smoke deploy-dry-run
+.PHONY: setup build dev mock test lint test-native test-unit test-integration test-browser check-config-docs bench fuzz fuzz-smoke deploy-dry-run
 
 setup:
 	@bash scripts/setup.sh
@@ -24,17 +24,21 @@ dev: setup .dev.vars
 mock: setup
 	node tests/support/mock-wechat.mjs 8788
 
-test: setup lint test-native build test-integration test-browser
+test: setup lint test-native test-unit build test-integration test-browser
 
 lint: check-config-docs
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
-	cargo clippy --target wasm32-unknown-unknown -- -D warnings
-	# The fuzz harnesses, built with the core as cargo-fuzz builds it (--cfg fuzzing), on stable.
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --target wasm32-unknown-unknown -- -D warnings
+	# The fuzz harnesses, built with the protocol crate as cargo-fuzz builds it (--cfg fuzzing), on stable.
 	RUSTFLAGS="--cfg fuzzing" cargo check --manifest-path fuzz/Cargo.toml --all-targets --locked
 
 test-native:
-	cargo test
+	cargo test --workspace
+
+# The JS side of the wire format, against the golden answers the Rust side encodes.
+test-unit:
+	node --test --test-force-exit tests/unit/
 
 test-integration:
 	node --test --test-force-exit --test-concurrency=1 tests/integration/

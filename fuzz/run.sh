@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-30}; jobs=${2:-1}; shift $(( $# > 1 ? 2 : $# ))
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse_message decrypt pipeline reply_roundtrip xml_tokens)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(parse_message decrypt pipeline reply_roundtrip)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 bash seed.sh >/dev/null
 mkdir -p logs

@@ -3,12 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 fx=../tests/fixtures
-mkdir -p corpus/{parse_message,decrypt,pipeline,reply_roundtrip,xml_tokens}
+mkdir -p corpus/{parse_message,decrypt,pipeline,reply_roundtrip}
 i=0
 for f in "$fx"/messages/*.xml "$fx"/events/*.xml "$fx"/bad/* "$fx"/safe/plaintext_kat.xml "$fx"/replies/*.xml; do
   i=$((i + 1))
   cp "$f" "corpus/parse_message/fixture-$i"
-  cp "$f" "corpus/xml_tokens/fixture-$i"
   { printf '\001'; printf 'openid=o1\n'; cat "$f"; } > "corpus/pipeline/plain-$i"
   { printf '\002'; printf 'nonce=5\n'; cat "$f"; } > "corpus/pipeline/safe-$i"
   { printf '\000'; printf 'signature=0&timestamp=1700000000&nonce=1\n'; cat "$f"; } > "corpus/pipeline/raw-$i"

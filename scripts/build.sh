@@ -33,7 +33,7 @@ sed -i 's/^import source wasmModule from/import wasmModule from/' "$stage/index.
 node_modules/.bin/wasm-opt ${WASM_OPT_FLAGS:--Oz} -ocimfs 100 --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-reference-types --enable-multivalue --enable-sign-ext --enable-mutable-globals \
   "$stage/index_bg.wasm" -o "$stage/index_bg.wasm"
-cp src/glue/entry.mjs "$stage/entry.mjs"
+cp src/glue/entry.mjs src/glue/wire.mjs "$stage/"
 node_modules/.bin/esbuild "$stage/entry.mjs" --bundle --format=esm --minify --log-level=warning \
   --external:./index_bg.wasm --external:'cloudflare:*' --outfile="$stage/worker.mjs"
 rm -rf "$out"

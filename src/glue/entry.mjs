@@ -1,30 +1,27 @@
 // The Worker's entry point. It reads what a request needs once (method, URL, a small declared
 // body), calls the Rust core once, and builds the response once from the bytes it returns
-// (status, headers, log line, body: see `Response::encode` in src/app.rs). When the core asks
-// for a KV read first (`app::encode_read`), it makes the read and calls again with the result.
-// Requests the core cannot answer without other I/O (KV writes, the WeChat API), and bodies that
-// are large, undeclared or not POSTed, go to the core's async path with the original request.
-// It decides nothing else.
-import { handle, handle_body, handle_read, handle_async, scheduled, response_headers, wasm_memory, __wbg_reset_state } from './index.js';
+// (./wire.mjs reads them). The core answers at once when it needs no I/O; else the entry awaits
+// the answer's promise; the admin API and bodies the entry does not read go to the core with
+// the whole request. It decides nothing.
+import { handle, handle_request, take_pending, scheduled, response_headers, wasm_memory, __wbg_reset_state } from './index.js';
+import { readAnswer, splitLocation, PENDING, NEEDS_REQUEST } from './wire.mjs';
 
-const core = { handle, handle_body, handle_read, handle_async, scheduled, response_headers, wasm_memory, __wbg_reset_state };
+const core = { handle, handle_request, take_pending, scheduled, response_headers, wasm_memory, __wbg_reset_state };
 
 /// The instance's memory (a new one after a trap resets the instance).
 let memory;
-/// The core's synchronous answer, read in place in its memory (see `answer` in src/glue/mod.rs):
-/// valid until the next call into the core, so whatever outlives that is copied first.
-function answer(at) {
-  const address = at >>> 0;
+/// `handle`'s answer, read in place in the core's memory: valid until the next call into the
+/// core, so whatever outlives that is copied first.
+function inPlace(at) {
+  const { address, length } = splitLocation(at);
   memory ??= core.wasm_memory();
-  return new Uint8Array(memory.buffer, address, (at - address) / 4294967296);
+  return new Uint8Array(memory.buffer, address, length);
 }
 
 /// Bodies up to this size (the callback's limit) are read here; the core checks every limit itself.
 const FAST_BODY_LIMIT = 64 * 1024;
 const NO_BODY = new Uint8Array(0);
-const utf8 = new TextDecoder();
-const latin1 = (bytes, start, end) => String.fromCharCode.apply(null, bytes.subarray(start, end));
-/// The headers of every response, by content type (`Response::encode` sends the index).
+/// The headers of every response, by content type (the answer sends the index).
 const HEADERS = JSON.parse(core.response_headers());
 /// Answers the core marked replayable (the health report), by `"<method> <url>"`: the same
 /// request gets the same response and log line for the isolate's lifetime. A few URLs at most.
@@ -37,37 +34,19 @@ function replay({ status, headers, line, error, body }) {
   return new Response(body, { status, headers });
 }
 
-function respond(out, target) {
-  const status = out[0] | (out[1] << 8);
-  let headers = HEADERS[out[2]];
-  let i = 4;
-  if (out[3] > 0) {
-    headers = { ...headers };
-    for (let n = out[3]; n > 0; n--) {
-      const nameEnd = i + 1 + out[i];
-      const name = latin1(out, i + 1, nameEnd);
-      const valueEnd = nameEnd + 2 + (out[nameEnd] | (out[nameEnd + 1] << 8));
-      headers[name] = latin1(out, nameEnd + 2, valueEnd);
-      i = valueEnd;
-    }
+function respond(bytes, target) {
+  const answer = readAnswer(bytes);
+  let headers = HEADERS[answer.type];
+  if (Object.keys(answer.headers).length > 0) headers = { ...headers, ...answer.headers };
+  if (answer.level === 2) console.error(answer.line);
+  else if (answer.level === 1) console.log(answer.line);
+  // A copy: `bytes` may be the core's memory, which its next call overwrites, and workerd's
+  // Response keeps the bytes it is given rather than copying them.
+  const body = bytes.slice(answer.bodyStart);
+  if (answer.replayable && target !== undefined && answer.line !== undefined && replays.size < MAX_REPLAYS) {
+    replays.set(target, { status: answer.status, headers, line: answer.line, error: answer.level === 2, body });
   }
-  const level = out[i] & 0x7f;
-  const lineEnd = i + 5 + (out[i + 1] | (out[i + 2] << 8) | (out[i + 3] << 16)) + out[i + 4] * 0x1000000;
-  let line;
-  if (level !== 0) {
-    // Levels 3/4 mark a line that is not all ASCII; TextDecoder reads both kinds (and ASCII
-    // faster than String.fromCharCode.apply over the bytes: perf/instructions.mjs).
-    line = utf8.decode(out.subarray(i + 5, lineEnd));
-    if (level === 2 || level === 4) console.error(line);
-    else console.log(line);
-  }
-  // A copy: `out` is the core's memory, which its next call overwrites, and workerd's Response
-  // keeps the bytes it is given rather than copying them (Body::extractBody in api/http.c++).
-  const body = out.slice(lineEnd);
-  if (out[i] & 0x80 && target !== undefined && line !== undefined && replays.size < MAX_REPLAYS) {
-    replays.set(target, { status, headers, line, error: level === 2 || level === 4, body });
-  }
-  return new Response(body, { status, headers });
+  return new Response(body, { status: answer.status, headers });
 }
 
 /// A JS exception out of the core. A trap (a Rust panic) leaves the instance unusable: a fresh
@@ -90,29 +69,24 @@ export default {
     try {
       const method = request.method;
       const target = `${method} ${request.url}`;
-      let body;
+      let body = NO_BODY;
       if (request.body !== null) {
         const declared = Number(request.headers.get('content-length') ?? NaN);
-        if (method !== 'POST' || !(declared <= FAST_BODY_LIMIT)) return respond(await core.handle_async(request, env, ctx));
-        body = new Uint8Array(await request.arrayBuffer());
+        if (method !== 'POST' || !(declared <= FAST_BODY_LIMIT)) return respond(await core.handle_request(request, env, ctx));
+        try {
+          body = new Uint8Array(await request.arrayBuffer());
+        } catch {
+          // The client went away mid-body: the core answers it (a client error).
+          return respond(await core.handle_request(request, env, ctx));
+        }
       } else {
         const known = replays.get(target);
         if (known !== undefined) return replay(known);
       }
-      let out = answer(body === undefined ? core.handle(env, target) : core.handle_body(env, target, body));
-      if (out.length > 1 && out[0] === 0 && out[1] === 0) {
-        // The core asks for a KV read first (the rules, once per isolate per 30 s).
-        const started = Date.now();
-        let read;
-        try {
-          const value = await env.WECHAT_KV.get(utf8.decode(out.subarray(2)));
-          read = value === null ? '-' : `+${value}`;
-        } catch {
-          read = '!';
-        }
-        out = answer(core.handle_read(env, target, body ?? NO_BODY, read, Date.now() - started));
-      }
-      return respond(out.length > 0 ? out : await core.handle_async(request, env, ctx, body), target);
+      const at = core.handle(env, ctx, target, body);
+      if (at === NEEDS_REQUEST) return respond(await core.handle_request(request, env, ctx, body === NO_BODY ? undefined : body));
+      if (at === PENDING) return respond(await core.take_pending());
+      return respond(inPlace(at), target);
     } catch (e) {
       return failed(e);
     }
@@ -120,7 +94,7 @@ export default {
 
   async scheduled(event, env, ctx) {
     try {
-      await core.scheduled(event, env, ctx);
+      await core.scheduled(env);
     } catch (e) {
       failed(e);
     }

@@ -6,7 +6,7 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys;
 
-use crate::error::Error;
+use kf_core::Error;
 
 use super::runtime::read_bounded;
 
@@ -18,9 +18,9 @@ fn content_length(req: &web_sys::Request) -> Option<usize> {
     req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse().ok())
 }
 
-/// A body that could not be read (the client went away mid-upload, a broken stream).
+/// A body that could not be read (the client went away mid-body, a broken stream).
 fn unreadable() -> Error {
-    Error::InvalidRequest { field: "body".into(), reason: "the request body could not be read" }
+    Error::BodyUnreadable
 }
 
 async fn array_buffer(req: &web_sys::Request) -> Result<Vec<u8>, Error> {

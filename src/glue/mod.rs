@@ -1,143 +1,176 @@
-//! The Cloudflare Workers glue, the only code that names `worker::`: the entry points, the
-//! request and response plumbing, and the runtime traits over KV, timers and `fetch`.
-//! Every decision is [`crate::app`]'s.
+//! The Cloudflare Workers glue, the only code that names `worker::`: the exports the JS entry
+//! (`entry.mjs`) calls, request plumbing, and the runtime traits over KV, timers and `fetch`.
+//! Every decision is the core's ([`kf_core::app`]).
 
 mod http;
 mod runtime;
 
 use std::cell::{OnceCell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
-use worker::js_sys::Uint8Array;
+use kf_core::app::{self, Isolate, Request, Served, Worker};
+use kf_core::config::{self, Config};
+use kf_core::runtime::Clock;
+use worker::js_sys::{self, Uint8Array};
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsValue};
-use worker::{event, web_sys, Context, Env, ScheduleContext, ScheduledEvent};
+use worker::wasm_bindgen_futures::future_to_promise;
+use worker::{web_sys, Env};
 
-use crate::app::{self, App, Isolate, Request, Route, Served};
-use crate::config::{is_known_variable, Config};
-use crate::runtime::Clock;
+use crate::wire;
 use runtime::{WorkerClock, WorkerRuntime};
 
 /// Reads every variable the worker knows from secrets or vars (both are strings to the
-/// runtime); the KV binding reads as "bound" when present.
+/// runtime); a binding reads as "bound" when present.
 fn load_config(env: &Env) -> Config {
     Config::build(|name| {
-        debug_assert!(is_known_variable(name));
-        let binding = worker::js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
-        if name == "WECHAT_KV" {
+        debug_assert!(config::variables().any(|v| v == name));
+        let binding = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name)).ok()?;
+        if config::STORE_VARIABLES.contains(&name) {
             return binding.is_object().then(|| "bound".to_string());
         }
-        // What `env.var` reads (a string binding), without building an error for each absent one.
         binding.as_string()
     })
 }
 
 thread_local! {
-    static ISOLATE: OnceCell<(Rc<Config>, Rc<Isolate>)> = const { OnceCell::new() };
-}
-
-/// The configuration and state of this isolate, built on its first request: an isolate's
-/// environment never changes (a new secret or var means a new deployment, hence new isolates).
-fn isolate(env: &Env) -> (Rc<Config>, Rc<Isolate>) {
-    ISOLATE.with(|c| c.get_or_init(|| (Rc::new(load_config(env)), Rc::default())).clone())
-}
-
-fn app(env: &Env) -> Rc<App<WorkerRuntime>> {
-    Rc::new(app_now(env))
-}
-
-/// The app for one synchronous call (no `Rc`: nothing outlives the call).
-fn app_now(env: &Env) -> App<WorkerRuntime> {
-    let (config, isolate) = isolate(env);
-    App::new(config, isolate, WorkerRuntime::new(env))
-}
-
-/// See [`app::response_headers`].
-#[wasm_bindgen]
-pub fn response_headers() -> String {
-    app::response_headers()
-}
-
-/// The request without I/O (see [`app::serve_now`]), for the JS entry, which reads the answer
-/// in place (see [`answer`]): the encoded response (see [`app::Response::encode`]); or an
-/// instruction to read a store key first and call again with the result through
-/// [`handle_read`] (see [`app::encode_read`]); or nothing (length 0) when the request needs
-/// [`handle_async`]. `target` is `"<method> <url>"` (one string crosses, not two). This is the
-/// call for a request without a body, [`handle_body`] the one with.
-/// Borrowed and plain arguments only: every `Option` or owned value here would add conversion
-/// and clean-up code to the export, which every isolate's first request compiles.
-#[wasm_bindgen]
-pub fn handle(env: &Env, target: &str) -> f64 {
-    answer(env, target, &[], None, 0)
-}
-
-/// [`handle`] with the whole body (the entry reads small declared bodies itself).
-#[wasm_bindgen]
-pub fn handle_body(env: &Env, target: &str, body: &[u8]) -> f64 {
-    answer(env, target, body, None, 0)
-}
-
-/// [`handle`] or [`handle_body`] again (`body` empty for none) with the result of the read it
-/// asked for: `read` is `"+"` and the value, `"-"` for none, `"!"` when it failed; `waited_ms`
-/// how long the entry waited for it (the log line's `ms`).
-#[wasm_bindgen]
-pub fn handle_read(env: &Env, target: &str, body: &[u8], read: &str, waited_ms: u32) -> f64 {
-    answer(env, target, body, Some(read), u64::from(waited_ms))
-}
-
-thread_local! {
+    static ISOLATE: OnceCell<Rc<Isolate>> = const { OnceCell::new() };
     /// The last synchronous answer, which the entry reads in place before its next call.
     static ANSWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// The promise of the answer that [`handle`] could not give at once.
+    static PENDING: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
 }
 
-/// Answers the request (see [`app::handle_now_into`]) into the reused answer buffer and tells
-/// the entry where the answer is, as one number (no allocation, no copy, no second call to free
-/// it; see [`app::answer_location`]). The entry reads it through [`wasm_memory`] and copies what
-/// it keeps before calling again.
-/// One function for the three exports (not one per export): a first push compiles two of them.
-#[inline(never)]
-fn answer(env: &Env, target: &str, body: &[u8], read: Option<&str>, waited_ms: u64) -> f64 {
-    ANSWER.with(|cell| {
-        let mut out = cell.borrow_mut();
-        app::handle_now_into(&app_now(env), target, body, read, waited_ms, &mut out);
-        let address = u32::try_from(out.as_ptr() as usize).unwrap_or(0);
-        app::answer_location(address, u32::try_from(out.len()).unwrap_or(0))
-    })
+/// This isolate's configuration and memory, built on its first request.
+fn isolate(env: &Env) -> Rc<Isolate> {
+    ISOLATE.with(|i| i.get_or_init(|| Rc::new(Isolate::new(load_config(env)))).clone())
 }
 
-/// The instance's memory, where the entry reads [`answer`]'s bytes.
+fn worker(env: &Env) -> Worker<WorkerRuntime> {
+    Worker::new(isolate(env), WorkerRuntime::new(env))
+}
+
+/// The request `"<method> <url>"` with `body` (empty for none), which the entry read: the
+/// answer's location in memory (see [`wire::location`]), read in place by the entry before its
+/// next call; or [`wire::PENDING`] when the answer needs I/O (the entry then awaits
+/// [`take_pending`]); or [`wire::NEEDS_REQUEST`] for the admin API (the entry then calls
+/// [`handle_request`]).
+///
+/// The core's future is polled once here, with a waker that does nothing: a request that needs
+/// no I/O (most pushes, every error) is answered in this call, without a promise. Its leaf futures
+/// (promises, timers) take the waker of each poll, so the executor's later polls wake it.
 #[wasm_bindgen]
-pub fn wasm_memory() -> JsValue {
-    wasm_bindgen::memory()
+pub fn handle(env: &Env, ctx: worker::worker_sys::Context, target: &str, body: Vec<u8>) -> f64 {
+    let started = WorkerClock.now_ms();
+    let req = Request::from_target(target, body);
+    if req.route().is_admin() {
+        return wire::NEEDS_REQUEST;
+    }
+    let mut answer = Box::pin(serve(worker(env), ctx, req, started));
+    match answer.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => ANSWER.with(|cell| {
+            let mut buffer = cell.borrow_mut();
+            wire::encode_reused(&out.response, out.log_line.as_deref(), &mut buffer);
+            let address = u32::try_from(buffer.as_ptr() as usize).unwrap_or(0);
+            wire::location(address, u32::try_from(buffer.len()).unwrap_or(0))
+        }),
+        Poll::Pending => {
+            let promise = future_to_promise(async move {
+                let out = answer.await;
+                Ok(Uint8Array::from(wire::encode(&out.response, out.log_line.as_deref()).as_slice()).into())
+            });
+            PENDING.with(|p| *p.borrow_mut() = Some(promise));
+            wire::PENDING
+        }
+    }
 }
 
-/// The whole request, with I/O; resolves to the encoded response. `body`: the body if the entry
-/// already read it, else it is read here within the route's limit.
-#[wasm_bindgen(wasm_bindgen_futures = worker::wasm_bindgen_futures)]
-pub async fn handle_async(
+/// The promise of the answer [`handle`] left pending: resolves to the encoded answer.
+#[wasm_bindgen]
+pub fn take_pending() -> JsValue {
+    PENDING.with(|p| p.borrow_mut().take()).map_or(JsValue::UNDEFINED, JsValue::from)
+}
+
+/// An answer and the log line to print with it (none when it is printed after the background
+/// work, which the answer hands to `waitUntil`).
+struct Out {
+    response: app::Response,
+    log_line: Option<String>,
+}
+
+/// Serves `req`; the background work goes to `waitUntil` with the log line after it, so that
+/// the line can tell what that work did.
+async fn serve(worker: Worker<WorkerRuntime>, ctx: worker::worker_sys::Context, req: Request, started: u64) -> Out {
+    let (route, method) = (req.route(), req.method.clone());
+    let notes = worker.notes.clone();
+    let Served { response, outcome, background } = worker.serve(req).await;
+    let ms = WorkerClock.now_ms().saturating_sub(started);
+    finish(ctx, route, method, response, outcome, background, ms, notes)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    ctx: worker::worker_sys::Context,
+    route: app::Route,
+    method: String,
+    response: app::Response,
+    outcome: String,
+    background: Option<kf_core::runtime::Background>,
+    ms: u64,
+    notes: Rc<kf_core::notes::Notes>,
+) -> Out {
+    let Some(work) = background else {
+        let line = app::log_line(route, &method, response.status, &outcome, ms, &notes.take());
+        return Out { response, log_line: Some(line) };
+    };
+    let status = response.status;
+    let after = async move {
+        work.await;
+        let line = app::log_line(route, &method, status, &outcome, ms, &notes.take());
+        if status >= 500 {
+            worker::console_error!("{line}");
+        } else {
+            worker::console_log!("{line}");
+        }
+        Ok(JsValue::UNDEFINED)
+    };
+    let _ = ctx.wait_until(&future_to_promise(after));
+    Out { response, log_line: None }
+}
+
+/// The whole request, for what [`handle`] does not serve: the admin API (its headers, an upload
+/// read within its kind's limit) and bodies the entry did not read (large, undeclared, not a
+/// `POST`, or unreadable). `body`: the body if the entry already read it. Resolves to the
+/// encoded answer.
+#[wasm_bindgen]
+pub fn handle_request(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+    body: Option<Vec<u8>>,
+) -> js_sys::Promise {
+    future_to_promise(serve_request(req, env, ctx, body))
+}
+
+async fn serve_request(
     req: web_sys::Request,
     env: Env,
     ctx: worker::worker_sys::Context,
     body: Option<Vec<u8>>,
 ) -> Result<JsValue, JsValue> {
-    let ctx = Context::new(ctx);
     let started = WorkerClock.now_ms();
     let method = req.method();
     let url = req.url();
     let (path, query) = app::split_url(&url);
-    let route = Route::of(&method, path);
-    let app = app(&env);
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let admin = matches!(route, Route::Admin | Route::Upload);
-    let authorization = if admin { header("authorization") } else { None };
-    let head = Request {
-        method: &method,
-        path,
-        query,
-        authorization: authorization.as_deref(),
-        content_type: None,
-        body: &[],
-    };
-    let served = match app::prepare(&app, route, &head) {
+    let mut head = Request { method, path: path.to_string(), query: query.to_string(), ..Request::default() };
+    let route = head.route();
+    if route.is_admin() {
+        head.authorization = header("authorization");
+    }
+    let worker = worker(&env);
+    let served = match app::prepare(&worker.isolate, &head) {
         Err(e) => Served::failed(&e),
         Ok(prepared) => {
             let body = match (body, prepared.body_limit) {
@@ -145,21 +178,18 @@ pub async fn handle_async(
                 (None, Some(limit)) => http::read_body(&req, limit).await,
                 (None, None) => Ok(Vec::new()),
             };
-            let content_type = if route == Route::Upload { header("content-type") } else { None };
+            let content_type = if route == app::Route::Upload { header("content-type") } else { None };
             let body = match body {
                 // A multipart upload: its `media` part, decoded by the runtime.
-                Ok(body) if content_type.as_deref().is_some_and(crate::api::media::is_multipart) => {
+                Ok(body) if content_type.as_deref().is_some_and(kf_core::api::media::is_multipart) => {
                     http::media_part(body, content_type.as_deref().unwrap_or_default()).await
                 }
                 Ok(body) => Ok((body, content_type)),
                 Err(e) => Err(e),
             };
             let served = match body {
-                Ok((body, content_type)) => {
-                    let request = Request { content_type: content_type.as_deref(), body: &body, ..head };
-                    app::serve(&app, route, request).await
-                }
-                Err(e) => app::body_refused(route, path, query, e),
+                Ok((body, content_type)) => worker.clone().serve(Request { content_type, body, ..head.clone() }).await,
+                Err(e) => app::body_refused(&head, e),
             };
             drop(prepared);
             served
@@ -168,35 +198,35 @@ pub async fn handle_async(
     http::discard_unread_body(&req).await;
     let Served { response, outcome, background } = served;
     let ms = WorkerClock.now_ms().saturating_sub(started);
-    let encoded = match background {
-        // The log line waits for the background work, so that it can tell what that did.
-        Some(work) => {
-            let status = response.status;
-            ctx.wait_until(async move {
-                work.await;
-                let line = app::log_line(route, &method, status, &outcome, ms, &app.take_notes());
-                if status >= 500 {
-                    worker::console_error!("{line}");
-                } else {
-                    worker::console_log!("{line}");
-                }
-            });
-            response.encode(None)
-        }
-        None => response.encode(Some(&app::log_line(route, &method, response.status, &outcome, ms, &app.take_notes()))),
-    };
-    Ok(Uint8Array::from(encoded.as_slice()).into())
+    let out = finish(ctx, route, head.method, response, outcome, background, ms, worker.notes.clone());
+    Ok(Uint8Array::from(wire::encode(&out.response, out.log_line.as_deref()).as_slice()).into())
 }
 
-/// Cron Trigger: keeps the stored access_token fresh so user-facing calls never wait for it.
-#[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let app = app(&env);
-    let outcome = app::scheduled(&app).await;
-    worker::console_log!("{}", app::cron_line(&outcome, &app.take_notes()));
+/// The instance's memory, where the entry reads [`handle`]'s answers.
+#[wasm_bindgen]
+pub fn wasm_memory() -> JsValue {
+    wasm_bindgen::memory()
 }
 
-/// Talc in place of Rust's default wasm allocator (dlmalloc): ~1.8 KB of code instead of ~7.7 KB,
-/// all of which V8 compiles on an isolate's first request (every request allocates).
+/// See [`wire::response_headers`].
+#[wasm_bindgen]
+pub fn response_headers() -> String {
+    wire::response_headers()
+}
+
+/// The Cron Trigger: keeps the stored access_token fresh so user-facing calls never wait for
+/// it, and runs the alerts' checks. Resolves when done; the log line says what it did.
+#[wasm_bindgen]
+pub fn scheduled(env: Env) -> js_sys::Promise {
+    let worker = worker(&env);
+    future_to_promise(async move {
+        let notes = worker.notes.clone();
+        let outcome = worker.scheduled().await;
+        worker::console_log!("{}", app::cron_line(&outcome, &notes.take()));
+        Ok(JsValue::UNDEFINED)
+    })
+}
+
+/// Talc in place of Rust's default wasm allocator (see docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -3,16 +3,15 @@
 //! caller's).
 
 use std::cell::OnceCell;
-use std::time::Duration;
 
 use worker::js_sys::{self, Reflect, Uint8Array};
 use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{web_sys, Delay, Env};
+use worker::{web_sys, Env};
 
-use crate::api::http::{Answer, Body, HttpCall, HttpMethod};
-use crate::error::Error;
-use crate::runtime::{Clock, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
+use kf_core::http::{Answer, Body, HttpCall, HttpMethod};
+use kf_core::runtime::{Clock, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
+use kf_core::Error;
 
 #[wasm_bindgen]
 extern "C" {
@@ -77,7 +76,49 @@ impl Clock for WorkerClock {
         js_sys::Date::now() as u64
     }
     async fn sleep(&self, ms: u64) {
-        Delay::from(Duration::from_millis(ms)).await
+        Timer::new(ms).await
+    }
+}
+
+/// A `setTimeout` as a future. It may be polled first with a waker that does nothing (see
+/// `glue::answer`): it is a promise's future, which takes the waker of every poll; and dropped
+/// early (a time limit's lost race) it clears its timeout.
+struct Timer {
+    id: Option<i32>,
+    settled: JsFuture,
+}
+
+impl Timer {
+    fn new(ms: u64) -> Timer {
+        let mut id = None;
+        let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+        let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+            let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+            id = global.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).ok();
+        });
+        Timer { id, settled: JsFuture::from(promise) }
+    }
+}
+
+impl std::future::Future for Timer {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match std::pin::Pin::new(&mut self.settled).poll(cx) {
+            std::task::Poll::Ready(_) => {
+                self.id = None;
+                std::task::Poll::Ready(())
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+            global.clear_timeout_with_handle(id);
+        }
     }
 }
 

@@ -1,0 +1,86 @@
+//! The callback's pure core per message: verify + (decrypt) + parse + render (+ encrypt).
+//! `cargo bench --bench core` (or `make bench`) prints ns per message for each type and mode.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::string_slice)]
+
+use divan::{black_box, Bencher};
+use kf_core::testkit::{crypto, fixture_str, plain_query, plain_settings, safe_push, KF_ACCOUNT, NONCE, NOW, TOKEN};
+use wechat_mp::callback::{default_passive, open_message, respond, CallbackSettings, Query};
+
+const TYPES: &[&str] = &[
+    "messages/text",
+    "messages/image",
+    "messages/voice_recognition",
+    "messages/video",
+    "messages/location",
+    "messages/link",
+    "messages/file",
+    "messages/miniprogrampage",
+    "events/subscribe",
+    "events/click",
+    "events/pic_photo_or_album",
+    "events/kf_switch_session",
+];
+
+fn main() {
+    divan::main();
+}
+
+fn fixture(name: &str) -> String {
+    fixture_str(&format!("{name}.xml"))
+}
+
+#[divan::bench(args = TYPES, sample_count = 1000)]
+fn plain(bencher: Bencher, name: &str) {
+    let s = plain_settings();
+    let body = fixture(name);
+    let q = Query::parse(&plain_query(NOW, NONCE));
+    bencher.bench(|| {
+        let inbound = open_message(&s, black_box(&q), black_box(body.as_bytes()), NOW).unwrap();
+        respond(&s, &inbound, default_passive(&inbound, Some(KF_ACCOUNT)), NOW, &[7; 16]).unwrap()
+    });
+}
+
+#[divan::bench(args = TYPES, sample_count = 1000)]
+fn safe(bencher: Bencher, name: &str) {
+    let c = crypto();
+    let s = CallbackSettings { token: TOKEN, crypto: Some(&c), max_clock_skew_secs: 300 };
+    let (query, body) = safe_push(&c, &fixture(name), NOW, NONCE, false);
+    let q = Query::parse(&query);
+    bencher.bench(|| {
+        let inbound = open_message(&s, black_box(&q), black_box(body.as_bytes()), NOW).unwrap();
+        respond(&s, &inbound, default_passive(&inbound, Some(KF_ACCOUNT)), NOW, &[7; 16]).unwrap()
+    });
+}
+
+/// The front desk's decision for a text message that no rule answers, under the fullest rules
+/// document (200 keyword rules of 5 words, hours with closed and open dates, a no-agent rule):
+/// every rule is checked before the transfer.
+#[divan::bench(sample_count = 1000)]
+fn decide_fullest_rules(bencher: Bencher) {
+    use kf_core::desk::decide::{decide, Agents, Facts};
+    use kf_core::desk::rules::{validate, Capabilities};
+    use wechat_mp::parse_message;
+    let rules = validate(&kf_core::testkit::fixture("rules/fullest.json"), Capabilities::ALL).unwrap().rules;
+    let message = parse_message(&fixture("messages/text")).unwrap();
+    let facts = Facts { requested: None, agents: Some(Agents::Unknown) };
+    bencher.bench(|| decide(black_box(&message), NOW, &rules, &facts));
+}
+
+/// The same with the defaults: what every push pays when no document is stored.
+#[divan::bench(sample_count = 1000)]
+fn decide_default_rules(bencher: Bencher) {
+    use kf_core::desk::decide::{decide, Facts};
+    use kf_core::desk::rules::Rules;
+    use wechat_mp::parse_message;
+    let rules = Rules::default();
+    let message = parse_message(&fixture("messages/text")).unwrap();
+    bencher.bench(|| decide(black_box(&message), NOW, &rules, &Facts::default()));
+}
+
+/// A 64 KiB request body of ~9,000 keys, checked for a key given twice (one pass, a set of keys
+/// per object).
+#[divan::bench(sample_count = 100)]
+fn duplicate_keys_9000(bencher: Bencher) {
+    let body = format!("{{{}}}", (0..9_000).map(|i| format!("\"k{i}\":1")).collect::<Vec<_>>().join(","));
+    bencher.bench(|| kf_core::document::check_keys(black_box(body.as_bytes())));
+}

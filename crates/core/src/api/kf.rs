@@ -1,0 +1,262 @@
+//! Capacity-aware choice of the customer-service account for the inline transfer, pure.
+//!
+//! WeChat hands a user to the `KfAccount` named in the transfer even when that agent cannot take
+//! them (offline, auto-accept off, or full), and tells no one else: so with
+//! `WECHAT_KF_ROUTING=online` only an account that `getonlinekflist` shows online with free
+//! capacity is named; otherwise the transfer is untargeted and WeChat assigns any free agent.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::answer::read_body;
+use crate::api::client::WeChatApi;
+use crate::config::{Account, KfRouting};
+use crate::error::Error;
+use crate::http::ApiCall;
+use crate::notes::Notes;
+use crate::runtime::{with_timeout, Background, Clock, Runtime, Store, READ_LIMIT_MS, STORE_MIN_TTL_SECS};
+
+/// How long a fetched online list is trusted (memory and store).
+pub const ONLINE_LIST_TTL_SECS: u64 = 30;
+/// How long a failed or slow lookup makes callers skip the lookup (memory only).
+pub const NEGATIVE_TTL_SECS: u64 = 30;
+/// The most a transfer waits for the lookup, well inside WeChat's 5 s.
+pub const LOOKUP_BUDGET_MS: u64 = 1_500;
+
+/// One entry of `getonlinekflist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OnlineKf {
+    pub kf_account: String,
+    /// 0 offline; 1 web client online (other non-zero values: other clients). Absent: 0.
+    pub status: i64,
+    /// Maximum sessions auto-accepted; 0 means auto-accept is off. Absent: not reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_accept: Option<i64>,
+    /// Sessions being served now. Absent: 0.
+    pub accepted_case: i64,
+}
+
+impl OnlineKf {
+    /// An entry as WeChat writes it: `kf_account` a string, the numbers integers when present.
+    fn from_json(entry: &Value) -> Option<OnlineKf> {
+        let int = |name: &str| match entry.get(name) {
+            None => Some(None),
+            Some(v) => v.as_i64().map(Some),
+        };
+        Some(OnlineKf {
+            kf_account: entry.get("kf_account")?.as_str()?.to_string(),
+            status: int("status")?.unwrap_or_default(),
+            auto_accept: int("auto_accept")?,
+            accepted_case: int("accepted_case")?.unwrap_or_default(),
+        })
+    }
+
+    /// Online, and either below its auto-accept limit or with no limit reported.
+    pub fn has_capacity(&self) -> bool {
+        self.status != 0 && self.auto_accept.is_none_or(|max| max > 0 && self.accepted_case < max)
+    }
+}
+
+/// An online list with the time it was fetched, as cached: `{"fetched_at":..,"list":[..]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CachedOnlineList {
+    pub fetched_at: u64,
+    pub list: Vec<OnlineKf>,
+}
+
+impl CachedOnlineList {
+    pub fn is_fresh(&self, now: u64) -> bool {
+        now.saturating_sub(self.fetched_at) < ONLINE_LIST_TTL_SECS
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(raw: &str) -> Option<Self> {
+        let v = crate::document::parse(raw.as_bytes())?;
+        Some(CachedOnlineList { fetched_at: v.get("fetched_at")?.as_u64()?, list: entries(v.get("list"))? })
+    }
+}
+
+/// The entries of a list; absent is empty.
+fn entries(list: Option<&Value>) -> Option<Vec<OnlineKf>> {
+    match list {
+        None => Some(Vec::new()),
+        Some(list) => list.as_array()?.iter().map(OnlineKf::from_json).collect(),
+    }
+}
+
+/// Reads `getonlinekflist`'s answer (already checked for `errcode`).
+pub fn parse_online_list(body: &[u8]) -> Result<Vec<OnlineKf>, Error> {
+    const UNEXPECTED: &str = "getonlinekflist answered an unexpected shape";
+    entries(read_body(body, UNEXPECTED)?.get("kf_online_list")).ok_or(Error::Upstream(UNEXPECTED))
+}
+
+/// The first configured account that is online with free capacity.
+pub fn choose<'a>(configured: &'a [String], online: &[OnlineKf]) -> Option<&'a str> {
+    configured.iter().find(|acct| online.iter().any(|o| &o.kf_account == *acct && o.has_capacity())).map(String::as_str)
+}
+
+/// What the transfer needs to decide its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// No account configured: untargeted transfer.
+    Untargeted,
+    /// Static routing: this account.
+    Fixed(&'a str),
+    /// Online routing: look the list up (within the budget) and [`choose`].
+    LookUp(&'a [String]),
+}
+
+/// The routing decision that needs no I/O.
+pub fn target(account: &Account) -> Target<'_> {
+    match (account.kf_accounts.first(), account.kf_routing) {
+        (None, _) => Target::Untargeted,
+        (Some(first), KfRouting::Static) => Target::Fixed(first),
+        (Some(_), KfRouting::Online) => Target::LookUp(&account.kf_accounts),
+    }
+}
+
+/// Store key of an account's online list.
+pub fn online_key(appid: &str) -> String {
+    format!("kf_online:{appid}")
+}
+
+/// The online list as this isolate knows it: `(trusted until, list)`, the list `None` after a
+/// failed or slow lookup.
+#[derive(Debug, Default)]
+pub struct OnlineState {
+    memory: RefCell<Option<(u64, Option<Vec<OnlineKf>>)>>,
+}
+
+impl OnlineState {
+    /// What this isolate knows at `now`: `Some(list)`, `Some(None)` after a recent failed or
+    /// slow lookup, `None` when a lookup is due.
+    pub fn known(&self, now: u64) -> Option<Option<Vec<OnlineKf>>> {
+        self.memory.borrow().as_ref().filter(|(until, _)| now < *until).map(|(_, list)| list.clone())
+    }
+
+    fn remember(&self, now: u64, list: Option<Vec<OnlineKf>>) {
+        let ttl = if list.is_some() { ONLINE_LIST_TTL_SECS } else { NEGATIVE_TTL_SECS };
+        *self.memory.borrow_mut() = Some((now.saturating_add(ttl), list));
+    }
+
+    /// When the list in memory was fetched and whether it is a list (for the status report).
+    pub fn age(&self, now: u64) -> Option<(u64, bool)> {
+        let memory = self.memory.borrow();
+        let (until, list) = memory.as_ref()?;
+        let ttl = if list.is_some() { ONLINE_LIST_TTL_SECS } else { NEGATIVE_TTL_SECS };
+        Some((now.saturating_sub(until.saturating_sub(ttl)), list.is_some()))
+    }
+}
+
+/// Who is online, within [`LOOKUP_BUDGET_MS`]: isolate memory, else the store (at most
+/// [`READ_LIMIT_MS`] of it), else `getonlinekflist`. `None` when unknown (the lookup failed, or
+/// failed recently, or ran over budget); a lookup over budget is handed back to finish in the
+/// background and warm the cache.
+pub async fn online_agents<R: Runtime + 'static>(
+    api: &WeChatApi<R>,
+    state: &Rc<OnlineState>,
+    notes: &Rc<Notes>,
+) -> (Option<Vec<OnlineKf>>, Option<Background>) {
+    let rt = api.runtime();
+    let now = rt.clock().now();
+    if let Some(known) = state.known(now) {
+        return (known, None);
+    }
+    let lookup = Box::pin(fetch_online(api.clone(), notes.clone()));
+    match with_timeout(rt.clock(), LOOKUP_BUDGET_MS, lookup).await {
+        Ok(Ok(list)) => {
+            state.remember(now, Some(list.clone()));
+            (Some(list), None)
+        }
+        Ok(Err(e)) => {
+            notes.add(format!("online list unavailable: {}", e.code()));
+            state.remember(now, None);
+            (None, None)
+        }
+        Err(pending) => {
+            notes.add("online list over budget");
+            state.remember(now, None);
+            let (state, rt) = (state.clone(), rt.clone());
+            let finish = async move {
+                if let Ok(list) = pending.await {
+                    state.remember(rt.clock().now(), Some(list));
+                }
+            };
+            (None, Some(Box::pin(finish)))
+        }
+    }
+}
+
+/// The store's list if fresh, else `getonlinekflist` (then stored).
+async fn fetch_online<R: Runtime>(api: WeChatApi<R>, notes: Rc<Notes>) -> Result<Vec<OnlineKf>, Error> {
+    let rt = api.runtime();
+    let key = online_key(api.appid());
+    let now = rt.clock().now();
+    match with_timeout(rt.clock(), READ_LIMIT_MS, Box::pin(rt.store().get(&key))).await {
+        Ok(Ok(Some(raw))) => {
+            if let Some(cached) = CachedOnlineList::from_json(&raw).filter(|c| c.is_fresh(now)) {
+                return Ok(cached.list);
+            }
+        }
+        Ok(_) => {}
+        Err(_) => notes.add(format!("online list read over {READ_LIMIT_MS} ms: asking WeChat")),
+    }
+    let list = parse_online_list(&api.call(&ApiCall::get(ONLINE_PATH)).await?)?;
+    let cached = CachedOnlineList { fetched_at: now, list };
+    let _ = rt.store().put(&key, &cached.to_json(), Some(STORE_MIN_TTL_SECS)).await;
+    Ok(cached.list)
+}
+
+/// `getonlinekflist`'s path.
+pub const ONLINE_PATH: &str = "/cgi-bin/customservice/getonlinekflist";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kf(acct: &str, status: i64, auto: Option<i64>, accepted: i64) -> OnlineKf {
+        OnlineKf { kf_account: acct.into(), status, auto_accept: auto, accepted_case: accepted }
+    }
+
+    #[test]
+    fn choose_skips_offline_full_and_auto_accept_off() {
+        let configured: Vec<String> = ["a@x", "b@x", "c@x", "d@x"].map(String::from).to_vec();
+        let online = vec![
+            kf("a@x", 0, Some(5), 0), // offline
+            kf("b@x", 1, Some(2), 2), // full
+            kf("c@x", 1, Some(0), 0), // auto-accept off
+            kf("d@x", 1, Some(3), 1), // free
+        ];
+        assert_eq!(choose(&configured, &online), Some("d@x"));
+        assert_eq!(choose(&configured[..3], &online), None);
+        assert_eq!(choose(&configured, &[kf("zz@x", 1, None, 0)]), None, "unlisted accounts are never chosen");
+        assert_eq!(choose(&configured, &[kf("b@x", 1, None, 9)]), Some("b@x"), "no limit reported");
+    }
+
+    #[test]
+    fn parse_online_list_matches_spec_example() {
+        let body = br#"{"kf_online_list":[{"kf_account":"test1@test","status":1,"kf_id":"1001","auto_accept":0,"accepted_case":1},{"kf_account":"test2@test","status":1,"kf_id":"1002","auto_accept":2,"accepted_case":1}]}"#;
+        let list = parse_online_list(body).unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(!list[0].has_capacity());
+        assert!(list[1].has_capacity());
+        assert!(parse_online_list(b"{}").unwrap().is_empty());
+        for junk in [
+            &b"["[..],
+            b"[]",
+            br#"{"kf_online_list":{}}"#,
+            br#"{"kf_online_list":[{"status":1}]}"#,
+            br#"{"kf_online_list":[{"kf_account":"a@b","status":"1"}]}"#,
+        ] {
+            assert_eq!(parse_online_list(junk), Err(Error::Upstream("getonlinekflist answered an unexpected shape")));
+        }
+        let cached = CachedOnlineList { fetched_at: 7, list };
+        assert_eq!(CachedOnlineList::from_json(&cached.to_json()), Some(cached));
+    }
+}

@@ -1,0 +1,592 @@
+//! The worker as a function from a request to a response, over the runtime traits: routes and
+//! their body limits, the callback, the admin API and its authentication, the one mapping from
+//! [`Error`] to a response, the log line, and the cron.
+//!
+//! The glue reads the request, calls [`serve`], writes the [`Response`], hands
+//! [`Served::background`] to `waitUntil`, and prints [`log_line`]: it decides nothing. This is
+//! the one module that sees the whole isolate; every subsystem below it gets only the handles it
+//! needs.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use wechat_mp::callback::{self, Query};
+
+use crate::api::admin;
+use crate::api::client::WeChatApi;
+use crate::api::kf::OnlineState;
+use crate::api::media;
+use crate::api::token_cache::TokenState;
+use crate::config::Config;
+use crate::desk::effects::{Effects, EffectsState};
+use crate::desk::rules::Capabilities;
+use crate::desk::{Desk, DeskState, Loaded};
+use crate::error::Error;
+use crate::notes::Notes;
+use crate::push::Pipeline;
+use crate::runtime::{join, Background, Clock, Runtime};
+
+/// What one account keeps in one isolate's memory, a piece for each subsystem.
+#[derive(Debug, Default)]
+pub struct AccountState {
+    pub tokens: Rc<TokenState>,
+    pub online: Rc<OnlineState>,
+    pub desk: Rc<DeskState>,
+    pub effects: Rc<EffectsState>,
+}
+
+/// What one isolate knows: its configuration (an isolate's environment never changes: a new
+/// secret or var means new isolates) and its memory.
+#[derive(Debug)]
+pub struct Isolate {
+    pub config: Config,
+    pub account: AccountState,
+    /// The configuration report, built once.
+    health: String,
+    /// An upload is being read or sent (one at a time per isolate: see [`prepare`]).
+    uploading: Cell<bool>,
+}
+
+impl Isolate {
+    pub fn new(config: Config) -> Self {
+        let health = config.health();
+        Isolate { config, account: AccountState::default(), health, uploading: Cell::new(false) }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /wechat`: WeChat's URL check.
+    UrlCheck,
+    /// `POST /wechat`: a message or event.
+    Push,
+    /// `GET|HEAD /healthz`.
+    Health,
+    /// `/api/...`.
+    Admin,
+    /// `/api/media`, `/api/kf/accounts/{kf_account}/avatar`: admin calls with a file as the body.
+    Upload,
+    NotFound,
+    /// A known path with another method; the `Allow` header's value.
+    MethodNotAllowed(&'static str),
+}
+
+impl Route {
+    pub fn of(method: &str, path: &str) -> Route {
+        match path {
+            "/wechat" => match method {
+                "GET" => Route::UrlCheck,
+                "POST" => Route::Push,
+                _ => Route::MethodNotAllowed("GET, POST"),
+            },
+            "/healthz" => match method {
+                "GET" | "HEAD" => Route::Health,
+                _ => Route::MethodNotAllowed("GET, HEAD"),
+            },
+            _ if path.starts_with("/api/") => {
+                if media::is_upload_path(below_api(path)) {
+                    Route::Upload
+                } else {
+                    Route::Admin
+                }
+            }
+            _ => Route::NotFound,
+        }
+    }
+
+    /// The most body bytes the route reads (more is a 413); `None`: the body is not read.
+    pub fn body_limit(&self) -> Option<usize> {
+        match self {
+            Route::Push => Some(callback::MAX_BODY_BYTES),
+            Route::Admin => Some(admin::MAX_BODY_BYTES),
+            Route::Upload => Some(media::MAX_UPLOAD_BODY_BYTES),
+            _ => None,
+        }
+    }
+
+    /// The route's name in the log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::UrlCheck | Route::Push => "/wechat",
+            Route::Health => "/healthz",
+            Route::Admin | Route::Upload => "/api",
+            Route::NotFound => "other",
+            Route::MethodNotAllowed(_) => "method",
+        }
+    }
+
+    /// Whether the route needs the `Authorization` header (the admin API).
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Route::Admin | Route::Upload)
+    }
+}
+
+/// An admin path below `/api` (`/api/media` -> `/media`).
+fn below_api(path: &str) -> &str {
+    path.strip_prefix("/api").unwrap_or(path)
+}
+
+/// `(path, query)` of an absolute URL as the runtime serializes it (no fragment); the query
+/// without its `?`.
+pub fn split_url(url: &str) -> (&str, &str) {
+    // A scheme is letters, digits, '+', '-', '.' up to the first ':'; a relative target has none.
+    let is_scheme = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let after_scheme = match url.find(':') {
+        Some(i) if url.get(..i).is_some_and(is_scheme) && url.get(i..).is_some_and(|r| r.starts_with("://")) => i + 3,
+        _ => 0,
+    };
+    let rest = url.get(after_scheme..).unwrap_or_default();
+    let target = rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/");
+    target.split_once('?').unwrap_or((target, ""))
+}
+
+/// A request as the glue read it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Without the `?`.
+    pub query: String,
+    pub authorization: Option<String>,
+    /// The declared type of `body`, for uploads (the glue unwraps a multipart body into its
+    /// `media` part: see [`media::File`]).
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A request for `"<method> <url>"` with `body` (what the JS entry passes for a push).
+    pub fn from_target(target: &str, body: Vec<u8>) -> Request {
+        let (method, url) = target.split_once(' ').unwrap_or((target, ""));
+        let (path, query) = split_url(url);
+        Request {
+            method: method.to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            authorization: None,
+            content_type: None,
+            body,
+        }
+    }
+
+    pub fn route(&self) -> Route {
+        Route::of(&self.method, &self.path)
+    }
+}
+
+/// The content type of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    Json,
+    Text,
+    Xml,
+}
+
+impl ContentType {
+    /// Every content type answered, in a fixed order (the wire format sends the index).
+    pub const ALL: [ContentType; 3] = [ContentType::Json, ContentType::Text, ContentType::Xml];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ContentType::Json => "application/json; charset=utf-8",
+            ContentType::Text => "text/plain; charset=utf-8",
+            ContentType::Xml => "application/xml; charset=utf-8",
+        }
+    }
+}
+
+/// Headers every response carries besides its content type and its route's own.
+pub const COMMON_HEADERS: [(&str, &str); 1] = [("cache-control", "no-store")];
+
+/// What the glue writes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: ContentType,
+    /// The route's own headers (`allow`, `retry-after`, ...).
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    /// The same method and URL get this very response (and log line) for the isolate's
+    /// lifetime: the glue may replay it without calling the core (the health report: the
+    /// configuration never changes within an isolate).
+    pub replayable: bool,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: ContentType, body: Vec<u8>) -> Self {
+        Response { status, content_type, headers: Vec::new(), body, replayable: false }
+    }
+
+    /// JSON of a serializable answer.
+    fn json(value: &impl Serialize) -> Self {
+        Response::new(200, ContentType::Json, serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    /// The one mapping from [`Error`] to a response.
+    pub fn error(err: &Error) -> Self {
+        Response {
+            status: err.status(),
+            content_type: ContentType::Json,
+            headers: err.headers(),
+            body: err.body().into_bytes(),
+            replayable: false,
+        }
+    }
+}
+
+/// A served request.
+pub struct Served {
+    pub response: Response,
+    /// What happened, for the log line (never content or secrets).
+    pub outcome: String,
+    /// Work to finish after the response.
+    pub background: Option<Background>,
+}
+
+impl Served {
+    fn done(response: Response, outcome: impl Into<String>) -> Self {
+        Served { response, outcome: outcome.into(), background: None }
+    }
+
+    /// The answer to `err`.
+    pub fn failed(err: &Error) -> Self {
+        Served::done(Response::error(err), err.to_string())
+    }
+}
+
+/// One request's view of the worker: the isolate, the runtime and the request's notes.
+pub struct Worker<R> {
+    pub isolate: Rc<Isolate>,
+    pub rt: Rc<R>,
+    pub notes: Rc<Notes>,
+}
+
+impl<R> Clone for Worker<R> {
+    fn clone(&self) -> Self {
+        Worker { isolate: self.isolate.clone(), rt: self.rt.clone(), notes: self.notes.clone() }
+    }
+}
+
+impl<R: Runtime + 'static> Worker<R> {
+    pub fn new(isolate: Rc<Isolate>, rt: R) -> Self {
+        Worker { isolate, rt: Rc::new(rt), notes: Rc::default() }
+    }
+
+    fn config(&self) -> &Config {
+        &self.isolate.config
+    }
+
+    /// The account's WeChat API, or the variable that stops it.
+    fn api(&self) -> Result<WeChatApi<R>, Error> {
+        let creds = self.config().credentials()?;
+        Ok(WeChatApi::new(self.rt.clone(), self.isolate.account.tokens.clone(), creds))
+    }
+
+    fn desk(&self) -> Desk<'_, R> {
+        Desk {
+            rt: &self.rt,
+            state: &self.isolate.account.desk,
+            notes: &self.notes,
+            account: self.config().account.key(),
+        }
+    }
+
+    fn effects(&self) -> Effects<R> {
+        Effects {
+            rt: self.rt.clone(),
+            api: self.api(),
+            state: self.isolate.account.effects.clone(),
+            desk: self.isolate.account.desk.clone(),
+            notes: self.notes.clone(),
+            webhook: self.config().alert_webhook.as_deref().map(Rc::from),
+            account: Rc::from(self.config().account.key()),
+        }
+    }
+
+    /// Serves `req`, whose body the glue read within its route's limit (see [`prepare`]).
+    pub async fn serve(self, req: Request) -> Served {
+        let route = req.route();
+        let result = match route {
+            Route::UrlCheck => self.url_check(&req),
+            Route::Push => self.push(&req).await,
+            Route::Health => Ok(self.health()),
+            Route::Admin => self.admin(&req).await,
+            Route::Upload => self.upload(&req).await,
+            Route::NotFound => Err(Error::NotFound),
+            Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
+        };
+        let mut served = result.unwrap_or_else(|e| Served::failed(&e));
+        if self.isolate.account.tokens.has_credential_failure() {
+            // A token request failed in a way no retry fixes: the agents hear of it (rules allowing).
+            let worker = self.clone();
+            let work: Background = Box::pin(async move {
+                let rules = worker.desk().current_rules().await;
+                let failure = worker.isolate.account.tokens.take_credential_failure();
+                worker.effects().credentials_alert(&rules.document.rules, failure).await;
+            });
+            served.background = join(served.background, Some(work));
+        }
+        served
+    }
+
+    /// `GET /healthz` (see [`Config::health`]).
+    fn health(&self) -> Served {
+        let body = self.isolate.health.as_bytes().to_vec();
+        Served::done(Response { replayable: true, ..Response::new(200, ContentType::Json, body) }, "ok")
+    }
+
+    fn url_check(&self, req: &Request) -> Result<Served, Error> {
+        let settings = self.config().callback()?;
+        let query = Query::parse(&req.query);
+        let echostr = callback::verify_url(&settings, &query, self.rt.clock().now())?;
+        Ok(Served::done(Response::new(200, ContentType::Text, echostr.as_bytes().to_vec()), "url_check"))
+    }
+
+    async fn push(&self, req: &Request) -> Result<Served, Error> {
+        let account = &self.isolate.account;
+        let pipeline = Pipeline {
+            rt: &self.rt,
+            settings: self.config().callback()?,
+            account: &self.config().account,
+            desk: self.desk(),
+            api: self.api(),
+            online: &account.online,
+            effects: self.effects(),
+            notes: &self.notes,
+        };
+        let reply = pipeline.serve(&req.query, &req.body).await?;
+        let content_type = if reply.is_xml() { ContentType::Xml } else { ContentType::Text };
+        let response = Response::new(200, content_type, reply.body.into_bytes());
+        Ok(Served { response, outcome: reply.outcome, background: reply.background })
+    }
+
+    async fn admin(&self, req: &Request) -> Result<Served, Error> {
+        admit(self.config(), Route::Admin, req.authorization.as_deref())?;
+        let path = below_api(&req.path);
+        match path {
+            "/rules" => return self.rules(req).await,
+            "/status" if req.method == "GET" => return self.status().await,
+            "/status" => return Err(Error::MethodNotAllowed("GET")),
+            _ => {}
+        }
+        let call = admin::plan(&req.method, path, &req.query, &req.body)?;
+        let answer = self.api()?.call(&call).await?;
+        Ok(Served::done(Response::new(200, ContentType::Json, answer), call.path))
+    }
+
+    /// `POST /api/media?type=`, `PUT /api/kf/accounts/{kf_account}/avatar`: the file checked,
+    /// then uploaded (with one refresh-and-retry, resending the same bytes); WeChat's answer as
+    /// it is.
+    async fn upload(&self, req: &Request) -> Result<Served, Error> {
+        admit(self.config(), Route::Upload, req.authorization.as_deref())?;
+        let file = media::File { content_type: req.content_type.as_deref(), bytes: &req.body };
+        let call = media::plan(&req.method, below_api(&req.path), &req.query, file)?;
+        let answer = self.api()?.call(&call).await?;
+        let outcome = format!("{} {} bytes", call.path, req.body.len());
+        Ok(Served::done(Response::new(200, ContentType::Json, answer), outcome))
+    }
+
+    /// `GET /api/status`: the token (never its value), the online list and the rules as this
+    /// isolate knows them. Costs at most two store reads (the token when this isolate has none,
+    /// the rules when its copy is older than 30 s); never calls WeChat.
+    async fn status(&self) -> Result<Served, Error> {
+        let now = self.rt.clock().now();
+        let token = match self.api() {
+            Ok(api) => {
+                let status = api.tokens().status().await;
+                TokenReport {
+                    cached: status.expires_in.is_some(),
+                    expires_in: status.expires_in,
+                    fetched_at: status.fetched_at,
+                    retry_after: status.retry_after,
+                    last_error: status.last_error,
+                }
+            }
+            // Without credentials there is no token to have (`/healthz` names what is missing).
+            Err(e) => TokenReport { last_error: Some(e.to_string()), ..TokenReport::default() },
+        };
+        let age = self.isolate.account.online.age(now);
+        let rules = self.desk().current_rules().await;
+        let report = Status {
+            token,
+            online: OnlineReport { age_secs: age.map(|(secs, _)| secs), ok: age.map(|(_, ok)| ok) },
+            rules: RulesReport { stored: rules.stored, age_secs: now.saturating_sub(rules.loaded_at) },
+            now,
+        };
+        Ok(Served::done(Response::json(&report), "status"))
+    }
+
+    /// `GET|PUT|DELETE /api/rules`: `{"stored": bool, "rules": <document>}`.
+    async fn rules(&self, req: &Request) -> Result<Served, Error> {
+        let desk = self.desk();
+        let loaded = match req.method.as_str() {
+            "GET" => desk.current_rules().await,
+            "PUT" => desk.put_rules(&req.body, self.capabilities()).await?,
+            "DELETE" => desk.delete_rules().await?,
+            _ => return Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
+        };
+        Ok(Served::done(rules_answer(&loaded)?, format!("rules {}", req.method)))
+    }
+
+    /// What the deployment can do, for the rules that need it.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { api: self.config().credentials().is_ok(), webhook: self.config().alert_webhook.is_some() }
+    }
+
+    /// The Cron Trigger: keeps the stored access_token fresh, then the alerts' checks (the
+    /// queue, a credential failure). Returns what it did to the token; the rest is in the notes.
+    pub async fn scheduled(self) -> String {
+        let outcome = match self.api() {
+            Ok(api) => api.tokens().refresh_if_due().await.map(str::to_string).unwrap_or_else(|e| e.to_string()),
+            Err(e) => e.to_string(),
+        };
+        let rules = self.desk().current_rules().await;
+        let failure = self.isolate.account.tokens.take_credential_failure();
+        self.effects().cron_alerts(&rules.document.rules, failure).await;
+        outcome
+    }
+}
+
+/// `{"stored": bool, "rules": <document as stored>}`.
+fn rules_answer(loaded: &Loaded) -> Result<Response, Error> {
+    let rules = RawValue::from_string(loaded.document.json.clone()).map_err(|_| Error::Internal("rules document"))?;
+    Ok(Response::json(&RulesAnswer { stored: loaded.stored, rules: &rules }))
+}
+
+#[derive(Serialize)]
+struct RulesAnswer<'a> {
+    stored: bool,
+    rules: &'a RawValue,
+}
+
+/// `GET /api/status`'s answer.
+#[derive(Serialize)]
+struct Status {
+    token: TokenReport,
+    online: OnlineReport,
+    rules: RulesReport,
+    now: u64,
+}
+
+#[derive(Serialize, Default)]
+struct TokenReport {
+    cached: bool,
+    expires_in: Option<u64>,
+    fetched_at: Option<u64>,
+    retry_after: Option<u64>,
+    last_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct OnlineReport {
+    /// `null`: never looked up in this isolate.
+    age_secs: Option<u64>,
+    /// `false`: the last lookup failed.
+    ok: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct RulesReport {
+    stored: bool,
+    age_secs: u64,
+}
+
+/// Whether a request may go on to have its body read: admin routes need the admin token
+/// (checked before an upload of up to 10 MB is read).
+pub fn admit(config: &Config, route: Route, authorization: Option<&str>) -> Result<(), Error> {
+    if !route.is_admin() {
+        return Ok(());
+    }
+    let Some(expected) = config.admin_token.as_deref() else {
+        return Err(Error::NotFound);
+    };
+    authorize(authorization, expected)
+}
+
+/// `Authorization: Bearer <token>` (the scheme in any case), compared in constant time.
+pub fn authorize(header: Option<&str>, expected: &str) -> Result<(), Error> {
+    let (scheme, token) = header.unwrap_or_default().trim().split_once(' ').unwrap_or_default();
+    let token = token.trim_start();
+    if !scheme.eq_ignore_ascii_case("bearer")
+        || token.is_empty()
+        || !wechat_mp::signature::secrets_match(token, expected)
+    {
+        return Err(Error::Unauthorized);
+    }
+    Ok(())
+}
+
+/// What the glue may do once [`prepare`] let a request through.
+pub struct Prepared {
+    /// The most body bytes to read (more is a 413); `None`: the body is not read.
+    pub body_limit: Option<usize>,
+    /// Held while an upload is read and sent.
+    _slot: Option<UploadSlot>,
+}
+
+/// The isolate's one upload, released when dropped (also when the request is cancelled).
+struct UploadSlot(Rc<Isolate>);
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        self.0.uploading.set(false);
+    }
+}
+
+/// What is decided before the body is read: the admin token (so that nobody unauthenticated
+/// makes the worker read 10 MB), an upload's method, kind and account (answered without the
+/// body), and the body's limit: the route's, or the upload kind's plus its multipart envelope.
+/// An isolate reads and sends one upload at a time (each holds several copies of a file of up
+/// to 10 MB, and wasm memory never shrinks): another one meanwhile is a 503 with `Retry-After`.
+pub fn prepare(isolate: &Rc<Isolate>, req: &Request) -> Result<Prepared, Error> {
+    let route = req.route();
+    admit(&isolate.config, route, req.authorization.as_deref())?;
+    if route != Route::Upload {
+        return Ok(Prepared { body_limit: route.body_limit(), _slot: None });
+    }
+    let kind = media::head(&req.method, below_api(&req.path), &req.query)?;
+    if isolate.uploading.replace(true) {
+        return Err(Error::Busy("another upload in this isolate"));
+    }
+    let slot = UploadSlot(isolate.clone());
+    Ok(Prepared { body_limit: Some(kind.limit.saturating_add(media::ENVELOPE_BYTES)), _slot: Some(slot) })
+}
+
+/// The answer when the glue could not read the body (`err`): for an upload over the largest
+/// limit, the limit of the kind it asked for.
+pub fn body_refused(req: &Request, err: Error) -> Served {
+    match (req.route(), err) {
+        (Route::Upload, Error::PayloadTooLarge) => Served::failed(&media::too_large(below_api(&req.path), &req.query)),
+        (_, err) => Served::failed(&err),
+    }
+}
+
+/// The request's one log line (JSON): route, method, status, outcome, ms, and notes if any.
+pub fn log_line(route: Route, method: &str, status: u16, outcome: &str, ms: u64, notes: &[String]) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        route: &'static str,
+        method: &'a str,
+        status: u16,
+        outcome: &'a str,
+        ms: u64,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        notes: &'a [String],
+    }
+    serde_json::to_string(&Line { route: route.label(), method, status, outcome, ms, notes }).unwrap_or_default()
+}
+
+/// The cron run's log line: `{"cron":"access_token","outcome":...,"notes":[...]}`.
+pub fn cron_line(outcome: &str, notes: &[String]) -> String {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        cron: &'static str,
+        outcome: &'a str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        notes: &'a [String],
+    }
+    serde_json::to_string(&Line { cron: "access_token", outcome, notes }).unwrap_or_default()
+}

@@ -1,0 +1,555 @@
+//! After the reply: notices to users, alerts to agents, session greetings, each at most once per
+//! push.
+//!
+//! - [`plan`] (pure) turns a decided push into effects.
+//! - [`alert_body`] and [`queue_alert`] (pure) write alerts and decide the cron's queue alert.
+//! - [`run`] runs a push's effects over the runtime traits, once: an isolate remembers the pushes
+//!   it ran effects for, and a store marker (TTL 60 s) is checked and written first, for the other
+//!   isolates. Every outcome becomes a note in the request's log line (never message text).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use wechat_mp::{Event, Message, MessageKind};
+
+use crate::api::answer::read_body;
+use crate::api::client::WeChatApi;
+use crate::desk::decide::{Decision, Reason};
+use crate::desk::hours::{local, Offset};
+use crate::desk::rules::{Alerts, FallbackAction, Rules};
+use crate::desk::{Desk, DeskState};
+use crate::error::{wechat_hint, Error};
+use crate::http::{ApiCall, HttpCall};
+use crate::notes::Notes;
+use crate::runtime::{exchange, Clock, Runtime, Store, STORE_MIN_TTL_SECS};
+
+/// How long a push's key is remembered (WeChat retries within ~15 s).
+pub const ONCE_TTL_SECS: u64 = 60;
+/// Most push keys an isolate remembers.
+pub const MAX_KEYS: usize = 4096;
+/// Alerts about credentials: at most one an hour.
+pub const CREDENTIALS_EVERY_SECS: u64 = 3600;
+/// How long agents' nicknames (`getkflist`) are kept.
+pub const NICKNAMES_TTL_SECS: u64 = 600;
+/// A WeCom robot's markdown content limit.
+pub const MAX_WECOM_CONTENT_BYTES: usize = 4096;
+/// Characters of the user's message an alert may quote (with `include_text`).
+pub const EXCERPT_CHARS: usize = 100;
+
+/// Why a user waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Situation {
+    Closed,
+    NoAgent,
+}
+
+impl Situation {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Situation::Closed => "closed",
+            Situation::NoAgent => "no_agent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Greeting,
+    Farewell,
+}
+
+/// One piece of work after the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// The user asked for a human: remember it for `secs`.
+    RememberRequest { secs: u64 },
+    /// A customer-service text to the user, at most once per `every_secs` per situation.
+    Notice { situation: Situation, text: String, every_secs: u64 },
+    /// The agents' webhook: a user waits.
+    WaitingAlert { situation: Situation, excerpt: Option<String> },
+    /// A customer-service text as the agent (`{nickname}` replaced).
+    Session { kind: SessionKind, kf_account: String, template: String },
+}
+
+/// A push's effects, with what running them needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// [`Message::dedup_key`].
+    pub key: String,
+    pub openid: String,
+    pub effects: Vec<Effect>,
+}
+
+/// The first [`EXCERPT_CHARS`] characters of what the user sent (a text), or its type.
+fn excerpt(message: &Message) -> String {
+    match &message.kind {
+        MessageKind::Text { content } => content.chars().take(EXCERPT_CHARS).collect(),
+        _ => format!("[{}]", message.label()),
+    }
+}
+
+/// The session `message` opens or closes, and its agent: what a session greeting or farewell
+/// answers.
+fn session_event(message: &Message) -> Option<(SessionKind, &String)> {
+    match &message.kind {
+        MessageKind::Event(Event::KfCreateSession { kf_account }) => Some((SessionKind::Greeting, kf_account)),
+        MessageKind::Event(Event::KfCloseSession { kf_account }) => Some((SessionKind::Farewell, kf_account)),
+        _ => None,
+    }
+}
+
+/// The effects of `decision` on `message` under `rules`; `None` when there are none.
+pub fn plan(message: &Message, decision: &Decision<'_>, rules: &Rules) -> Option<Planned> {
+    let mut effects = Vec::new();
+    if decision.remember_request {
+        effects.push(Effect::RememberRequest { secs: rules.transfer.remember_secs });
+    }
+    if let Some(reason) = decision.waiting() {
+        let (situation, fallback) = match reason {
+            Reason::Closed => (Situation::Closed, &rules.closed),
+            _ => (Situation::NoAgent, &rules.no_agent),
+        };
+        if let (FallbackAction::TransferAndNotify, Some(text)) = (fallback.action, &fallback.text) {
+            effects.push(Effect::Notice { situation, text: text.clone(), every_secs: fallback.notify_every_secs });
+        }
+        if let Some(alerts) = rules.alerts.as_ref().filter(|a| a.waiting) {
+            effects.push(Effect::WaitingAlert { situation, excerpt: alerts.include_text.then(|| excerpt(message)) });
+        }
+    }
+    let session = session_event(message).and_then(|(kind, kf_account)| {
+        let template = match kind {
+            SessionKind::Greeting => &rules.sessions.greeting,
+            SessionKind::Farewell => &rules.sessions.farewell,
+        };
+        template.as_ref().map(|t| (kind, kf_account, t))
+    });
+    if let Some((kind, kf_account, template)) = session {
+        effects.push(Effect::Session { kind, kf_account: kf_account.clone(), template: template.clone() });
+    }
+    (!effects.is_empty()).then(|| Planned { key: message.dedup_key(), openid: message.from_user_name.clone(), effects })
+}
+
+/// What an alert says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertEvent {
+    Waiting { situation: Situation, openid: String, excerpt: Option<String> },
+    Queue { count: u64, longest_wait_secs: u64 },
+    Credentials { errcode: i64 },
+}
+
+impl AlertEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlertEvent::Waiting { .. } => "waiting",
+            AlertEvent::Queue { .. } => "queue",
+            AlertEvent::Credentials { .. } => "credentials",
+        }
+    }
+}
+
+/// Text from users, made safe inside a WeCom markdown message: one line, and the characters
+/// markdown acts on written as their full-width forms.
+fn markdown_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => ' ',
+            '<' => '＜',
+            '>' => '＞',
+            '[' => '［',
+            ']' => '］',
+            '(' => '（',
+            ')' => '）',
+            '*' => '＊',
+            '#' => '＃',
+            '`' => '｀',
+            '_' => '＿',
+            '~' => '～',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` at `offset`.
+fn local_time(now: u64, offset: Offset) -> String {
+    let (d, minute) = local(now, offset);
+    format!("{:04}-{:02}-{:02} {:02}:{:02}", d.year, d.month, d.day, minute / 60, minute % 60)
+}
+
+/// The webhook's body for `event`: WeCom markdown (content at most 4,096 bytes) or plain JSON.
+pub fn alert_body(alerts: &Alerts, event: &AlertEvent, appid: &str, now: u64, offset: Offset) -> Vec<u8> {
+    if !alerts.wecom {
+        let mut body = json!({"event": event.name(), "appid": appid, "at": now});
+        let fields = match event {
+            AlertEvent::Waiting { situation, openid, excerpt } => match excerpt {
+                Some(text) => json!({"situation": situation.as_str(), "openid": openid, "text": text}),
+                None => json!({"situation": situation.as_str(), "openid": openid}),
+            },
+            AlertEvent::Queue { count, longest_wait_secs } => {
+                json!({"count": count, "longest_wait_secs": longest_wait_secs})
+            }
+            AlertEvent::Credentials { errcode } => json!({"errcode": errcode, "hint": wechat_hint(*errcode)}),
+        };
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        return body.to_string().into_bytes();
+    }
+    let mut content = match event {
+        AlertEvent::Waiting { situation, openid, excerpt } => {
+            let why = match situation {
+                Situation::Closed => "非工作时间",
+                Situation::NoAgent => "当前没有客服在线",
+            };
+            let mut c = format!(
+                "**有用户在等待客服**\n> 情况：<font color=\"warning\">{why}</font>\n> 用户：{}",
+                markdown_text(openid)
+            );
+            if let Some(text) = excerpt {
+                c.push_str("\n> 消息：");
+                c.push_str(&markdown_text(text));
+            }
+            c
+        }
+        AlertEvent::Queue { count, longest_wait_secs } => format!(
+            "**客服排队提醒**\n> 等待接入：<font color=\"warning\">{count}</font> 人\n> 最久已等待：{} 分钟",
+            longest_wait_secs / 60
+        ),
+        AlertEvent::Credentials { errcode } => format!(
+            "**微信接口凭证错误**\n> 错误码：<font color=\"warning\">{errcode}</font>\n> 处理：{}",
+            markdown_text(wechat_hint(*errcode))
+        ),
+    };
+    content.push_str("\n> 公众号：");
+    content.push_str(&markdown_text(appid));
+    content.push_str("\n> 时间：");
+    content.push_str(&local_time(now, offset));
+    truncate(&mut content, MAX_WECOM_CONTENT_BYTES);
+    json!({"msgtype": "markdown", "markdown": {"content": content}}).to_string().into_bytes()
+}
+
+/// The cron's queue alert from `getwaitcase`'s answer: when `count` reaches the threshold, or a
+/// user has waited longer than `wait_secs`.
+pub fn queue_alert(alerts: &Alerts, waitcase: &[u8], now: u64) -> Result<Option<AlertEvent>, Error> {
+    let o = read_body(waitcase, "getwaitcase answered an unexpected shape")?;
+    let list = o.get("waitcaselist").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let count = o.get("count").and_then(Value::as_u64).unwrap_or(list.len() as u64);
+    let longest_wait_secs =
+        list.iter().filter_map(|w| w.get("latest_time")?.as_u64()).map(|t| now.saturating_sub(t)).max().unwrap_or(0);
+    let alert = count >= alerts.queue_threshold || (count > 0 && longest_wait_secs > alerts.wait_secs);
+    Ok(alert.then_some(AlertEvent::Queue { count, longest_wait_secs }))
+}
+
+/// A customer-service text message body, optionally as an agent.
+pub fn custom_text(openid: &str, text: &str, kf_account: Option<&str>) -> Vec<u8> {
+    let body = match kf_account {
+        Some(kf) => {
+            json!({"touser": openid, "msgtype": "text", "text": {"content": text}, "customservice": {"kf_account": kf}})
+        }
+        None => json!({"touser": openid, "msgtype": "text", "text": {"content": text}}),
+    };
+    body.to_string().into_bytes()
+}
+
+/// `{nickname}` in `template` replaced with the agent's nickname, or the account's prefix.
+pub fn fill_nickname(template: &str, kf_account: &str, nickname: Option<&str>) -> String {
+    let name =
+        nickname.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| kf_account.split('@').next().unwrap_or(kf_account));
+    template.replace("{nickname}", name)
+}
+
+/// `kf_nick` of `kf_account` in `getkflist`'s answer.
+pub fn nickname_in(kflist: &[u8], kf_account: &str) -> Option<String> {
+    let list = crate::document::parse(kflist)?;
+    let kf = list
+        .get("kf_list")?
+        .as_array()?
+        .iter()
+        .find(|kf| kf.get("kf_account").and_then(Value::as_str) == Some(kf_account))?;
+    kf.get("kf_nick")?.as_str().map(str::to_string)
+}
+
+/// What an isolate remembers for the effects.
+#[derive(Debug, Default)]
+pub struct EffectsState {
+    /// Keys of the pushes whose effects this isolate ran, with when to forget them.
+    ran: RefCell<VecDeque<(String, u64)>>,
+    /// `getkflist`'s answer and until when to use it.
+    kflist: RefCell<Option<(u64, Vec<u8>)>>,
+    /// When this isolate last alerted a credential failure.
+    credentials_alerted: RefCell<Option<u64>>,
+    /// Rate limits this isolate set (key, until when): they hold here even when the store does
+    /// not (KV failing, or its daily write quota used up), and spare a read.
+    limited: RefCell<Vec<(String, u64)>>,
+}
+
+impl EffectsState {
+    /// Marks `key` as run at `now`; false when it already was (a retried push).
+    fn first_time(&self, key: &str, now: u64) -> bool {
+        let mut ran = self.ran.borrow_mut();
+        while ran.front().is_some_and(|(_, until)| *until <= now) || ran.len() >= MAX_KEYS {
+            ran.pop_front();
+        }
+        if ran.iter().any(|(k, _)| k == key) {
+            return false;
+        }
+        ran.push_back((key.to_string(), now.saturating_add(ONCE_TTL_SECS)));
+        true
+    }
+
+    /// Whether this isolate set the rate limit `key` and it still holds at `now`.
+    fn is_limited(&self, key: &str, now: u64) -> bool {
+        self.limited.borrow().iter().any(|(k, until)| k == key && *until > now)
+    }
+
+    fn limit(&self, key: &str, until: u64, now: u64) {
+        let mut limited = self.limited.borrow_mut();
+        limited.retain(|(_, until)| *until > now);
+        if limited.len() >= MAX_KEYS {
+            limited.remove(0);
+        }
+        limited.push((key.to_string(), until));
+    }
+}
+
+/// What the effects of one account need: the runtime, the account's WeChat API (when it has
+/// one), its state, the request's notes and where alerts go. Owned, so that work after the reply
+/// keeps its own.
+pub struct Effects<R> {
+    pub rt: Rc<R>,
+    pub api: Result<WeChatApi<R>, Error>,
+    pub state: Rc<EffectsState>,
+    pub desk: Rc<DeskState>,
+    pub notes: Rc<Notes>,
+    pub webhook: Option<Rc<str>>,
+    /// The account's part of the store keys, and its name in alerts.
+    pub account: Rc<str>,
+}
+
+impl<R> Clone for Effects<R> {
+    fn clone(&self) -> Self {
+        Effects {
+            rt: self.rt.clone(),
+            api: self.api.clone(),
+            state: self.state.clone(),
+            desk: self.desk.clone(),
+            notes: self.notes.clone(),
+            webhook: self.webhook.clone(),
+            account: self.account.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> Effects<R> {
+    fn now(&self) -> u64 {
+        self.rt.clock().now()
+    }
+
+    /// Runs `planned` once (see the module). Every outcome is a note in the log line.
+    pub async fn run(&self, rules: &Rules, planned: Planned) {
+        if !self.state.first_time(&planned.key, self.now()) {
+            self.notes.add("effects skipped: already run for this push (a retry)");
+            return;
+        }
+        let marker = format!("once:{}:{}", self.account, wechat_mp::signature::sign(&[&planned.key]));
+        match self.rt.store().get(&marker).await {
+            Ok(Some(_)) => {
+                self.notes.add("effects skipped: another isolate ran them (a retry)");
+                return;
+            }
+            Ok(None) => {
+                let _ = self.rt.store().put(&marker, "1", Some(ONCE_TTL_SECS)).await;
+            }
+            Err(_) => self.notes.add("effects: the store failed, running them on this isolate's word"),
+        }
+        for effect in planned.effects {
+            self.run_one(rules, &planned.openid, effect).await;
+        }
+    }
+
+    /// Sets the rate-limit marker `key` for `secs` unless it is set (in this isolate or the
+    /// store): false when it was.
+    async fn first_in(&self, key: &str, secs: u64) -> bool {
+        let now = self.now();
+        if self.state.is_limited(key, now) {
+            return false;
+        }
+        if let Ok(Some(_)) = self.rt.store().get(key).await {
+            return false;
+        }
+        let secs = secs.max(STORE_MIN_TTL_SECS);
+        let _ = self.rt.store().put(key, "1", Some(secs)).await;
+        self.state.limit(key, now.saturating_add(secs), now);
+        true
+    }
+
+    async fn run_one(&self, rules: &Rules, openid: &str, effect: Effect) {
+        match effect {
+            Effect::RememberRequest { secs } => {
+                let desk = Desk { rt: &*self.rt, state: &self.desk, notes: &self.notes, account: &self.account };
+                desk.remember_request(openid, secs).await;
+                self.notes.add("transfer request remembered");
+            }
+            Effect::Notice { situation, text, every_secs } => {
+                let what = format!("notice {}", situation.as_str());
+                let key = format!("notified:{}:{}:{openid}", self.account, situation.as_str());
+                if !self.first_in(&key, every_secs).await {
+                    self.notes.add(format!("{what} skipped: sent to this user within {every_secs} s"));
+                    return;
+                }
+                let outcome = self.send_text(openid, &text, None).await;
+                self.notes.add(format!("{what} {outcome}"));
+            }
+            Effect::WaitingAlert { situation, excerpt } => {
+                let Some(alerts) = rules.alerts.as_ref() else { return };
+                let key = format!("alerted:{}:waiting:{openid}", self.account);
+                if !self.first_in(&key, alerts.every_secs).await {
+                    self.notes.add(format!("alert waiting skipped: sent for this user within {} s", alerts.every_secs));
+                    return;
+                }
+                let event = AlertEvent::Waiting { situation, openid: openid.to_string(), excerpt };
+                self.alert(rules, &event).await;
+            }
+            Effect::Session { kind, kf_account, template } => {
+                let what = match kind {
+                    SessionKind::Greeting => "greeting",
+                    SessionKind::Farewell => "farewell",
+                };
+                let nickname = self.nickname(&kf_account).await;
+                let text = fill_nickname(&template, &kf_account, nickname.as_deref());
+                let outcome = self.send_text(openid, &text, Some(&kf_account)).await;
+                self.notes.add(format!("{what} {outcome}"));
+            }
+        }
+    }
+
+    /// A customer-service text; never retried (45015, outside the 48-hour window, and 45047,
+    /// the quota, would not change). Answers "sent" or why not.
+    async fn send_text(&self, openid: &str, text: &str, kf_account: Option<&str>) -> String {
+        let call = ApiCall::post("/cgi-bin/message/custom/send", custom_text(openid, text, kf_account));
+        let result = match &self.api {
+            Ok(api) => api.call(&call).await.map(|_| ()),
+            Err(e) => Err(e.clone()),
+        };
+        match result {
+            Ok(()) => "sent".into(),
+            Err(e) => format!("failed: {e}"),
+        }
+    }
+
+    /// The agent's nickname from `getkflist` (kept [`NICKNAMES_TTL_SECS`] in memory and the
+    /// store).
+    async fn nickname(&self, kf_account: &str) -> Option<String> {
+        let now = self.now();
+        let cached = self.state.kflist.borrow().as_ref().filter(|(until, _)| now < *until).map(|(_, l)| l.clone());
+        if let Some(list) = cached {
+            return nickname_in(&list, kf_account);
+        }
+        let key = format!("kf_list:{}", self.account);
+        let list = match self.rt.store().get(&key).await {
+            Ok(Some(list)) => list.into_bytes(),
+            _ => {
+                let api = self.api.as_ref().ok()?;
+                let list = api.call(&ApiCall::get("/cgi-bin/customservice/getkflist")).await.ok()?;
+                if let Ok(text) = std::str::from_utf8(&list) {
+                    let _ = self.rt.store().put(&key, text, Some(NICKNAMES_TTL_SECS)).await;
+                }
+                list
+            }
+        };
+        let nick = nickname_in(&list, kf_account);
+        *self.state.kflist.borrow_mut() = Some((now.saturating_add(NICKNAMES_TTL_SECS), list));
+        nick
+    }
+
+    /// Posts an alert to the webhook, retried once; a failure is noted and dropped.
+    pub async fn alert(&self, rules: &Rules, event: &AlertEvent) {
+        let (Some(alerts), Some(url)) = (rules.alerts.as_ref(), self.webhook.as_deref()) else {
+            self.notes.add(format!("alert {} skipped: no webhook", event.name()));
+            return;
+        };
+        let body = alert_body(alerts, event, &self.account, self.now(), rules.timezone);
+        let call = HttpCall::post_json(url.to_string(), body);
+        let mut failure = String::new();
+        for attempt in 0..2 {
+            match exchange(&*self.rt, &call).await {
+                Ok(answer) if !answer.is_success() => failure = format!("webhook answered {}", answer.status),
+                Ok(answer) => match alerts.wecom.then(|| wecom_errcode(&answer.body)) {
+                    None | Some(Some(0)) => {
+                        self.notes.add(format!("alert {} sent", event.name()));
+                        return;
+                    }
+                    Some(Some(errcode)) => failure = format!("webhook answered errcode {errcode}"),
+                    Some(None) => failure = "webhook answered something that is not a WeCom answer".into(),
+                },
+                Err(e) => failure = e.code().to_string(),
+            }
+            if attempt == 0 {
+                self.rt.clock().sleep(1000).await;
+            }
+        }
+        self.notes.add(format!("alert {} dropped after a retry: {failure}", event.name()));
+    }
+
+    /// The cron's checks: the queue, and a credential failure no alert has told yet
+    /// (`credential_failure`: the errcode the token cache recorded).
+    pub async fn cron_alerts(&self, rules: &Rules, credential_failure: Option<i64>) {
+        if let Some(alerts) = rules.alerts.as_ref().filter(|a| a.queue) {
+            let now = self.now();
+            let answer = match &self.api {
+                Ok(api) => api.call(&ApiCall::get("/customservice/kfsession/getwaitcase")).await,
+                Err(e) => Err(e.clone()),
+            };
+            match answer.and_then(|body| queue_alert(alerts, &body, now)) {
+                Ok(Some(event)) => {
+                    let key = format!("alerted:{}:queue", self.account);
+                    if self.first_in(&key, alerts.every_secs).await {
+                        self.alert(rules, &event).await;
+                    } else {
+                        self.notes.add(format!("alert queue skipped: sent within {} s", alerts.every_secs));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => self.notes.add(format!("queue check failed: {e}")),
+            }
+        }
+        self.credentials_alert(rules, credential_failure).await;
+    }
+
+    /// Alerts a credential failure (40164, 40013, 40125) the token cache recorded, at most once
+    /// an hour (this isolate's memory and the store).
+    pub async fn credentials_alert(&self, rules: &Rules, credential_failure: Option<i64>) {
+        let (Some(errcode), Some(alerts)) = (credential_failure, rules.alerts.as_ref()) else { return };
+        if !alerts.credentials {
+            return;
+        }
+        let now = self.now();
+        let last = *self.state.credentials_alerted.borrow();
+        if last.is_some_and(|t| now.saturating_sub(t) < CREDENTIALS_EVERY_SECS) {
+            return;
+        }
+        *self.state.credentials_alerted.borrow_mut() = Some(now);
+        let key = format!("alerted:{}:credentials", self.account);
+        if self.first_in(&key, CREDENTIALS_EVERY_SECS).await {
+            self.alert(rules, &AlertEvent::Credentials { errcode }).await;
+        }
+    }
+}
+
+/// A WeCom robot answers `{"errcode":0}` when it took the message.
+fn wecom_errcode(body: &[u8]) -> Option<i64> {
+    crate::document::parse(body)?.get("errcode")?.as_i64()
+}

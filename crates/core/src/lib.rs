@@ -1,0 +1,33 @@
+//! The core of wechat-kf-worker: policy and state over small runtime traits, no Workers code.
+//!
+//! Layers, each module using only those above it in this list:
+//! - [`error`], [`http`], [`notes`]: the one error type and its HTTP mapping, the outbound call
+//!   model, the log line's notes.
+//! - [`runtime`]: the store, clock and upstream traits the stateful parts are written against.
+//! - [`flight`], [`document`], [`config`]: single flight, JSON request bodies, configuration.
+//! - [`api`]: the outbound WeChat API (answers, token policy and cache, calls, admin planning,
+//!   uploads, customer-service routing).
+//! - [`desk`]: the front desk (rules, hours, the decision, effects after the reply).
+//! - [`push`]: the one push pipeline.
+//! - [`app`]: routes, the admin API, the log line and the cron: the worker as a function.
+//! - `testkit` (feature `testkit`): the in-memory runtime and shared test data.
+
+// Tests may index and slice freely; the product code may not (see [lints] in Cargo.toml).
+#![cfg_attr(test, allow(clippy::string_slice))]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod desk;
+pub mod document;
+pub mod error;
+pub mod flight;
+pub mod http;
+pub mod notes;
+pub mod push;
+pub mod runtime;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::Error;

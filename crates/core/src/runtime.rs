@@ -1,0 +1,104 @@
+//! The three things the core asks of the runtime, as small traits: a key-value store, a clock,
+//! and an upstream HTTP client. The glue implements them over Workers KV, `Date`/`setTimeout`
+//! and `fetch`; `testkit::fake` implements them in memory for native tests.
+//!
+//! The implementations decide nothing: every limit, timeout, TTL and retry is the caller's.
+//!
+//! workerd cancels a request that is woken by I/O belonging to another request, so state shared
+//! between requests lives in isolate memory and is polled on the waiting request's own
+//! [`Clock::sleep`], never awaited across requests.
+
+#![allow(async_fn_in_trait)] // Single-threaded by design (wasm32); the futures need not be Send.
+
+use crate::error::Error;
+use crate::http::{Answer, HttpCall};
+
+/// Work that runs after the response is sent (`waitUntil`).
+pub type Background = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Both pieces of background work, one after the other.
+pub fn join(a: Option<Background>, b: Option<Background>) -> Option<Background> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Box::pin(async move {
+            a.await;
+            b.await;
+        })),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The longest a read on the reply path may take (the rules, a remembered request, the shared
+/// online list); past it the reader's documented fallback applies. WeChat waits 5 s in all.
+pub const READ_LIMIT_MS: u64 = 1_000;
+
+/// Workers KV refuses an `expiration_ttl` under 60 s; the fake store refuses it too.
+pub const STORE_MIN_TTL_SECS: u64 = 60;
+
+/// Largest upstream answer body read. WeChat's JSON answers are a few KiB; past this the
+/// upstream stops reading and the call fails with [`Error::Upstream`].
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// A key-value store with expiring entries (Workers KV: eventually consistent across locations).
+pub trait Store {
+    /// The value at `key`, `None` when absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<String>, Error>;
+    /// Stores `value` at `key`, for `ttl_secs` (at least [`STORE_MIN_TTL_SECS`]) or for good.
+    async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error>;
+    /// Removes `key` (absent keys are not an error).
+    async fn delete(&self, key: &str) -> Result<(), Error>;
+}
+
+/// Wall-clock time and timers.
+pub trait Clock {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+    /// Resolves after `ms` milliseconds, on the calling request's own timer.
+    async fn sleep(&self, ms: u64);
+}
+
+/// Sends HTTP calls to WeChat (and to alert webhooks).
+pub trait Upstream {
+    /// The answer's status and body (at most [`MAX_ANSWER_BYTES`]), or a transport error
+    /// ([`Error::Upstream`]: unreachable, reset, body too large). No timeout: callers bound it.
+    async fn send(&self, call: &HttpCall) -> Result<Answer, Error>;
+}
+
+/// The runtime as one value: what the core's services are generic over.
+pub trait Runtime {
+    type Store: Store;
+    type Clock: Clock;
+    type Upstream: Upstream;
+    fn store(&self) -> &Self::Store;
+    fn clock(&self) -> &Self::Clock;
+    fn upstream(&self) -> &Self::Upstream;
+    /// 16 bytes from a CSPRNG (the random prefix of an encrypted reply).
+    fn random16(&self) -> [u8; 16];
+}
+
+/// `fut`'s output, or `Err(fut)`, still pending, when `ms` passed first (on `clock`'s timer).
+pub async fn with_timeout<C: Clock, F: std::future::Future + Unpin>(
+    clock: &C,
+    ms: u64,
+    fut: F,
+) -> Result<F::Output, F> {
+    use futures_util::future::{select, Either};
+    let timer = std::pin::pin!(clock.sleep(ms));
+    match select(fut, timer).await {
+        Either::Left((out, _)) => Ok(out),
+        Either::Right(((), pending)) => Err(pending),
+    }
+}
+
+/// Longest wait for one HTTP exchange with WeChat or a webhook.
+pub const HTTP_TIMEOUT_MS: u64 = 10_000;
+
+/// One HTTP exchange, at most [`HTTP_TIMEOUT_MS`] ([`Error::UpstreamTimeout`] past it).
+pub async fn exchange<R: Runtime>(rt: &R, call: &HttpCall) -> Result<Answer, Error> {
+    with_timeout(rt.clock(), HTTP_TIMEOUT_MS, Box::pin(rt.upstream().send(call)))
+        .await
+        .unwrap_or(Err(Error::UpstreamTimeout))
+}
