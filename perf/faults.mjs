@@ -137,11 +137,9 @@ async function runScenario(sc) {
       buildDir,
       quiet: true,
       bindings: { WECHAT_API_BASE: base, WECHAT_TOKEN_ENDPOINT: sc.endpoint },
-      options: {
-        handleRuntimeStdio,
-        // direct: no outboundService -> Miniflare's "internet" service (allows private addresses).
-        outboundService: o.transport === 'proxy' ? proxyToServer : undefined,
-      },
+      options: { handleRuntimeStdio },
+      // direct: no outboundService -> Miniflare's "internet" service (allows private addresses).
+      worker: { outboundService: o.transport === 'proxy' ? proxyToServer : undefined },
     });
     const url = await within(mf.ready, 60_000, null);
     if (!url) throw new Error('Miniflare did not become ready within 60 s');

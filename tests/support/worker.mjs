@@ -28,9 +28,11 @@ export const defaultBindings = {
  * `assets: true` serves the static assets too (the operator console, `<buildDir>/assets`) as
  * `wrangler dev` would, with wrangler.toml's [assets] settings (see {@link assetsOptions});
  * without it (the default) only the worker runs, as before.
- * `options` are passed to Miniflare as they are (they win over the defaults here).
+ * `options` are passed to Miniflare as they are (they win over the defaults here); `worker`
+ * options to the worker itself, and `extraWorkers` run beside it in the same Miniflare (a
+ * wrapped binding's module, a second isolate of the same bundle).
  */
-export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, assets = false, options = {} } = {}) {
+export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, assets = false, options = {}, worker = {}, extraWorkers = [] } = {}) {
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   const logs = [];
@@ -45,6 +47,38 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
   };
   const dir = buildDir ?? join(root, 'build');
   const mf = new Miniflare({
+    kvPersist: kvPersist ?? false,
+    cf: false,
+    // Benchmarks discard the worker's log lines instead of echoing them through this process.
+    ...(quiet ? { handleRuntimeStdio: (stdout, stderr) => { stdout.resume(); stderr.resume(); } } : {}),
+    ...(captureLogs ? { handleRuntimeStdio: (stdout, stderr) => { capture(stdout, 'stdout'); capture(stderr, 'stderr'); } } : {}),
+    ...options,
+    workers: [
+      {
+        name: 'worker',
+        ...bundle(dir),
+        kvNamespaces: ['WECHAT_KV'],
+        bindings: merged,
+        outboundService: wechat ?? (async () => new Response('no WeChat here', { status: 599 })),
+        ...(assets ? { assets: assetsOptions(join(dir, 'assets')) } : {}),
+        ...worker,
+      },
+      ...extraWorkers,
+    ],
+  });
+  /** With `captureLogs`: every line the worker wrote, `{ stream: 'stdout'|'stderr', line }`. */
+  mf.logs = logs;
+  /** The worker's JSON log lines (request lines and cron lines), parsed. */
+  mf.logLines = () => logs.flatMap(({ stream, line }) => {
+    const start = line.indexOf('{');
+    try { return start < 0 ? [] : [{ stream, ...JSON.parse(line.slice(start)) }]; } catch { return []; }
+  });
+  return mf;
+}
+
+/** The worker options that run the bundle built in `dir` (the same for a second isolate of it). */
+export function bundle(dir = join(root, 'build')) {
+  return {
     rootPath: dir,
     // build/worker.mjs; a baseline built by worker-build has worker/shim.mjs.
     scriptPath: existsSync(join(dir, 'worker.mjs')) ? 'worker.mjs' : 'worker/shim.mjs',
@@ -55,25 +89,7 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
       { type: 'CompiledWasm', include: ['**/*.wasm'] },
     ],
     compatibilityDate: '2026-04-20',
-    kvNamespaces: ['WECHAT_KV'],
-    kvPersist: kvPersist ?? false,
-    bindings: merged,
-    cf: false,
-    outboundService: wechat ?? (async () => new Response('no WeChat here', { status: 599 })),
-    // Benchmarks discard the worker's log lines instead of echoing them through this process.
-    ...(quiet ? { handleRuntimeStdio: (stdout, stderr) => { stdout.resume(); stderr.resume(); } } : {}),
-    ...(captureLogs ? { handleRuntimeStdio: (stdout, stderr) => { capture(stdout, 'stdout'); capture(stderr, 'stderr'); } } : {}),
-    ...(assets ? { assets: assetsOptions(join(dir, 'assets')) } : {}),
-    ...options,
-  });
-  /** With `captureLogs`: every line the worker wrote, `{ stream: 'stdout'|'stderr', line }`. */
-  mf.logs = logs;
-  /** The worker's JSON log lines (request lines and cron lines), parsed. */
-  mf.logLines = () => logs.flatMap(({ stream, line }) => {
-    const start = line.indexOf('{');
-    try { return start < 0 ? [] : [{ stream, ...JSON.parse(line.slice(start)) }]; } catch { return []; }
-  });
-  return mf;
+  };
 }
 
 /**

@@ -334,3 +334,28 @@ fn a_read_that_lands_after_this_isolates_write_does_not_undo_it() {
     rt.store.seed("rules:wx5823bf96d3bd56c7", r#"{"welcome":"hi"}"#, 3600);
     assert!(block_on(&rt.clock, desk.current_rules()).document.rules.keywords.is_empty());
 }
+
+/// A store whose reads take 7 s (a stalled KV): every read on the reply path gives up after
+/// 1 s, the documented fallback answers, and the log line says so.
+#[test]
+fn a_stalled_store_never_holds_a_reply_past_one_second() {
+    let rt = FakeRuntime::at(MONDAY_10);
+    let app = app_on(&rt, None, &[]);
+    rt.store.set_read_delay(7_000);
+    // An isolate's first push: the rules' read gives up, the defaults answer.
+    let started = rt.clock.now_ms();
+    let (kind, _, _) = say(&app, "o1", "你好", false);
+    assert_eq!((kind.as_str(), rt.clock.now_ms() - started), ("transfer_customer_service", 1_000));
+    assert_eq!(app.take_notes(), ["rules read over 1000 ms: using the defaults"]);
+
+    // With the 转人工 gate, a user this isolate does not remember: the read gives up, the user
+    // is taken as not having asked, and gets the prompt.
+    rt.store.set_read_delay(0);
+    rules(&app, "PUT", r#"{"transfer":{"mode":"on_request","request_words":["人工"],"prompt":"回复人工"}}"#);
+    rt.store.set_read_delay(7_000);
+    let started = rt.clock.now_ms();
+    let (kind, text, outcome) = say(&app, "o2", "你好", false);
+    assert_eq!((kind.as_str(), text.as_deref()), ("text", Some("回复人工")));
+    assert_eq!((outcome.as_str(), rt.clock.now_ms() - started), ("reply text by prompt", 1_000));
+    assert_eq!(app.take_notes(), ["transfer request read over 1000 ms: taken as not asked"]);
+}

@@ -127,7 +127,7 @@ impl<R: Runtime> Desk<'_, R> {
             Ok(Ok(None)) => self.state.keep(defaults(now)),
             Ok(Ok(Some(raw))) => self.keep_stored(&raw, now),
             Ok(Err(_)) => self.keep_after_failure(now, "rules unavailable: the store failed"),
-            Err(_) => self.keep_after_failure(now, "rules read over 1000 ms"),
+            Err(_) => self.keep_after_failure(now, &format!("rules read over {READ_LIMIT_MS} ms")),
         }
     }
 
@@ -194,7 +194,7 @@ impl<R: Runtime> Desk<'_, R> {
                 None
             }
             Err(_) => {
-                self.notes.add("transfer request read over 1000 ms: taken as not asked");
+                self.notes.add(format!("transfer request read over {READ_LIMIT_MS} ms: taken as not asked"));
                 None
             }
         };
