@@ -12,6 +12,8 @@
 //! the body, to the end
 //! ```
 //!
+//! A status of 0 is not an answer but an instruction to read a key first ([`encode_read`]).
+//!
 //! The JS side is held to this by `tests/fixtures/wire/`: golden answers this module's tests
 //! encode and `tests/unit/wire.test.mjs` decodes.
 
@@ -63,6 +65,20 @@ pub fn encode_reused(response: &Response, log_line: Option<&str>, out: &mut Vec<
     }
     out.clear();
     encode_into(response, log_line, out);
+}
+
+/// The instruction to read `key` from the store within `within_ms` and call `resume(id, ...)`
+/// with the result, appended to `out` (cleared first, as [`encode_reused`]): status 0 (never an
+/// answer's), then `u32 id | u32 within_ms | key`.
+pub fn encode_read(id: u32, within_ms: u64, key: &str, out: &mut Vec<u8>) {
+    if out.capacity() > KEPT_ANSWER_BYTES {
+        *out = Vec::new();
+    }
+    out.clear();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&u32::try_from(within_ms).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(key.as_bytes());
 }
 
 /// At most `max` bytes of `bytes`.

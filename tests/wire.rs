@@ -100,3 +100,17 @@ fn the_entry_gets_one_header_set_per_content_type_in_their_order() {
         .collect();
     assert_eq!(sets, serde_json::Value::Array(expected));
 }
+
+#[test]
+fn a_read_instruction_is_status_zero_then_the_id_the_limit_and_the_key() {
+    let mut out = Vec::new();
+    wechat_kf_worker::wire::encode_read(7, 1000, "rules:wx1", &mut out);
+    if std::env::var_os("UPDATE_WIRE_GOLDEN").is_some() {
+        std::fs::write(golden("read-instruction"), &out).unwrap();
+    }
+    assert_eq!(out, std::fs::read(golden("read-instruction")).unwrap());
+    assert_eq!(&out[..2], &[0, 0], "never an answer's status");
+    assert_eq!(&out[2..6], &7u32.to_le_bytes());
+    assert_eq!(&out[6..10], &1000u32.to_le_bytes());
+    assert_eq!(&out[10..], b"rules:wx1");
+}

@@ -1,12 +1,13 @@
 // The Worker's entry point. It reads what a request needs once (method, URL, a small declared
 // body), calls the Rust core once, and builds the response once from the bytes it returns
-// (./wire.mjs reads them). The core answers at once when it needs no I/O; else the entry awaits
-// the answer's promise; the admin API and bodies the entry does not read go to the core with
-// the whole request. It decides nothing.
-import { handle, handle_request, take_pending, scheduled, response_headers, wasm_memory, __wbg_reset_state } from './index.js';
-import { readAnswer, splitLocation, PENDING, NEEDS_REQUEST } from './wire.mjs';
+// (./wire.mjs reads them). The core answers at once when it needs no I/O; asks the entry to read
+// a store key within a time limit and resumes with the result; or hands back the promise of its
+// answer. The admin API and bodies the entry does not read go to the core with the whole
+// request. It decides nothing.
+import { handle, handle_request, resume, take_pending, scheduled, response_headers, wasm_memory, __wbg_reset_state } from './index.js';
+import { readAnswer, readInstruction, splitLocation, PENDING, NEEDS_REQUEST } from './wire.mjs';
 
-const core = { handle, handle_request, take_pending, scheduled, response_headers, wasm_memory, __wbg_reset_state };
+const core = { handle, handle_request, resume, take_pending, scheduled, response_headers, wasm_memory, __wbg_reset_state };
 
 /// The instance's memory (a new one after a trap resets the instance).
 let memory;
@@ -49,6 +50,19 @@ function respond(bytes, target) {
   return new Response(body, { status: answer.status, headers });
 }
 
+/// A read the core asked for: `"+"` and the value, `"-"` absent, `"!"` failed, `"~"` not
+/// within `ms` (the core's limit; the read is then left to finish on its own).
+async function readWithin(kv, key, ms) {
+  let timer;
+  const late = new Promise((resolve) => { timer = setTimeout(resolve, ms, '~'); });
+  const read = kv.get(key).then((value) => (value === null ? '-' : `+${value}`), () => '!');
+  try {
+    return await Promise.race([read, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /// A JS exception out of the core. A trap (a Rust panic) leaves the instance unusable: a fresh
 /// one serves the next request.
 function failed(e) {
@@ -83,10 +97,16 @@ export default {
         const known = replays.get(target);
         if (known !== undefined) return replay(known);
       }
-      const at = core.handle(env, ctx, target, body);
-      if (at === NEEDS_REQUEST) return respond(await core.handle_request(request, env, ctx, body === NO_BODY ? undefined : body));
-      if (at === PENDING) return respond(await core.take_pending());
-      return respond(inPlace(at), target);
+      let at = core.handle(env, ctx, target, body);
+      for (;;) {
+        if (at === NEEDS_REQUEST) return respond(await core.handle_request(request, env, ctx, body === NO_BODY ? undefined : body));
+        if (at === PENDING) return respond(await core.take_pending());
+        const out = inPlace(at);
+        const read = readInstruction(out);
+        if (read === undefined) return respond(out, target);
+        // The store is the WECHAT_KV binding (the core's only key-value store).
+        at = core.resume(read.id, await readWithin(env.WECHAT_KV, read.key, read.withinMs));
+      }
     } catch (e) {
       return failed(e);
     }

@@ -5,10 +5,11 @@
 mod http;
 mod runtime;
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use kf_core::app::{self, Isolate, Request, Served, Worker};
 use kf_core::config::{self, Config};
@@ -18,6 +19,7 @@ use worker::wasm_bindgen::{self, prelude::wasm_bindgen, JsValue};
 use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{web_sys, Env};
 
+use crate::reads::{self, Driven, Waiting};
 use crate::wire;
 use runtime::{WorkerClock, WorkerRuntime};
 
@@ -34,12 +36,18 @@ fn load_config(env: &Env) -> Config {
     })
 }
 
+/// A request's future, answering with the encoded response.
+type Answer = dyn Future<Output = Out>;
+
 thread_local! {
     static ISOLATE: OnceCell<Rc<Isolate>> = const { OnceCell::new() };
     /// The last synchronous answer, which the entry reads in place before its next call.
     static ANSWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The promise of the answer that [`handle`] could not give at once.
     static PENDING: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
+    /// Requests waiting for a read the entry makes (see [`crate::reads`]), oldest first.
+    static WAITING: RefCell<VecDeque<Waiting<Answer>>> = const { RefCell::new(VecDeque::new()) };
+    static NEXT_ID: Cell<u32> = const { Cell::new(0) };
 }
 
 /// This isolate's configuration and memory, built on its first request.
@@ -52,14 +60,11 @@ fn worker(env: &Env) -> Worker<WorkerRuntime> {
 }
 
 /// The request `"<method> <url>"` with `body` (empty for none), which the entry read: the
-/// answer's location in memory (see [`wire::location`]), read in place by the entry before its
-/// next call; or [`wire::PENDING`] when the answer needs I/O (the entry then awaits
+/// location in memory (see [`wire::location`]) of the answer, or of an instruction to read a
+/// store key and call [`resume`] with the result (the entry reads either in place before its
+/// next call); or [`wire::PENDING`] when the answer needs other I/O (the entry then awaits
 /// [`take_pending`]); or [`wire::NEEDS_REQUEST`] for the admin API (the entry then calls
 /// [`handle_request`]).
-///
-/// The core's future is polled once here, with a waker that does nothing: a request that needs
-/// no I/O (most pushes, every error) is answered in this call, without a promise. Its leaf futures
-/// (promises, timers) take the waker of each poll, so the executor's later polls wake it.
 #[wasm_bindgen]
 pub fn handle(env: &Env, ctx: worker::worker_sys::Context, target: &str, body: Vec<u8>) -> f64 {
     let started = WorkerClock.now_ms();
@@ -67,23 +72,67 @@ pub fn handle(env: &Env, ctx: worker::worker_sys::Context, target: &str, body: V
     if req.route().is_admin() {
         return wire::NEEDS_REQUEST;
     }
-    let mut answer = Box::pin(serve(worker(env), ctx, req, started));
-    match answer.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(out) => ANSWER.with(|cell| {
-            let mut buffer = cell.borrow_mut();
-            wire::encode_reused(&out.response, out.log_line.as_deref(), &mut buffer);
-            let address = u32::try_from(buffer.as_ptr() as usize).unwrap_or(0);
-            wire::location(address, u32::try_from(buffer.len()).unwrap_or(0))
-        }),
-        Poll::Pending => {
+    let id = NEXT_ID.get().wrapping_add(1);
+    NEXT_ID.set(id);
+    let future: Pin<Box<Answer>> = Box::pin(serve(worker(env), ctx, req, started));
+    answer(reads::drive(future, id))
+}
+
+/// The request `id` that [`handle`] (or an earlier `resume`) left waiting for a read, with the
+/// read's result: `"+"` and the value, `"-"` absent, `"~"` later than the limit, `"!"` failed.
+/// Answers as [`handle`] does.
+#[wasm_bindgen]
+pub fn resume(id: u32, read: &str) -> f64 {
+    let waiting = WAITING.with(|w| {
+        let mut w = w.borrow_mut();
+        let at = w.iter().position(|waiting| waiting.id == id)?;
+        w.remove(at)
+    });
+    match waiting {
+        Some(waiting) => answer(reads::drive(waiting.resume(read), id)),
+        // Dropped to make room for newer ones (its client had most likely gone).
+        None => {
+            let err = kf_core::Error::Internal("the request was dropped while it waited for a read");
+            let line = app::log_line(app::Route::Push, "POST", err.status(), &err.to_string(), 0, &[]);
+            write_answer(|out| wire::encode_reused(&app::Response::error(&err), Some(&line), out))
+        }
+    }
+}
+
+/// What [`handle`] and [`resume`] hand the entry for one poll of a request's future.
+fn answer(driven: Driven<Answer>) -> f64 {
+    match driven {
+        Driven::Done(out) => write_answer(|buffer| wire::encode_reused(&out.response, out.log_line.as_deref(), buffer)),
+        Driven::Read(waiting, wanted) => {
+            let id = waiting.id;
+            WAITING.with(|w| {
+                let mut w = w.borrow_mut();
+                if w.len() >= reads::MAX_WAITING {
+                    w.pop_front();
+                }
+                w.push_back(waiting);
+            });
+            write_answer(|buffer| wire::encode_read(id, wanted.within_ms, &wanted.key, buffer))
+        }
+        Driven::Pending(future) => {
             let promise = future_to_promise(async move {
-                let out = answer.await;
+                let out = future.await;
                 Ok(Uint8Array::from(wire::encode(&out.response, out.log_line.as_deref()).as_slice()).into())
             });
             PENDING.with(|p| *p.borrow_mut() = Some(promise));
             wire::PENDING
         }
     }
+}
+
+/// Writes into the reused answer buffer and gives its location.
+fn write_answer(write: impl FnOnce(&mut Vec<u8>)) -> f64 {
+    ANSWER.with(|cell| {
+        let mut buffer = cell.borrow_mut();
+        write(&mut buffer);
+        let address = u32::try_from(buffer.as_ptr() as usize).unwrap_or(0);
+        wire::location(address, u32::try_from(buffer.len()).unwrap_or(0))
+    })
 }
 
 /// The promise of the answer [`handle`] left pending: resolves to the encoded answer.

@@ -10,7 +10,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Env};
 
 use kf_core::http::{Answer, Body, HttpCall, HttpMethod};
-use kf_core::runtime::{Clock, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
+use kf_core::runtime::{Clock, Late, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
 use kf_core::Error;
 
 #[wasm_bindgen]
@@ -53,6 +53,18 @@ async fn settle(promise: Result<js_sys::Promise, JsValue>, failed: &'static str)
 impl Store for KvBacked {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         Ok(settle(self.kv()?.get(key), "KV read failed").await?.as_string())
+    }
+    async fn get_within(&self, key: &str, within_ms: u64) -> Result<Result<Option<String>, Error>, Late> {
+        // While the entry drives the request, it makes the read (see crate::reads).
+        if let Some(read) = crate::reads::by_entry(key, within_ms) {
+            return read.await;
+        }
+        let read = std::pin::pin!(self.get(key));
+        let late = std::pin::pin!(Timer::new(within_ms));
+        match futures_util::future::select(read, late).await {
+            futures_util::future::Either::Left((read, _)) => Ok(read),
+            futures_util::future::Either::Right(_) => Err(Late),
+        }
     }
     async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error> {
         let options = js_sys::Object::new();

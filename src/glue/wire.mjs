@@ -30,6 +30,16 @@ export function readAnswer(bytes) {
   return { status, type, headers, level, replayable, line, bodyStart: lineEnd };
 }
 
+/**
+ * The instruction to read a store key before the core answers (status 0): `{ id, withinMs,
+ * key }`, or `undefined` when `bytes` is an answer.
+ */
+export function readInstruction(bytes) {
+  if (bytes[0] !== 0 || bytes[1] !== 0) return undefined;
+  const u32 = (i) => bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] * 0x1000000);
+  return { id: u32(2), withinMs: u32(6), key: utf8.decode(bytes.subarray(10)) };
+}
+
 /** `handle`'s answer location: `address + length × 2³²`, split exactly (see src/wire.rs). */
 export function splitLocation(at) {
   const address = at >>> 0;

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { readAnswer, splitLocation } from '../../src/glue/wire.mjs';
+import { readAnswer, readInstruction, splitLocation } from '../../src/glue/wire.mjs';
 
 const golden = (name) => new Uint8Array(readFileSync(new URL(`../fixtures/wire/${name}.bin`, import.meta.url)));
 const body = (bytes, answer) => new TextDecoder().decode(bytes.subarray(answer.bodyStart));
@@ -42,4 +42,9 @@ test('a location splits into the address and the length the core encoded', () =>
   for (const [address, length] of [[8, 0], [1114112, 73], [4294967295, 65536]]) {
     assert.deepEqual(splitLocation(address + length * 4294967296), { address, length });
   }
+});
+
+test('a read instruction carries the request, the time limit and the key', () => {
+  assert.deepEqual(readInstruction(golden('read-instruction')), { id: 7, withinMs: 1000, key: 'rules:wx1' });
+  assert.equal(readInstruction(golden('text-ok')), undefined, 'an answer is not a read instruction');
 });

@@ -84,3 +84,19 @@ fn duplicate_keys_9000(bencher: Bencher) {
     let body = format!("{{{}}}", (0..9_000).map(|i| format!("\"k{i}\":1")).collect::<Vec<_>>().join(","));
     bencher.bench(|| kf_core::document::check_keys(black_box(body.as_bytes())));
 }
+
+/// A whole request through the worker over the in-memory runtime (as the glue serves it, minus
+/// the JS crossing): a plain push with the defaults, and a 404.
+#[divan::bench(args = ["push", "404"], sample_count = 1000)]
+fn serve(bencher: Bencher, what: &str) {
+    use kf_core::testkit::TestApp;
+    let rt = kf_core::testkit::fake::FakeRuntime::at(NOW);
+    let app = TestApp::new(&rt, &[("WECHAT_KF_ACCOUNT", KF_ACCOUNT)]);
+    let (target, body) = match what {
+        "push" => (format!("/wechat?{}", plain_query(NOW, NONCE)), fixture("messages/text").into_bytes()),
+        _ => ("/nope".to_string(), Vec::new()),
+    };
+    let method = if what == "push" { "POST" } else { "GET" };
+    app.request(method, &target, None, &body);
+    bencher.bench_local(|| app.request(method, black_box(&target), None, black_box(&body)).response.status);
+}

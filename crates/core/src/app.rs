@@ -7,7 +7,9 @@
 //! the one module that sees the whole isolate; every subsystem below it gets only the handles it
 //! needs.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -43,16 +45,25 @@ pub struct AccountState {
 pub struct Isolate {
     pub config: Config,
     pub account: AccountState,
-    /// The configuration report, built once.
-    health: String,
+    /// The account's part of the store keys, and where alerts go (shared by every request).
+    account_key: Rc<str>,
+    webhook: Option<Rc<str>>,
+    /// The configuration report, built on its first request.
+    health: OnceCell<String>,
     /// An upload is being read or sent (one at a time per isolate: see [`prepare`]).
     uploading: Cell<bool>,
 }
 
 impl Isolate {
     pub fn new(config: Config) -> Self {
-        let health = config.health();
-        Isolate { config, account: AccountState::default(), health, uploading: Cell::new(false) }
+        Isolate {
+            account_key: Rc::from(config.account.key()),
+            webhook: config.alert_webhook.as_deref().map(Rc::from),
+            config,
+            account: AccountState::default(),
+            health: OnceCell::new(),
+            uploading: Cell::new(false),
+        }
     }
 }
 
@@ -301,8 +312,8 @@ impl<R: Runtime + 'static> Worker<R> {
             state: self.isolate.account.effects.clone(),
             desk: self.isolate.account.desk.clone(),
             notes: self.notes.clone(),
-            webhook: self.config().alert_webhook.as_deref().map(Rc::from),
-            account: Rc::from(self.config().account.key()),
+            webhook: self.isolate.webhook.clone(),
+            account: self.isolate.account_key.clone(),
         }
     }
 
@@ -310,13 +321,9 @@ impl<R: Runtime + 'static> Worker<R> {
     pub async fn serve(self, req: Request) -> Served {
         let route = req.route();
         let result = match route {
-            Route::UrlCheck => self.url_check(&req),
             Route::Push => self.push(&req).await,
-            Route::Health => Ok(self.health()),
-            Route::Admin => self.admin(&req).await,
-            Route::Upload => self.upload(&req).await,
-            Route::NotFound => Err(Error::NotFound),
-            Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
+            // The other routes run in a future of their own: a push's does not carry their state.
+            _ => self.route(route, &req).await,
         };
         let mut served = result.unwrap_or_else(|e| Served::failed(&e));
         if self.isolate.account.tokens.has_credential_failure() {
@@ -332,9 +339,26 @@ impl<R: Runtime + 'static> Worker<R> {
         served
     }
 
+    fn route<'a>(
+        &'a self,
+        route: Route,
+        req: &'a Request,
+    ) -> Pin<Box<dyn Future<Output = Result<Served, Error>> + 'a>> {
+        Box::pin(async move {
+            match route {
+                Route::UrlCheck => self.url_check(req),
+                Route::Health => Ok(self.health()),
+                Route::Admin => self.admin(req).await,
+                Route::Upload => self.upload(req).await,
+                Route::Push | Route::NotFound => Err(Error::NotFound),
+                Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
+            }
+        })
+    }
+
     /// `GET /healthz` (see [`Config::health`]).
     fn health(&self) -> Served {
-        let body = self.isolate.health.as_bytes().to_vec();
+        let body = self.isolate.health.get_or_init(|| self.config().health()).as_bytes().to_vec();
         Served::done(Response { replayable: true, ..Response::new(200, ContentType::Json, body) }, "ok")
     }
 

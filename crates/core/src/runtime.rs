@@ -38,10 +38,16 @@ pub const STORE_MIN_TTL_SECS: u64 = 60;
 /// upstream stops reading and the call fails with [`Error::Upstream`].
 pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 
+/// A read that took longer than its limit (see [`Store::get_within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late;
+
 /// A key-value store with expiring entries (Workers KV: eventually consistent across locations).
 pub trait Store {
     /// The value at `key`, `None` when absent or expired.
     async fn get(&self, key: &str) -> Result<Option<String>, Error>;
+    /// [`Store::get`] within `within_ms` (a read on the reply path): [`Late`] past it.
+    async fn get_within(&self, key: &str, within_ms: u64) -> Result<Result<Option<String>, Error>, Late>;
     /// Stores `value` at `key`, for `ttl_secs` (at least [`STORE_MIN_TTL_SECS`]) or for good.
     async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error>;
     /// Removes `key` (absent keys are not an error).

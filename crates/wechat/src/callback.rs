@@ -159,6 +159,7 @@ pub fn open_message(s: &CallbackSettings<'_>, q: &Query, body: &[u8], now: u64) 
 }
 
 /// The message inside a safe-mode envelope.
+#[inline(never)]
 fn open_encrypted(
     s: &CallbackSettings<'_>,
     body: &[u8],
@@ -230,9 +231,10 @@ pub fn respond(
 }
 
 /// The safe-mode envelope around `xml`.
+#[inline(never)]
 fn seal(s: &CallbackSettings<'_>, inbound: &Inbound, xml: &str, now: u64, random: &[u8; 16]) -> Result<String, Error> {
     let crypto = s.crypto.ok_or(Error::NoAesKey)?;
-    let encrypt = crypto.encrypt(xml, random);
+    let encrypt = crypto.encrypt(xml, random)?;
     let msg_signature = signature::sign(&[s.token, &now.to_string(), &inbound.nonce, &encrypt]);
     let envelope = EncryptedReply { encrypt, msg_signature, timestamp: now, nonce: inbound.nonce.clone() };
     Ok(envelope.render())

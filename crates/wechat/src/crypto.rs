@@ -7,6 +7,7 @@
 use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use base64::engine::{general_purpose::STANDARD, DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use std::sync::OnceLock;
 
 use crate::Error;
 
@@ -26,12 +27,14 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// The account's message cipher (wechatpy calls it `WeChatCrypto`): the AES key and IV decoded
-/// from the EncodingAESKey, and the AppID every plaintext must end with.
+/// The account's message cipher (wechatpy calls it `WeChatCrypto`): the EncodingAESKey and the
+/// AppID every plaintext must end with. The key is checked when the cipher is built and decoded
+/// and expanded on its first use: an account that only ever sees plain mode never needs it.
 #[derive(Clone)]
 pub struct WeChatCrypto {
-    cipher: aes::Aes256,
-    iv: [u8; 16],
+    /// The 43 characters of the EncodingAESKey, known to decode (see [`is_encoding_aes_key`]).
+    encoding_aes_key: String,
+    cipher: OnceLock<(aes::Aes256, [u8; 16])>,
     appid: String,
 }
 
@@ -56,9 +59,29 @@ impl WeChatCrypto {
         if !is_encoding_aes_key(encoding_aes_key) || appid.is_empty() {
             return None;
         }
-        let key: [u8; 32] = LENIENT.decode(format!("{encoding_aes_key}=")).ok()?.try_into().ok()?;
-        let (iv, _) = key.split_first_chunk::<16>()?;
-        Some(WeChatCrypto { cipher: aes::Aes256::new(&key.into()), iv: *iv, appid: appid.to_string() })
+        Some(WeChatCrypto {
+            encoding_aes_key: encoding_aes_key.to_string(),
+            cipher: OnceLock::new(),
+            appid: appid.to_string(),
+        })
+    }
+
+    /// The key schedule and the IV, from the key on first use.
+    #[inline(never)]
+    fn cipher(&self) -> Result<&(aes::Aes256, [u8; 16]), Error> {
+        if let Some(cipher) = self.cipher.get() {
+            return Ok(cipher);
+        }
+        // `new` admitted only keys that decode to 32 bytes (a test pins that the check and the
+        // decoder agree): failing here is a broken invariant, answered as a failed decryption.
+        let broken = Error::DecryptFailed("EncodingAESKey does not decode");
+        let key: [u8; 32] = LENIENT
+            .decode(format!("{}=", self.encoding_aes_key))
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or(broken.clone())?;
+        let (iv, _) = key.split_first_chunk::<16>().ok_or(broken)?;
+        Ok(self.cipher.get_or_init(|| (aes::Aes256::new(&key.into()), *iv)))
     }
 
     /// The AppID the cipher expects at the end of every plaintext.
@@ -67,7 +90,8 @@ impl WeChatCrypto {
     }
 
     /// Encrypts `msg` with the given 16-byte random prefix; returns base64 (the `Encrypt` field).
-    pub fn encrypt(&self, msg: &str, random: &[u8; 16]) -> String {
+    pub fn encrypt(&self, msg: &str, random: &[u8; 16]) -> Result<String, Error> {
+        let (cipher, iv) = self.cipher()?;
         let appid = self.appid.as_bytes();
         let len = 16 + 4 + msg.len() + appid.len();
         let pad = PAD_BLOCK - (len % PAD_BLOCK);
@@ -82,11 +106,11 @@ impl WeChatCrypto {
         let total = buf.len();
         // `total` is a multiple of 32, so the padding-free encryption cannot fail; if it ever
         // did, the empty `Encrypt` would fail to decrypt rather than pass as a message.
-        let ct = Encryptor::inner_iv_init(self.cipher.clone(), &self.iv.into())
+        let ct = Encryptor::inner_iv_init(cipher.clone(), &(*iv).into())
             .encrypt_padded_mut::<NoPadding>(&mut buf, total)
             .map(<[u8]>::to_vec)
             .unwrap_or_default();
-        STANDARD.encode(ct)
+        Ok(STANDARD.encode(ct))
     }
 
     /// Decrypts an `Encrypt` field and checks its AppID; returns the inner XML.
@@ -99,7 +123,8 @@ impl WeChatCrypto {
         if buf.is_empty() || buf.len() % PAD_BLOCK != 0 {
             return Err(fail("ciphertext length is not a multiple of 32"));
         }
-        let plain = Decryptor::inner_iv_init(self.cipher.clone(), &self.iv.into())
+        let (cipher, iv) = self.cipher()?;
+        let plain = Decryptor::inner_iv_init(cipher.clone(), &(*iv).into())
             .decrypt_padded_mut::<NoPadding>(&mut buf)
             .map_err(|_| fail("cbc"))?;
         let content = unpad(plain).ok_or(fail("invalid padding"))?;
@@ -150,7 +175,7 @@ mod tests {
     #[test]
     fn encrypt_matches_spec_example() {
         let c = WeChatCrypto::new(KEY, APPID).unwrap();
-        assert_eq!(c.encrypt(kat_msg(), b"1234567890123456"), kat_encrypt());
+        assert_eq!(c.encrypt(kat_msg(), b"1234567890123456").unwrap(), kat_encrypt());
     }
 
     #[test]
@@ -165,7 +190,7 @@ mod tests {
         let mut seen = [false; 33];
         for n in 0..64 {
             let msg = "x".repeat(n);
-            let enc = c.encrypt(&msg, &[7; 16]);
+            let enc = c.encrypt(&msg, &[7; 16]).unwrap();
             let pad = 32 - ((16 + 4 + n + APPID.len()) % 32);
             seen[pad] = true;
             assert_eq!(c.decrypt(&enc).unwrap(), msg, "length {n}, pad {pad}");
@@ -182,8 +207,9 @@ mod tests {
         assert!(WeChatCrypto::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFH", APPID).is_some());
     }
 
-    /// The character check admits exactly the keys the decoder turns into 32 bytes: every
-    /// character of every position, keys one too short and too long, padding and whitespace.
+    /// The cheap check `new` makes admits exactly the keys the decoder turns into 32 bytes, so
+    /// the decode on first use cannot fail: every character of every position, keys one too
+    /// short and too long, padding and whitespace.
     #[test]
     fn the_key_check_admits_exactly_what_decodes_to_32_bytes() {
         let decodes = |key: &str| LENIENT.decode(format!("{key}=")).is_ok_and(|b| b.len() == 32);
@@ -201,9 +227,10 @@ mod tests {
         let mut admitted = 0;
         for key in &keys {
             assert_eq!(is_encoding_aes_key(key), decodes(key), "{key:?}");
-            let built = WeChatCrypto::new(key, APPID).is_some();
-            assert_eq!(built, decodes(key), "{key:?}");
-            admitted += usize::from(built);
+            if let Some(c) = WeChatCrypto::new(key, APPID) {
+                admitted += 1;
+                assert!(c.cipher().is_ok(), "{key:?}");
+            }
         }
         assert_eq!(admitted, 4 * 64, "every base64 character in each of the four positions");
     }

@@ -301,6 +301,7 @@ pub fn from_fields(f: &Fields) -> Result<Message, Error> {
 }
 
 /// Every message type but text.
+#[inline(never)]
 fn other_kind(f: &Fields, msg_type: &str) -> Result<MessageKind, Error> {
     Ok(match msg_type.trim().to_ascii_lowercase().as_str() {
         "event" => MessageKind::Event(parse_event(f)?),
@@ -341,6 +342,7 @@ fn other_kind(f: &Fields, msg_type: &str) -> Result<MessageKind, Error> {
     })
 }
 
+#[inline(never)]
 fn parse_event(f: &Fields) -> Result<Event, Error> {
     let event = required(f, "Event")?;
     let key = || text(f, "EventKey");

@@ -167,12 +167,17 @@ fn push_cdata(out: &mut String, name: &str, value: &str) {
     out.push('<');
     out.push_str(name);
     out.push_str("><![CDATA[");
-    for (i, piece) in value.split("]]>").enumerate() {
-        if i > 0 {
-            // End the section after "]]" and open a new one before ">".
-            out.push_str("]]]]><![CDATA[>");
+    // Nearly every value holds neither a `]]>` nor a character XML forbids.
+    if !value.as_bytes().windows(3).any(|w| w == b"]]>") && value.chars().all(is_xml_char) {
+        out.push_str(value);
+    } else {
+        for (i, piece) in value.split("]]>").enumerate() {
+            if i > 0 {
+                // End the section after "]]" and open a new one before ">".
+                out.push_str("]]]]><![CDATA[>");
+            }
+            out.extend(piece.chars().map(|c| if is_xml_char(c) { c } else { char::REPLACEMENT_CHARACTER }));
         }
-        out.extend(piece.chars().map(|c| if is_xml_char(c) { c } else { char::REPLACEMENT_CHARACTER }));
     }
     out.push_str("]]></");
     out.push_str(name);

@@ -65,7 +65,7 @@ pub fn safe_push_for(
     nonce: &str,
     compatible: bool,
 ) -> (String, String) {
-    let encrypt = crypto.encrypt(xml, b"0123456789abcdef");
+    let encrypt = crypto.encrypt(xml, b"0123456789abcdef").expect("the known-answer key encrypts");
     let ts = timestamp.to_string();
     let query = format!(
         "signature={}&timestamp={ts}&nonce={nonce}&openid={OPENID}&encrypt_type=aes&msg_signature={}",

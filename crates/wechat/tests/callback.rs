@@ -253,9 +253,9 @@ fn safe_mode_rejects_bad_ciphertext_signature_and_appid() {
             format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>").into_bytes(),
         )
     };
-    let good = c.encrypt(&fixture_str("messages/text.xml"), &[1; 16]);
-    let other_app =
-        WeChatCrypto::new(AES_KEY, "wx0000000000000000").unwrap().encrypt(&fixture_str("messages/text.xml"), &[1; 16]);
+    let good = c.encrypt(&fixture_str("messages/text.xml"), &[1; 16]).unwrap();
+    let other = WeChatCrypto::new(AES_KEY, "wx0000000000000000").unwrap();
+    let other_app = other.encrypt(&fixture_str("messages/text.xml"), &[1; 16]).unwrap();
     for bad in ["%%% not base64 %%%", &good[..good.len() - 8], "QUJD", &other_app] {
         let (q, body) = sign_body(bad);
         let err = open_message(&s, &q, &body, NOW).unwrap_err();

@@ -198,7 +198,7 @@ async fn fetch_online<R: Runtime>(api: WeChatApi<R>, notes: Rc<Notes>) -> Result
     let rt = api.runtime();
     let key = online_key(api.appid());
     let now = rt.clock().now();
-    match with_timeout(rt.clock(), READ_LIMIT_MS, Box::pin(rt.store().get(&key))).await {
+    match rt.store().get_within(&key, READ_LIMIT_MS).await {
         Ok(Ok(Some(raw))) => {
             if let Some(cached) = CachedOnlineList::from_json(&raw).filter(|c| c.is_fresh(now)) {
                 return Ok(cached.list);

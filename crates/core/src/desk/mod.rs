@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use crate::error::Error;
 use crate::notes::Notes;
-use crate::runtime::{with_timeout, Clock, Runtime, Store, READ_LIMIT_MS, STORE_MIN_TTL_SECS};
+use crate::runtime::{Clock, Runtime, Store, READ_LIMIT_MS, STORE_MIN_TTL_SECS};
 use rules::{Capabilities, Document, DEFAULTS_JSON};
 
 /// How long an isolate uses its copy of the rules before reading the store again.
@@ -116,7 +116,7 @@ impl<R: Runtime> Desk<'_, R> {
             return loaded;
         }
         let key = self.rules_key();
-        let read = with_timeout(clock, READ_LIMIT_MS, Box::pin(self.rt.store().get(&key))).await;
+        let read = self.rt.store().get_within(&key, READ_LIMIT_MS).await;
         let now = clock.now();
         if let (Some(written), Some(current)) = (self.state.written_at.get(), self.state.peek_rules()) {
             if now.saturating_sub(written) < RULES_TTL_SECS {
@@ -187,7 +187,7 @@ impl<R: Runtime> Desk<'_, R> {
             return true;
         }
         let key = self.requested_key(openid);
-        let until = match with_timeout(clock, READ_LIMIT_MS, Box::pin(self.rt.store().get(&key))).await {
+        let until = match self.rt.store().get_within(&key, READ_LIMIT_MS).await {
             Ok(Ok(value)) => value.and_then(|v| v.parse::<u64>().ok()),
             Ok(Err(_)) => {
                 self.notes.add("transfer request unknown: the store failed");

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::error::Error;
 use crate::http::{Answer, HttpCall};
-use crate::runtime::{Clock, Runtime, Store, Upstream, STORE_MIN_TTL_SECS};
+use crate::runtime::{Clock, Late, Runtime, Store, Upstream, STORE_MIN_TTL_SECS};
 
 /// A clock that moves only when told to (or when [`run`] finds every future waiting).
 #[derive(Clone, Default)]
@@ -179,6 +179,13 @@ impl Store for MemoryStore {
         }
         self.count(|s| s.reads += 1)?;
         Ok(self.peek(key))
+    }
+    async fn get_within(&self, key: &str, within_ms: u64) -> Result<Result<Option<String>, Error>, Late> {
+        if self.read_delay_ms.get() > within_ms {
+            self.clock.sleep(within_ms).await;
+            return Err(Late);
+        }
+        Ok(self.get(key).await)
     }
     async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error> {
         self.count(|s| s.writes += 1)?;
