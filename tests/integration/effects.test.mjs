@@ -112,7 +112,7 @@ test('a user waiting while nobody is online raises a WeCom alert on the webhook'
     await until(() => hooks.length === 1, 'the alert');
     assert.equal(hooks[0].path, '/hook?key=SECRET-KEY');
     assert.equal(hooks[0].body.msgtype, 'markdown');
-    assert.match(hooks[0].body.markdown.content, /^\*\*有用户在等待客服\*\*\n> 情况：<font color="warning">当前没有客服在线<\/font>\n> 用户：oWait\n/);
+    assert.match(hooks[0].body.markdown.content, /^\*\*有用户在等待客服\*\*\n> 情况：<font color="warning">当前没有客服在线<\/font>\n> 用户：`oWait`\n/);
     assert.ok(!hooks[0].body.markdown.content.includes('hello'), 'no message text without include_text');
     await until(() => w.logLines().some((l) => l.notes?.includes('alert waiting sent')), 'the note');
     assert.ok(!w.logs.some((l) => l.line.includes('SECRET-KEY')), 'the webhook key is never logged');

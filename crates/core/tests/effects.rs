@@ -170,7 +170,7 @@ fn a_waiting_alert_goes_to_the_webhook_in_wecom_format_once_per_user_per_every_s
     let content = body["markdown"]["content"].as_str().unwrap();
     assert!(
         content.starts_with(
-            "**有用户在等待客服**\n> 情况：<font color=\"warning\">非工作时间</font>\n> 用户：oAlice\n> 消息："
+            "**有用户在等待客服**\n> 情况：<font color=\"warning\">非工作时间</font>\n> 用户：`oAlice`\n> 消息："
         ),
         "{content}"
     );

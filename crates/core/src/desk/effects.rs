@@ -172,6 +172,19 @@ fn markdown_text(s: &str) -> String {
         .collect()
 }
 
+/// An identifier (an OpenID, a customer-service account, an AppID) inside a WeCom markdown
+/// message, exactly as it is, so that an agent can copy it: inline code. WeChat writes them with
+/// letters, digits, `-`, `_` (and `@`, `.` in an account); anything else is not an identifier
+/// WeChat sent and is shown as neutralised text.
+fn markdown_identifier(s: &str) -> String {
+    let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_@.".contains(&b));
+    if plain {
+        format!("`{s}`")
+    } else {
+        markdown_text(s)
+    }
+}
+
 /// At most `max` bytes of `s`, cut at a character boundary.
 fn truncate(s: &mut String, max: usize) {
     if s.len() > max {
@@ -216,7 +229,7 @@ pub fn alert_body(alerts: &Alerts, event: &AlertEvent, appid: &str, now: u64, of
             };
             let mut c = format!(
                 "**有用户在等待客服**\n> 情况：<font color=\"warning\">{why}</font>\n> 用户：{}",
-                markdown_text(openid)
+                markdown_identifier(openid)
             );
             if let Some(text) = excerpt {
                 c.push_str("\n> 消息：");
@@ -234,7 +247,7 @@ pub fn alert_body(alerts: &Alerts, event: &AlertEvent, appid: &str, now: u64, of
         ),
     };
     content.push_str("\n> 公众号：");
-    content.push_str(&markdown_text(appid));
+    content.push_str(&markdown_identifier(appid));
     content.push_str("\n> 时间：");
     content.push_str(&local_time(now, offset));
     truncate(&mut content, MAX_WECOM_CONTENT_BYTES);
@@ -552,4 +565,32 @@ impl<R: Runtime> Effects<R> {
 /// A WeCom robot answers `{"errcode":0}` when it took the message.
 fn wecom_errcode(body: &[u8]) -> Option<i64> {
     crate::document::parse(body)?.get("errcode")?.as_i64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desk::rules::{validate, Capabilities};
+
+    fn wecom(event: &AlertEvent) -> String {
+        let rules = validate(br#"{"alerts":{"on":["waiting"]}}"#, Capabilities::ALL).unwrap().rules;
+        let body: Value = serde_json::from_slice(&alert_body(rules.alerts.as_ref().unwrap(), event, "wx5823bf96d3bd56c7", 1_790_524_800, Offset::CHINA)).unwrap();
+        body["markdown"]["content"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn identifiers_appear_exactly_as_they_are_and_free_text_is_neutralised() {
+        let event = AlertEvent::Waiting {
+            situation: Situation::Closed,
+            openid: "oyORnuP8q7ou2gf_Yjq-LzSIWZf0rs".into(),
+            excerpt: Some("*加急* [链接](http://x) `code` _x_".into()),
+        };
+        let content = wecom(&event);
+        assert!(content.contains("> 用户：`oyORnuP8q7ou2gf_Yjq-LzSIWZf0rs`"), "{content}");
+        assert!(content.contains("> 公众号：`wx5823bf96d3bd56c7`"), "{content}");
+        assert!(content.contains("> 消息：＊加急＊ ［链接］（http://x） ｀code｀ ＿x＿"), "{content}");
+        // Something WeChat never sends as an OpenID is text, not code.
+        let odd = AlertEvent::Waiting { situation: Situation::NoAgent, openid: "o`1*".into(), excerpt: None };
+        assert!(wecom(&odd).contains("> 用户：o｀1＊"), "{}", wecom(&odd));
+    }
 }
