@@ -60,6 +60,8 @@ const REASONS = {
   'WeChat API could not be reached or answered unexpectedly': '无法连接微信接口，或微信返回了意外的内容',
   'WeChat API did not answer in time': '微信接口超时未响应',
   'internal error': '内部错误',
+  'called too recently; retry after the seconds given': '操作太频繁，请稍后再试',
+  'the request body could not be read': '请求内容没有完整收到',
 };
 
 const CODES = {
@@ -75,6 +77,7 @@ const CODES = {
   upstream_error: '微信接口出错',
   upstream_timeout: '微信接口超时',
   internal_error: '内部错误',
+  too_many_requests: '操作太频繁，请稍后再试',
 };
 
 /** Chinese for the errcodes an operator meets most (the API's own hint is shown otherwise). */

@@ -1,7 +1,7 @@
 // 概览: what is configured (GET /healthz), the token's state (GET /api/status), who is online
 // with what load (GET /api/kf/online), and the queue (GET /api/kf/waitcase).
 import { api } from '../lib/api.js';
-import { h, dateTime, duration } from '../lib/dom.js';
+import { h, dateTime, duration, busy } from '../lib/dom.js';
 import { pageHead, card, fill, onlineLabel, load } from '../lib/ui.js';
 
 export const title = '概览';
@@ -34,13 +34,32 @@ function health(d) {
   ];
 }
 
-function status(d) {
+/**
+ * "重试": asks WeChat for a token now (POST /api/token/refresh), whatever the wait after a
+ * failure: for an operator who just fixed the IP whitelist or the secret. `again` redraws the
+ * card with the new status.
+ */
+function retryButton(ctx, again) {
+  const button = h('button', { type: 'button', class: 'quiet', 'aria-label': '立即重新获取 access_token' }, '重试');
+  button.addEventListener('click', () => busy(button, async () => {
+    try {
+      await api('/api/token/refresh', { method: 'POST' });
+      ctx.toast('已重新获取 access_token');
+    } catch (err) {
+      ctx.toast(`重新获取失败：${err.message}`, 'error');
+    }
+    if (ctx.alive()) again();
+  }));
+  return button;
+}
+
+function status(d, ctx, again) {
   const t = d.token ?? {};
   const tokenState = t.retry_after
     ? h('span', { class: 'badge warn' }, `获取失败，${t.retry_after} 秒后重试`)
     : t.cached ? h('span', { class: 'badge ok' }, '有效') : h('span', { class: 'badge off' }, '未缓存（下次调用时获取）');
   return list([
-    ['access_token', tokenState],
+    ['access_token', [tokenState, ' ', retryButton(ctx, again)]],
     ['剩余有效期', t.expires_in == null ? '—' : duration(t.expires_in)],
     ['获取时间', dateTime(t.fetched_at)],
     ['最近错误', t.last_error ?? '无'],
@@ -71,14 +90,16 @@ function queue(d) {
   ];
 }
 
-export function render(root) {
-  const refresh = h('button', { type: 'button', class: 'quiet', onclick: () => render(root) }, '刷新');
+export function render(root, ctx) {
+  const refresh = h('button', { type: 'button', class: 'quiet', onclick: () => render(root, ctx) }, '刷新');
   const cards = [card('配置'), card('access_token 与缓存'), card('在线客服'), card('排队')];
   root.replaceChildren(pageHead(title, refresh), h('div', { class: 'grid' }, cards.map((c) => c.el)));
   root.dataset.state = 'loading';
   Promise.all([
     fill(cards[0].body, api('/healthz', { auth: false }), health),
-    fill(cards[1].body, api('/api/status'), status),
+    fill(cards[1].body, api('/api/status'), function again(d) {
+      return status(d, ctx, () => fill(cards[1].body, api('/api/status'), again));
+    }),
     fill(cards[2].body, api('/api/kf/online'), online),
     fill(cards[3].body, api('/api/kf/waitcase'), queue),
   ]).then(() => {

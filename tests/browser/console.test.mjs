@@ -195,6 +195,11 @@ test('login: a wrong token is refused, the right one opens the overview', async 
   const text = await page.locator('[data-page="overview"]').innerText();
   for (const s of ['配置完整', KF, '接待 1 / 2', '2 位用户在排队', 'access_token']) assert.ok(text.includes(s), `overview shows ${s}`);
   await capture('overview');
+  // 重试 beside the token's status asks WeChat for a token now.
+  const asked = mock.calls('/cgi-bin/stable_token').length;
+  await page.getByRole('button', { name: '立即重新获取 access_token' }).click();
+  await page.locator('#toast', { hasText: '已重新获取 access_token' }).waitFor();
+  assert.equal(mock.calls('/cgi-bin/stable_token').length, asked + 1, 'one token request');
 });
 
 test('time to interactive of the overview (fresh tabs, token in the session)', async () => {

@@ -394,6 +394,8 @@ impl<R: Runtime + 'static> Worker<R> {
             "/rules" => return self.rules(req).await,
             "/status" if req.method == "GET" => return self.status().await,
             "/status" => return Err(Error::MethodNotAllowed("GET")),
+            "/token/refresh" if req.method == "POST" => return self.refresh_token().await,
+            "/token/refresh" => return Err(Error::MethodNotAllowed("POST")),
             _ => {}
         }
         let call = admin::plan(&req.method, path, &req.query, &req.body)?;
@@ -443,6 +445,17 @@ impl<R: Runtime + 'static> Worker<R> {
         Ok(Served::done(Response::json(&report), "status"))
     }
 
+    /// `POST /api/token/refresh`: one token request now, whatever the back-off; what the token
+    /// endpoint said (never the token itself), or its error.
+    async fn refresh_token(&self) -> Result<Served, Error> {
+        let api = self.api()?;
+        let token = api.tokens().refresh_now().await?;
+        let now = self.rt.clock().now();
+        let answer =
+            Refreshed { ok: true, expires_in: token.expires_at.saturating_sub(now), fetched_at: token.fetched_at };
+        Ok(Served::done(Response::json(&answer), "token refreshed"))
+    }
+
     /// `GET|PUT|DELETE /api/rules`: `{"stored": bool, "rules": <document>}`.
     async fn rules(&self, req: &Request) -> Result<Served, Error> {
         let desk = self.desk();
@@ -478,6 +491,14 @@ impl<R: Runtime + 'static> Worker<R> {
 fn rules_answer(loaded: &Loaded) -> Result<Response, Error> {
     let rules = RawValue::from_string(loaded.document.json.clone()).map_err(|_| Error::Internal("rules document"))?;
     Ok(Response::json(&RulesAnswer { stored: loaded.stored, rules: &rules }))
+}
+
+/// `POST /api/token/refresh`'s answer.
+#[derive(Serialize)]
+struct Refreshed {
+    ok: bool,
+    expires_in: u64,
+    fetched_at: u64,
 }
 
 #[derive(Serialize)]

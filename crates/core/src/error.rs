@@ -44,6 +44,8 @@ pub enum Error {
     Upstream(&'static str),
     /// A WeChat call did not finish in time.
     UpstreamTimeout,
+    /// The same call was made too recently (a token refresh by hand); retry in the seconds given.
+    TooSoon { retry_after_secs: u64 },
     /// This isolate is already doing the one thing of this kind it does at a time (an upload:
     /// each holds several copies of a file of up to 10 MB); retry in a few seconds.
     Busy(&'static str),
@@ -105,6 +107,7 @@ impl Error {
             Error::Upstream(_) => 502,
             Error::UpstreamTimeout => 504,
             Error::Busy(_) => 503,
+            Error::TooSoon { .. } => 429,
             Error::RetryLater { cause, .. } => cause.status(),
         }
     }
@@ -132,6 +135,7 @@ impl Error {
             Error::Unauthorized => vec![("www-authenticate", "Bearer".to_string())],
             Error::RetryLater { retry_after_secs, .. } => vec![("retry-after", retry_after_secs.to_string())],
             Error::Busy(_) => vec![("retry-after", BUSY_RETRY_AFTER_SECS.to_string())],
+            Error::TooSoon { retry_after_secs } => vec![("retry-after", retry_after_secs.to_string())],
             _ => Vec::new(),
         }
     }
@@ -163,6 +167,7 @@ impl Error {
             Error::Upstream(_) => "upstream_error",
             Error::UpstreamTimeout => "upstream_timeout",
             Error::Busy(_) => "busy",
+            Error::TooSoon { .. } => "too_many_requests",
             Error::Internal(_) => "internal_error",
             Error::RetryLater { cause, .. } => cause.code(),
         }
@@ -245,6 +250,7 @@ impl Error {
             Error::RetryLater { cause, retry_after_secs } => {
                 Body { retry_after: Some(*retry_after_secs), ..cause.fields() }
             }
+            Error::TooSoon { retry_after_secs } => Body { retry_after: Some(*retry_after_secs), ..coded(None) },
             _ => coded(None),
         }
     }
@@ -276,6 +282,7 @@ impl Error {
             Error::Upstream(_) => "WeChat API could not be reached or answered unexpectedly",
             Error::UpstreamTimeout => "WeChat API did not answer in time",
             Error::Busy(_) => "another upload is in progress here; retry in a few seconds",
+            Error::TooSoon { .. } => "called too recently; retry after the seconds given",
             Error::Internal(_) => "internal error",
             Error::RetryLater { cause, .. } => cause.public_message(),
         }

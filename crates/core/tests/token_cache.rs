@@ -392,3 +392,83 @@ fn a_hanging_endpoint_times_out_after_10_seconds() {
     assert_eq!(r.unwrap_err().cause(), &Error::UpstreamTimeout);
     assert_eq!(rt.clock.now_ms() - started, 10_000);
 }
+
+/// After a credential error the endpoint is not asked for 300 s; an operator who fixed the IP
+/// whitelist asks once at once (at most every 10 s), and the back-off ends with its success.
+#[test]
+fn a_refresh_by_hand_ignores_the_back_off_once_every_10_seconds() {
+    let rt = FakeRuntime::at(NOW);
+    let fixed = Rc::new(std::cell::Cell::new(false));
+    let whitelisted = fixed.clone();
+    rt.upstream.script(move |_| {
+        if whitelisted.get() {
+            token_json("T1")
+        } else {
+            Scripted::json(r#"{"errcode":40164,"errmsg":"invalid ip 1.2.3.4"}"#)
+        }
+    });
+    let app = app(&rt);
+    let auth = format!("Bearer {}", kf_core::testkit::ADMIN_TOKEN);
+    let call = |method: &str, path: &str| {
+        let served = app.request(method, path, Some(&auth), b"");
+        (
+            served.response.status,
+            serde_json::from_slice::<serde_json::Value>(&served.response.body).unwrap(),
+            served.response.headers,
+        )
+    };
+    assert_eq!(call("GET", "/api/kf/accounts").0, 502);
+    let (status, body, _) = call("GET", "/api/status");
+    assert_eq!((status, body["token"]["retry_after"].clone()), (200, serde_json::json!(300)));
+    // Still failing: the attempt is made at once and answers what the endpoint said.
+    let (status, body, _) = call("POST", "/api/token/refresh");
+    assert_eq!(
+        (status, body["errcode"].clone(), body["hint"].as_str().unwrap().contains("whitelist")),
+        (502, 40164.into(), true)
+    );
+    assert_eq!(rt.upstream.count("stable_token"), 2);
+    // Within 10 s: 429 with Retry-After, the endpoint not asked.
+    rt.clock.advance(4_000);
+    let (status, body, headers) = call("POST", "/api/token/refresh");
+    assert_eq!(
+        (status, body["error"].clone(), headers),
+        (429, "too_many_requests".into(), vec![("retry-after", "6".to_string())])
+    );
+    assert_eq!(rt.upstream.count("stable_token"), 2);
+    // Fixed: the next attempt succeeds, never showing the token, and the back-off is over.
+    fixed.set(true);
+    rt.clock.advance(6_000);
+    let (status, body, _) = call("POST", "/api/token/refresh");
+    assert_eq!(body, serde_json::json!({"ok": true, "expires_in": 7200, "fetched_at": NOW + 10}));
+    assert_eq!(status, 200);
+    let (_, body, _) = call("GET", "/api/status");
+    assert_eq!(
+        (body["token"]["cached"].clone(), body["token"]["retry_after"].clone()),
+        (true.into(), serde_json::Value::Null)
+    );
+    assert_eq!(call("GET", "/api/kf/accounts").0, 200, "the API is called again");
+    assert_eq!(call("GET", "/api/token/refresh").0, 405);
+}
+
+/// A back-off in this isolate ends when the cron (in another isolate) stores a good token:
+/// the status stops showing it, and calls use the token.
+#[test]
+fn a_good_token_the_cron_stored_ends_another_isolates_back_off() {
+    let rt = FakeRuntime::at(NOW);
+    rt.upstream.script(|_| Scripted::json(r#"{"errcode":40164,"errmsg":"invalid ip"}"#));
+    let app = app(&rt);
+    let auth = format!("Bearer {}", kf_core::testkit::ADMIN_TOKEN);
+    assert_eq!(app.request("GET", "/api/kf/accounts", Some(&auth), b"").response.status, 502);
+    // Five seconds later the cron, elsewhere, gets a token (the whitelist was fixed).
+    rt.clock.advance(5_000);
+    seed_token(&rt, "CRON", 0);
+    let status: serde_json::Value =
+        serde_json::from_slice(&app.request("GET", "/api/status", Some(&auth), b"").response.body).unwrap();
+    assert_eq!(status["token"]["retry_after"], serde_json::Value::Null, "{status}");
+    assert_eq!(status["token"]["last_error"], serde_json::Value::Null);
+    rt.upstream.script(|call| {
+        assert!(call.url.contains("access_token=CRON"), "{}", call.url);
+        Scripted::json(r#"{"kf_list":[]}"#)
+    });
+    assert_eq!(app.request("GET", "/api/kf/accounts", Some(&auth), b"").response.status, 200);
+}

@@ -25,6 +25,21 @@ use crate::runtime::{exchange, Clock, Runtime, Store, STORE_MIN_TTL_SECS};
 pub const FLIGHT_LIMIT_MS: u64 = 25_000;
 /// Back-off before the one retry of a token request answered -1 (busy).
 pub const BUSY_RETRY_MS: u64 = 300;
+/// During a back-off, how often the store is asked whether another isolate (the cron) has a
+/// good token since.
+pub const BACKOFF_STORE_CHECK_MS: u64 = 5_000;
+/// `POST /api/token/refresh` answers 429 when it was called less than this long before.
+pub const MANUAL_REFRESH_SPACING_MS: u64 = 10_000;
+
+/// A remembered token request failure.
+#[derive(Debug, Clone)]
+struct Backoff {
+    /// When (ms) it happened: a token fetched since (by the cron, elsewhere) ends it.
+    since_ms: u64,
+    /// Until when (ms) callers are answered with it.
+    until_ms: u64,
+    error: Error,
+}
 
 /// The token state of one account in one isolate.
 #[derive(Debug)]
@@ -32,8 +47,12 @@ pub struct TokenState {
     memory: RefCell<Option<CachedToken>>,
     flights: SingleFlight<Result<CachedToken, Error>>,
     consecutive_failures: Cell<u32>,
-    /// Until when (ms) callers are answered with this failure.
-    backoff: RefCell<Option<(u64, Error)>>,
+    /// The failure callers are answered with until it ends.
+    backoff: RefCell<Option<Backoff>>,
+    /// When (ms) the store was last asked for a token during the back-off.
+    backoff_checked: Cell<u64>,
+    /// When (ms) a refresh was last asked for by hand.
+    manual_refresh: Cell<Option<u64>>,
     last_forced: Cell<Option<u64>>,
     /// A token request failed in a way no retry fixes (40164, 40013, 40125), not yet alerted.
     credential_failure: Cell<Option<i64>>,
@@ -46,6 +65,8 @@ impl Default for TokenState {
             flights: SingleFlight::new(FLIGHT_LIMIT_MS),
             consecutive_failures: Cell::default(),
             backoff: RefCell::default(),
+            backoff_checked: Cell::default(),
+            manual_refresh: Cell::default(),
             last_forced: Cell::default(),
             credential_failure: Cell::default(),
         }
@@ -70,8 +91,23 @@ impl TokenState {
     /// The current back-off as an error to answer with, if one is running at `now_ms`.
     fn backing_off(&self, now_ms: u64) -> Option<Error> {
         let backoff = self.backoff.borrow();
-        let (until, cause) = backoff.as_ref().filter(|(until, _)| now_ms < *until)?;
-        Some(Error::retry_later(cause.clone(), until.saturating_sub(now_ms).div_ceil(1000)))
+        let b = backoff.as_ref().filter(|b| now_ms < b.until_ms)?;
+        Some(Error::retry_later(b.error.clone(), b.until_ms.saturating_sub(now_ms).div_ceil(1000)))
+    }
+
+    /// Ends a running back-off with `token`, fetched after the failure (by another isolate):
+    /// whether it did.
+    fn end_backoff_with(&self, token: &CachedToken) -> bool {
+        let failed_at = self.backoff.borrow().as_ref().map(|b| b.since_ms / 1000);
+        match failed_at {
+            Some(failed_at) if token.fetched_at >= failed_at => {
+                *self.memory.borrow_mut() = Some(token.clone());
+                self.consecutive_failures.set(0);
+                *self.backoff.borrow_mut() = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records a token request's result: memory on success, the back-off on failure.
@@ -87,7 +123,8 @@ impl TokenState {
                 let failures = self.consecutive_failures.get().saturating_add(1);
                 self.consecutive_failures.set(failures);
                 let secs = backoff_secs(e.cause(), failures);
-                *self.backoff.borrow_mut() = Some((now_ms.saturating_add(secs * 1000), e.cause().clone()));
+                let until_ms = now_ms.saturating_add(secs * 1000);
+                *self.backoff.borrow_mut() = Some(Backoff { since_ms: now_ms, until_ms, error: e.cause().clone() });
                 Err(Error::retry_later(e, secs))
             }
         }
@@ -126,7 +163,51 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
         if let Some(t) = self.state.usable(clock.now()) {
             return Ok(t);
         }
+        let now_ms = clock.now_ms();
+        if self.state.backing_off(now_ms).is_some()
+            && now_ms.saturating_sub(self.state.backoff_checked.get()) >= BACKOFF_STORE_CHECK_MS
+        {
+            // A failure is remembered here; the cron (or another isolate) may have a good token
+            // since, which ends it.
+            self.state.backoff_checked.set(now_ms);
+            if let Some(t) = self.stored().await.filter(|t| t.is_usable(clock.now())) {
+                if self.state.end_backoff_with(&t) {
+                    return Ok(t);
+                }
+            }
+        }
         self.single_flight(None).await
+    }
+
+    /// `POST /api/token/refresh`: one token request now, whatever the back-off (an operator who
+    /// fixed the IP whitelist or the secret tries again); at most one every
+    /// [`MANUAL_REFRESH_SPACING_MS`] per isolate. Its outcome is recorded as any other's.
+    pub async fn refresh_now(&self) -> Result<CachedToken, Error> {
+        let now_ms = self.rt.clock().now_ms();
+        if let Some(last) = self.state.manual_refresh.get() {
+            let wait_ms = (last + MANUAL_REFRESH_SPACING_MS).saturating_sub(now_ms);
+            if wait_ms > 0 {
+                return Err(Error::TooSoon { retry_after_secs: wait_ms.div_ceil(1000) });
+            }
+        }
+        self.state.manual_refresh.set(Some(now_ms));
+        let state = self.state;
+        let clock = self.rt.clock();
+        state
+            .flights
+            .run(
+                clock,
+                || None,
+                || async move {
+                    let result = self.fetch_token(false).await;
+                    if let Ok(t) = &result {
+                        self.store(t).await;
+                    }
+                    state.record(result, clock.now_ms())
+                },
+                || Err(Error::UpstreamTimeout),
+            )
+            .await
     }
 
     async fn single_flight(&self, avoid: Option<&str>) -> Result<CachedToken, Error> {
@@ -254,6 +335,10 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
             Some(t) => Some(t),
             None => self.stored().await.filter(|t| t.is_usable(now)),
         };
+        if let Some(t) = &cached {
+            // The cron (or another isolate) has a good token since the failure: it is over.
+            self.state.end_backoff_with(t);
+        }
         let backoff = self.state.backing_off(now_ms);
         TokenStatus {
             expires_in: cached.as_ref().map(|t| t.expires_at.saturating_sub(now)),

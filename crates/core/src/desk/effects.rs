@@ -574,7 +574,14 @@ mod tests {
 
     fn wecom(event: &AlertEvent) -> String {
         let rules = validate(br#"{"alerts":{"on":["waiting"]}}"#, Capabilities::ALL).unwrap().rules;
-        let body: Value = serde_json::from_slice(&alert_body(rules.alerts.as_ref().unwrap(), event, "wx5823bf96d3bd56c7", 1_790_524_800, Offset::CHINA)).unwrap();
+        let body: Value = serde_json::from_slice(&alert_body(
+            rules.alerts.as_ref().unwrap(),
+            event,
+            "wx5823bf96d3bd56c7",
+            1_790_524_800,
+            Offset::CHINA,
+        ))
+        .unwrap();
         body["markdown"]["content"].as_str().unwrap().to_string()
     }
 
