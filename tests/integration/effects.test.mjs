@@ -145,6 +145,37 @@ test('an agent greets the user with their nickname and says goodbye', async () =
   assert.deepEqual(notices()[1], { touser: 'oSess', msgtype: 'text', text: { content: '感谢您的咨询，祝您生活愉快！' }, customservice: { kf_account: 'kf2001@gh_10f6c3c3ac5a' } });
 });
 
+test('50 sessions starting at concurrency 10 look the agents up once', async () => {
+  const fresh = mockWeChat();
+  const answer = fresh.handler;
+  const w = startWorker({
+    captureLogs: true,
+    wechat: async (req) => {
+      // The agent list takes a moment to arrive: every greeting of the first wave needs it.
+      if (new URL(req.url).pathname.endsWith('getkflist')) await new Promise((r) => setTimeout(r, 100));
+      return answer(req);
+    },
+  });
+  try {
+    await w.ready;
+    const put = await w.dispatchFetch(`${BASE}/api/rules`, { method: 'PUT', headers: auth, body: JSON.stringify({ sessions: { greeting: '您好，我是{nickname}' } }) });
+    assert.equal(put.status, 200);
+    let next = 0;
+    const one = async () => {
+      while (next < 50) {
+        const i = next++;
+        const res = await w.dispatchFetch(`${BASE}/wechat?${plainQuery()}`, { method: 'POST', body: event(`oMany${i}`, 'kf_create_session', 'kf2001@gh_10f6c3c3ac5a'), headers: { 'content-type': 'text/xml' } });
+        assert.equal(await res.text(), 'success');
+      }
+    };
+    await Promise.all(Array.from({ length: 10 }, one));
+    await until(() => fresh.calls('/cgi-bin/message/custom/send').length === 50, 'the 50 greetings');
+    assert.equal(fresh.calls('/cgi-bin/customservice/getkflist').length, 1);
+  } finally {
+    await w.dispose();
+  }
+});
+
 test('rules with alerts are refused without a webhook', async () => {
   const w = startWorker({ wechat: mock.handler });
   try {

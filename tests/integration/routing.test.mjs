@@ -57,3 +57,38 @@ test('static routing targets the first listed account without any lookup', async
   assert.equal(r.first.kf, 'a@gh_1');
   assert.equal(r.listCalls, 0);
 });
+
+/** `n` pushes, `concurrency` at a time. */
+async function pushes(w, n, concurrency) {
+  let next = 0;
+  const one = async () => {
+    while (next < n) {
+      next++;
+      const res = await w.dispatchFetch(`${BASE}/wechat?${plainQuery()}`, { method: 'POST', body: fixture('messages/text.xml') });
+      assert.equal(res.status, 200);
+      await res.text();
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, one));
+}
+
+test('300 pushes at concurrency 20 with nothing cached look the online list up once', async () => {
+  const mock = mockWeChat();
+  mock.state.online = [kf('b@gh_1', 1, 9, 1)];
+  const answer = mock.handler;
+  // A list that takes a moment to arrive, as WeChat's does: every push of the first wave needs it.
+  const w = startWorker({
+    wechat: async (req) => {
+      if (new URL(req.url).pathname.endsWith('getonlinekflist')) await new Promise((r) => setTimeout(r, 100));
+      return answer(req);
+    },
+    bindings: { WECHAT_KF_ACCOUNT: ACCOUNTS, WECHAT_KF_ROUTING: 'online' },
+  });
+  try {
+    await w.ready;
+    await pushes(w, 300, 20);
+    assert.equal(mock.calls('/cgi-bin/customservice/getonlinekflist').length, 1);
+  } finally {
+    await w.dispose();
+  }
+});

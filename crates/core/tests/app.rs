@@ -275,3 +275,25 @@ fn the_cron_line_names_its_outcome_and_notes_only_when_there_are_some() {
         serde_json::json!({ "cron": "access_token", "outcome": "refreshed", "notes": ["alert queue sent"] })
     );
 }
+
+/// Twenty pushes at once in one isolate with online routing and nothing cached: one lookup of
+/// the online list for all of them.
+#[test]
+fn pushes_at_once_look_the_online_list_up_once() {
+    let rt = FakeRuntime::at(NOW);
+    rt.upstream.script(|call| {
+        if call.url.contains("stable_token") {
+            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
+        }
+        Scripted::json(r#"{"kf_online_list":[{"kf_account":"b@gh_1","status":1,"auto_accept":9,"accepted_case":1}]}"#)
+            .after(100)
+    });
+    let app = online_app(&rt);
+    let query = plain_query(NOW, NONCE);
+    let requests = (0..20)
+        .map(|_| kf_core::testkit::request("POST", &format!("/wechat?{query}"), None, &fixture("messages/text.xml")))
+        .collect();
+    let served = app.concurrently(requests);
+    assert!(served.iter().all(|s| text(&s.response).contains("<KfAccount><![CDATA[b@gh_1]]>")));
+    assert_eq!(rt.upstream.count("getonlinekflist"), 1);
+}

@@ -383,3 +383,42 @@ fn rate_limits_hold_in_the_isolate_when_the_store_fails() {
     );
     assert_eq!(sends(&rt).len(), 2, "o0's notice and o1's: one each");
 }
+
+/// Ten agents take sessions at once in one isolate: one `getkflist` for all their greetings.
+#[test]
+fn sessions_starting_at_once_look_the_agents_up_once() {
+    let rt = FakeRuntime::at(MONDAY_22);
+    rt.upstream.script(|call: &HttpCall| {
+        if call.url.contains("stable_token") {
+            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
+        }
+        if call.url.contains("getkflist") {
+            // Slow enough that every session's greeting needs the list while it is asked for.
+            return Scripted::json(r#"{"kf_list":[{"kf_account":"kf2001@gh_1","kf_nick":"小美"}]}"#).after(200);
+        }
+        Scripted::json(r#"{"errcode":0,"errmsg":"ok"}"#)
+    });
+    let app = app_on(&rt, isolate());
+    put_rules(&app, r#"{"sessions":{"greeting":"您好，我是{nickname}"}}"#);
+    let query = plain_query(MONDAY_22, NONCE);
+    let requests = (0..10)
+        .map(|i| {
+            let xml = event_xml(
+                &format!("o{i}"),
+                "kf_create_session",
+                "<KfAccount><![CDATA[kf2001@gh_1]]></KfAccount>",
+                MONDAY_22,
+            );
+            kf_core::testkit::request("POST", &format!("/wechat?{query}"), None, xml.as_bytes())
+        })
+        .collect();
+    let served = app.concurrently(requests);
+    assert!(served.iter().all(|s| s.response.status == 200));
+    assert_eq!(rt.upstream.count("getkflist"), 1);
+    let greetings = rt.upstream.calls().iter().filter(|c| c.url.contains("custom/send")).count();
+    assert_eq!(greetings, 10);
+    assert!(rt.upstream.calls().iter().filter(|c| c.url.contains("custom/send")).all(|c| match &c.body {
+        Body::Json(b) => String::from_utf8_lossy(b).contains("我是小美"),
+        _ => false,
+    }));
+}

@@ -15,6 +15,7 @@ use crate::api::answer::read_body;
 use crate::api::client::WeChatApi;
 use crate::config::{Account, KfRouting};
 use crate::error::Error;
+use crate::flight::SingleFlight;
 use crate::http::ApiCall;
 use crate::notes::Notes;
 use crate::runtime::{with_timeout, Background, Clock, Runtime, Store, READ_LIMIT_MS, STORE_MIN_TTL_SECS};
@@ -126,11 +127,21 @@ pub fn online_key(appid: &str) -> String {
     format!("kf_online:{appid}")
 }
 
+/// A lookup older than this is presumed lost (see [`SingleFlight`]).
+pub const FLIGHT_LIMIT_MS: u64 = 25_000;
+
 /// The online list as this isolate knows it: `(trusted until, list)`, the list `None` after a
-/// failed or slow lookup.
-#[derive(Debug, Default)]
+/// failed or slow lookup; and its lookups, one at a time.
+#[derive(Debug)]
 pub struct OnlineState {
     memory: RefCell<Option<(u64, Option<Vec<OnlineKf>>)>>,
+    flights: SingleFlight<Result<Vec<OnlineKf>, Error>>,
+}
+
+impl Default for OnlineState {
+    fn default() -> Self {
+        OnlineState { memory: RefCell::default(), flights: SingleFlight::new(FLIGHT_LIMIT_MS) }
+    }
 }
 
 impl OnlineState {
@@ -155,9 +166,9 @@ impl OnlineState {
 }
 
 /// Who is online, within [`LOOKUP_BUDGET_MS`]: isolate memory, else the store (at most
-/// [`READ_LIMIT_MS`] of it), else `getonlinekflist`. `None` when unknown (the lookup failed, or
-/// failed recently, or ran over budget); a lookup over budget is handed back to finish in the
-/// background and warm the cache.
+/// [`READ_LIMIT_MS`] of it), else `getonlinekflist`, one lookup at a time in the isolate however
+/// many pushes need it. `None` when unknown (the lookup failed, or failed recently, or ran over
+/// budget); a lookup over budget is handed back to finish in the background and warm the cache.
 pub async fn online_agents<R: Runtime + 'static>(
     api: &WeChatApi<R>,
     state: &Rc<OnlineState>,
@@ -168,7 +179,21 @@ pub async fn online_agents<R: Runtime + 'static>(
     if let Some(known) = state.known(now) {
         return (known, None);
     }
-    let lookup = Box::pin(fetch_online(api.clone(), notes.clone()));
+    let (api, flown, notes2) = (api.clone(), state.clone(), notes.clone());
+    let lookup = Box::pin(async move {
+        let rt = api.runtime().clone();
+        let clock = rt.clock();
+        flown
+            .flights
+            .run(
+                clock,
+                // A lookup that ended just now serves this one.
+                || flown.known(clock.now()).map(|known| known.ok_or(Error::Upstream("online list unavailable"))),
+                || fetch_online(api.clone(), notes2),
+                || Err(Error::UpstreamTimeout),
+            )
+            .await
+    });
     match with_timeout(rt.clock(), LOOKUP_BUDGET_MS, lookup).await {
         Ok(Ok(list)) => {
             state.remember(now, Some(list.clone()));

@@ -21,6 +21,7 @@ use crate::desk::hours::{local, Offset};
 use crate::desk::rules::{Alerts, FallbackAction, Rules};
 use crate::desk::{Desk, DeskState};
 use crate::error::{wechat_hint, Error};
+use crate::flight::SingleFlight;
 use crate::http::{ApiCall, HttpCall};
 use crate::notes::Notes;
 use crate::runtime::{exchange, Clock, Runtime, Store, STORE_MIN_TTL_SECS};
@@ -296,12 +297,14 @@ pub fn nickname_in(kflist: &[u8], kf_account: &str) -> Option<String> {
 }
 
 /// What an isolate remembers for the effects.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EffectsState {
     /// Keys of the pushes whose effects this isolate ran, with when to forget them.
     ran: RefCell<VecDeque<(String, u64)>>,
     /// `getkflist`'s answer and until when to use it.
-    kflist: RefCell<Option<(u64, Vec<u8>)>>,
+    kflist: RefCell<Option<(u64, Rc<[u8]>)>>,
+    /// Its lookups, one at a time (`None`: the lookup failed).
+    kflist_flights: SingleFlight<Option<Rc<[u8]>>>,
     /// When this isolate last alerted a credential failure.
     credentials_alerted: RefCell<Option<u64>>,
     /// Rate limits this isolate set (key, until when): they hold here even when the store does
@@ -309,7 +312,24 @@ pub struct EffectsState {
     limited: RefCell<Vec<(String, u64)>>,
 }
 
+impl Default for EffectsState {
+    fn default() -> Self {
+        EffectsState {
+            ran: RefCell::default(),
+            kflist: RefCell::default(),
+            kflist_flights: SingleFlight::new(crate::api::kf::FLIGHT_LIMIT_MS),
+            credentials_alerted: RefCell::default(),
+            limited: RefCell::default(),
+        }
+    }
+}
+
 impl EffectsState {
+    /// `getkflist`'s answer while it is fresh at `now`.
+    fn kflist_now(&self, now: u64) -> Option<Rc<[u8]>> {
+        self.kflist.borrow().as_ref().filter(|(until, _)| now < *until).map(|(_, list)| list.clone())
+    }
+
     /// Marks `key` as run at `now`; false when it already was (a retried push).
     fn first_time(&self, key: &str, now: u64) -> bool {
         let mut ran = self.ran.borrow_mut();
@@ -464,28 +484,38 @@ impl<R: Runtime> Effects<R> {
     }
 
     /// The agent's nickname from `getkflist` (kept [`NICKNAMES_TTL_SECS`] in memory and the
-    /// store).
+    /// store; one lookup at a time in the isolate, however many sessions start at once).
     async fn nickname(&self, kf_account: &str) -> Option<String> {
-        let now = self.now();
-        let cached = self.state.kflist.borrow().as_ref().filter(|(until, _)| now < *until).map(|(_, l)| l.clone());
-        if let Some(list) = cached {
-            return nickname_in(&list, kf_account);
-        }
-        let key = format!("kf_list:{}", self.account);
-        let list = match self.rt.store().get(&key).await {
-            Ok(Some(list)) => list.into_bytes(),
-            _ => {
-                let api = self.api.as_ref().ok()?;
-                let list = api.call(&ApiCall::get("/cgi-bin/customservice/getkflist")).await.ok()?;
-                if let Ok(text) = std::str::from_utf8(&list) {
-                    let _ = self.rt.store().put(&key, text, Some(NICKNAMES_TTL_SECS)).await;
-                }
-                list
+        let clock = self.rt.clock();
+        let list = match self.state.kflist_now(clock.now()) {
+            Some(list) => list,
+            None => {
+                let lookup = || async {
+                    let list = self.kflist().await?;
+                    let list: Rc<[u8]> = Rc::from(list);
+                    *self.state.kflist.borrow_mut() =
+                        Some((clock.now().saturating_add(NICKNAMES_TTL_SECS), list.clone()));
+                    Some(list)
+                };
+                let fresh = || self.state.kflist_now(clock.now()).map(Some);
+                self.state.kflist_flights.run(clock, fresh, lookup, || None).await?
             }
         };
-        let nick = nickname_in(&list, kf_account);
-        *self.state.kflist.borrow_mut() = Some((now.saturating_add(NICKNAMES_TTL_SECS), list));
-        nick
+        nickname_in(&list, kf_account)
+    }
+
+    /// `getkflist`'s answer: the store's, else WeChat's (then stored).
+    async fn kflist(&self) -> Option<Vec<u8>> {
+        let key = format!("kf_list:{}", self.account);
+        if let Ok(Some(list)) = self.rt.store().get(&key).await {
+            return Some(list.into_bytes());
+        }
+        let api = self.api.as_ref().ok()?;
+        let list = api.call(&ApiCall::get("/cgi-bin/customservice/getkflist")).await.ok()?;
+        if let Ok(text) = std::str::from_utf8(&list) {
+            let _ = self.rt.store().put(&key, text, Some(NICKNAMES_TTL_SECS)).await;
+        }
+        Some(list)
     }
 
     /// Posts an alert to the webhook, retried once; a failure is noted and dropped.

@@ -115,6 +115,18 @@ impl TestApp {
         served
     }
 
+    /// Serves `requests` at once (concurrently, as one isolate's requests run), then their work
+    /// after the reply, at once too; the served requests, their background work done.
+    pub fn concurrently(&self, requests: Vec<Request>) -> Vec<Served> {
+        let tasks: Vec<fake::Task<'_, Served>> =
+            requests.into_iter().map(|req| Box::pin(self.worker().serve(req)) as fake::Task<'_, Served>).collect();
+        let mut served = fake::run(&self.rt.clock, tasks);
+        let work: Vec<fake::Task<'_, ()>> =
+            served.iter_mut().filter_map(|s| s.background.take()).map(|w| w as fake::Task<'_, ()>).collect();
+        fake::run(&self.rt.clock, work);
+        served
+    }
+
     /// Runs a served request's background work to the end; the notes so far (emptied).
     pub fn finish(&self, served: &mut Served) -> Vec<String> {
         if let Some(work) = served.background.take() {
