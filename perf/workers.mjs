@@ -51,6 +51,8 @@ export const rustWorker = (dir, stdio) => () => startWorker({ buildDir: dir, bin
 
 const XML = { 'content-type': 'text/xml' };
 const text = fixture('messages/text.xml').toString();
+/** A text message of 2,000 characters that no keyword of the benchmarks' rules matches. */
+const long = text.replace(/<Content>.*<\/Content>/, `<Content><![CDATA[${'我想咨询一下订单的物流情况，请问什么时候能到？'.repeat(100).slice(0, 2000)}]]></Content>`);
 /**
  * The measured requests, rebuilt every round so timestamps stay inside the 300 s window: those
  * whose id is in `wanted`, and always the first (a plain push, also the first request's).
@@ -62,5 +64,6 @@ export function scenarios(wanted) {
     { id: 'safe', label: 'POST /wechat safe text', method: 'POST', path: `/wechat?${safe.query}`, body: safe.body, headers: XML, status: 200 },
     { id: 'healthz', label: 'GET /healthz', method: 'GET', path: '/healthz', status: 200 },
     { id: 'notfound', label: 'GET /nope (404)', method: 'GET', path: '/nope', status: 404 },
+    { id: 'long', label: 'POST /wechat plain, 2,000-character text', method: 'POST', path: `/wechat?${plainQuery()}`, body: long, headers: XML, status: 200 },
   ].filter((sc, i) => i === 0 || wanted.includes(sc.id));
 }

@@ -100,3 +100,22 @@ fn serve(bencher: Bencher, what: &str) {
     app.request(method, &target, None, &body);
     bencher.bench_local(|| app.request(method, black_box(&target), None, black_box(&body)).response.status);
 }
+
+/// A 2,000-character text that no keyword matches, decided with the defaults and with the most
+/// "contains" words a 64 KiB document holds (tests/fixtures/rules/most-words.json: 5,411 words):
+/// one pass over the text either way.
+#[divan::bench(args = ["defaults", "most-words"], sample_count = 1000)]
+fn decide_2000_characters(bencher: Bencher, rules: &str) {
+    use kf_core::desk::decide::{decide, Agents, Facts};
+    use kf_core::desk::rules::{validate, Capabilities, Rules};
+    use wechat_mp::{parse_message, MessageKind};
+    let rules = match rules {
+        "defaults" => Rules::default(),
+        name => validate(&kf_core::testkit::fixture(&format!("rules/{name}.json")), Capabilities::ALL).unwrap().rules,
+    };
+    let mut message = parse_message(&fixture("messages/text")).unwrap();
+    let text: String = "我想咨询一下订单的物流情况，请问什么时候能到？".chars().cycle().take(2000).collect();
+    message.kind = MessageKind::Text { content: text };
+    let facts = Facts { requested: None, agents: Some(Agents::Unknown) };
+    bencher.bench(|| decide(black_box(&message), NOW, &rules, &facts));
+}

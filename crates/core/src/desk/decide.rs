@@ -97,64 +97,6 @@ fn decided(answer: Answer<'_>, reason: Reason, remember_request: bool) -> Step<'
     Step::Decided(Decision { answer, reason, remember_request })
 }
 
-/// `text` equals one of `words` (both already trimmed and ASCII-lowercased by their readers).
-fn equals_any(text: &str, words: &[String]) -> bool {
-    words.iter().any(|w| *w == text)
-}
-
-/// The byte pairs of a text, hashed into 4,096 bits: a word one of whose pairs is missing cannot
-/// be in the text. Built once per message, it spares nearly every word the substring search,
-/// whose per-word setup is what a long keyword list costs in wasm.
-struct Pairs([u64; 64]);
-
-impl Pairs {
-    fn slot(a: u8, b: u8) -> (usize, u64) {
-        let h = ((usize::from(a) * 0x9E37) ^ (usize::from(b) * 0x85EB)) & 4095;
-        (h >> 6, 1 << (h & 63))
-    }
-
-    fn of(text: &str) -> Pairs {
-        let mut bits = [0u64; 64];
-        for pair in text.as_bytes().windows(2) {
-            if let [a, b] = pair {
-                let (word, bit) = Pairs::slot(*a, *b);
-                if let Some(w) = bits.get_mut(word) {
-                    *w |= bit;
-                }
-            }
-        }
-        Pairs(bits)
-    }
-
-    fn may_hold(&self, word: &str) -> bool {
-        word.as_bytes().windows(2).all(|pair| match pair {
-            [a, b] => {
-                let (word, bit) = Pairs::slot(*a, *b);
-                self.0.get(word).is_some_and(|w| w & bit != 0)
-            }
-            _ => true,
-        })
-    }
-}
-
-/// A text as keywords and request words are matched against: trimmed, lowercased, and its pairs.
-struct Words {
-    text: String,
-    pairs: Pairs,
-}
-
-impl Words {
-    fn of(content: &str) -> Words {
-        let text = content.trim().to_ascii_lowercase();
-        let pairs = Pairs::of(&text);
-        Words { text, pairs }
-    }
-}
-
-fn contains_any(text: &str, pairs: &Pairs, words: &[String]) -> bool {
-    words.iter().any(|w| pairs.may_hold(w) && text.contains(w.as_str()))
-}
-
 /// Decides the answer to `message` at `now` (Unix seconds).
 pub fn decide<'r>(message: &Message, now: u64, rules: &'r Rules, facts: &Facts) -> Step<'r> {
     let text = match &message.kind {
@@ -169,17 +111,10 @@ pub fn decide<'r>(message: &Message, now: u64, rules: &'r Rules, facts: &Facts) 
         _ => None,
     };
     let gate = &rules.transfer;
-    // Only keywords and the request gate read the text: without them it is not even lowercased.
-    let words = text.filter(|_| !rules.keywords.is_empty() || gate.on_request).map(|t| Words::of(t));
-    if let Some(Words { text, pairs }) = &words {
-        for k in &rules.keywords {
-            if if k.exact { equals_any(text, &k.words) } else { contains_any(text, pairs, &k.words) } {
-                return decided(Answer::Text(&k.reply), Reason::Keyword, false);
-            }
-        }
+    if let Some(rule) = text.and_then(|t| rules.matcher.first(t)).and_then(|i| rules.keywords.get(i)) {
+        return decided(Answer::Text(&rule.reply), Reason::Keyword, false);
     }
-    let asked = gate.on_request
-        && words.as_ref().is_some_and(|Words { text, pairs }| contains_any(text, pairs, &gate.request_words));
+    let asked = gate.on_request && text.is_some_and(|t| gate.request_words.found_in(t));
     if gate.on_request && !asked {
         match facts.requested {
             None => return Step::Need(Fact::Requested),
@@ -343,20 +278,6 @@ mod tests {
                 decided(Answer::Success, Reason::Default, false),
                 "{name}"
             );
-        }
-    }
-
-    #[test]
-    fn the_pair_filter_never_hides_a_word_that_is_there() {
-        let texts = ["我要开发票", "I want an AGENT now", "a", "", "人工人工", "x人工y", "🙂人工🙂"];
-        let words = ["发票", "agent", "a", "人工", "工人", "🙂人", "t n", "z"];
-        for text in texts {
-            let lower = text.to_ascii_lowercase();
-            let pairs = Pairs::of(&lower);
-            for word in words {
-                let expected = lower.contains(word);
-                assert_eq!(contains_any(&lower, &pairs, &[word.to_string()]), expected, "{word:?} in {text:?}");
-            }
         }
     }
 

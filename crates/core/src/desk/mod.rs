@@ -3,6 +3,7 @@
 //!
 //! - [`rules`]: the rules document, its defaults and its validation (pure).
 //! - [`hours`]: offsets, dates and ranges (pure).
+//! - [`keywords`]: keywords and request words matched in one pass over a text (pure).
 //! - [`decide`]: the decision for one push (pure).
 //! - [`effects`]: what happens after the reply (notices, alerts, session messages), once.
 //! - here: an account's copy of the rules in this isolate (from the store, at most 30 s old)
@@ -11,6 +12,7 @@
 pub mod decide;
 pub mod effects;
 pub mod hours;
+pub mod keywords;
 pub mod rules;
 
 use std::cell::{Cell, RefCell};

@@ -3,6 +3,7 @@
 //! JSON path of the first bad field and refuses unknown fields (a typo must not be ignored).
 
 use crate::desk::hours::{overlap, Date, Hours, Offset, Range, RangeError, MAX_RANGES_PER_DAY};
+use crate::desk::keywords::{KeywordMatcher, WordSet};
 use crate::document;
 use crate::error::Error;
 
@@ -36,6 +37,8 @@ pub struct Rules {
     /// Passive text reply to `subscribe`; `None`: `success`.
     pub welcome: Option<String>,
     pub keywords: Vec<Keyword>,
+    /// The keywords, compiled for matching.
+    pub matcher: KeywordMatcher,
     pub transfer: Gate,
     /// `None`: always open.
     pub hours: Option<Hours>,
@@ -63,9 +66,10 @@ impl Default for Rules {
             timezone: Offset::CHINA,
             welcome: None,
             keywords: Vec::new(),
+            matcher: KeywordMatcher::default(),
             transfer: Gate {
                 on_request: false,
-                request_words: Vec::new(),
+                request_words: WordSet::default(),
                 remember_secs: DEFAULT_REMEMBER_SECS,
                 prompt: None,
             },
@@ -93,7 +97,7 @@ pub struct Gate {
     /// `on_request`: transfer only after the user asked for a human.
     pub on_request: bool,
     /// ASCII letters lowercased.
-    pub request_words: Vec<String>,
+    pub request_words: WordSet,
     pub remember_secs: u64,
     pub prompt: Option<String>,
 }
@@ -568,6 +572,8 @@ mod raw {
                 let reply = k.reply.ok_or_else(|| invalid(&format!("{at}.reply"), "is required"))?.0;
                 rules.keywords.push(super::Keyword { exact: k.r#match.is_none_or(|m| m.0), words, reply });
             }
+            rules.matcher = KeywordMatcher::new(&rules.keywords)
+                .map_err(|_| invalid("keywords", "holds more words than can be matched"))?;
             if let Some(gate) = self.transfer {
                 let on_request = gate.mode.is_some_and(|m| m.0);
                 let request_words = match gate.request_words {
@@ -578,6 +584,8 @@ mod raw {
                     }
                     None => Vec::new(),
                 };
+                let request_words = WordSet::new(&request_words)
+                    .map_err(|_| invalid("transfer.request_words", "holds more words than can be matched"))?;
                 rules.transfer = super::Gate {
                     on_request,
                     request_words,
