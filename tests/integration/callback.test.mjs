@@ -1,7 +1,8 @@
 // The callback against the built wasm in workerd (miniflare): what WeChat sees.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, BASE } from '../support/worker.mjs';
+import net from 'node:net';
+import { startWorker, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
 import { TOKEN, sign, decrypt, plainQuery, safePush, field, fixture, now, APPID } from '../support/wechat.mjs';
 
 let mf;
@@ -157,6 +158,46 @@ test('a chunked body (no Content-Length) over 64 KiB is refused with 413 too', a
   });
   assert.equal(small.status, 200);
   assert.equal(field(await small.text(), 'MsgType'), 'transfer_customer_service');
+});
+
+/// Sends a request's head and the first `sent` bytes of its body over a raw connection, then
+/// goes away: a client that gives up mid-upload. `declared`: its Content-Length, or chunked.
+async function abandon(url, path, { declared, sent = 10, headers = '' }) {
+  const { hostname, port } = new URL(url);
+  const length = declared === undefined ? 'Transfer-Encoding: chunked\r\n' : `Content-Length: ${declared}\r\n`;
+  const body = declared === undefined ? `${sent.toString(16)}\r\n${'x'.repeat(sent)}\r\n` : 'x'.repeat(sent);
+  await new Promise((resolve) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: worker.test\r\nContent-Type: text/xml\r\n${headers}${length}\r\n${body}`);
+      setTimeout(() => { socket.destroy(); resolve(); }, 100);
+    });
+    socket.on('error', resolve);
+  });
+}
+
+test('a client that goes away mid-body is a client error, logged as one, on any path', async () => {
+  const w = startWorker({ captureLogs: true });
+  const url = await w.ready;
+  try {
+    await abandon(url, `/wechat?${plainQuery()}`, { declared: 1000 });
+    await abandon(url, `/wechat?${plainQuery()}`, { declared: undefined });
+    await abandon(url, '/api/media?type=image', { declared: 5000, headers: `Authorization: Bearer ${ADMIN_TOKEN}\r\n` });
+    await abandon(url, '/no-such-path', { declared: 1000 });
+    await abandon(url, '/api/status', { declared: 1000 });
+    await waitFor(() => w.logLines().length >= 5, 'five log lines');
+    const lines = w.logLines().map(({ stream, route, status, outcome }) => [stream, route, status, outcome]);
+    const unreadable = 'invalid_request: body: the request body could not be read';
+    assert.deepEqual(lines, [
+      ['stdout', '/wechat', 400, unreadable],
+      ['stdout', '/wechat', 400, unreadable],
+      ['stdout', '/api', 400, unreadable],
+      ['stdout', 'other', 404, 'not_found'],
+      ['stdout', '/api', 401, 'unauthorized'],
+    ]);
+    assert.ok(!w.logs.some(({ stream }) => stream === 'stderr'), 'nothing at error level');
+  } finally {
+    await w.dispose();
+  }
 });
 
 test('a bad or stale signature is refused with 403', async () => {
