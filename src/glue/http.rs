@@ -10,9 +10,12 @@ use kf_core::Error;
 
 use super::runtime::read_bounded;
 
-/// An oversized body up to this size is read and discarded before the 413, so the client gets
-/// the answer instead of a connection reset mid-upload; a larger one is refused at once.
-const DRAIN_LIMIT: usize = 1 << 20;
+/// A body answered without being read whole (over its limit, or refused before reading: 401,
+/// 404, 405) is read and dropped first, up to this many bytes, so that the client sees the answer
+/// rather than a connection reset mid-upload. It is the request body limit of Cloudflare's Free
+/// and Pro plans: a larger body never reaches a Worker there, and a larger declared one is not
+/// drained. Dropping costs no memory: chunks are counted, not kept.
+const DRAIN_LIMIT: usize = 100 << 20;
 
 fn content_length(req: &web_sys::Request) -> Option<usize> {
     req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse().ok())
@@ -41,29 +44,19 @@ pub(crate) async fn read_body(req: &web_sys::Request, limit: usize) -> Result<Ve
         return array_buffer(req).await;
     }
     let Some(stream) = req.body() else { return Ok(Vec::new()) };
-    // Read past the limit up to the drain limit, so that the client sees the 413.
-    match read_bounded(stream, limit.max(DRAIN_LIMIT)).await.map_err(|_| unreadable())? {
-        Some(body) if body.len() <= limit => Ok(body),
-        _ => Err(Error::PayloadTooLarge),
-    }
+    // Past the limit the rest is drained, so that the client sees the 413.
+    read_bounded(stream, limit, DRAIN_LIMIT).await.map_err(|_| unreadable())?.ok_or(Error::PayloadTooLarge)
 }
 
 /// Answers sent without reading the body (404, 405, 401, 413...) leave the client uploading into
 /// a connection that is about to close; under load that showed as stalls and resets. Reading
 /// what is left first (up to [`DRAIN_LIMIT`]) lets every client see its answer.
 pub(crate) async fn discard_unread_body(req: &web_sys::Request) {
-    if req.body_used() {
+    if req.body_used() || content_length(req).is_some_and(|n| n > DRAIN_LIMIT) {
         return;
     }
-    let Some(stream) = req.body() else { return };
-    match content_length(req) {
-        Some(n) if n <= DRAIN_LIMIT => {
-            let _ = array_buffer(req).await;
-        }
-        Some(_) => {}
-        None => {
-            let _ = read_bounded(stream, DRAIN_LIMIT).await;
-        }
+    if let Some(stream) = req.body() {
+        let _ = read_bounded(stream, 0, DRAIN_LIMIT).await;
     }
 }
 

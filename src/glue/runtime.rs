@@ -149,7 +149,7 @@ impl Upstream for FetchUpstream {
         let body = match response.body() {
             None => Vec::new(),
             Some(stream) => {
-                read_bounded(stream, MAX_ANSWER_BYTES).await?.ok_or(Error::Upstream("answer larger than 1 MiB"))?
+                read_bounded(stream, MAX_ANSWER_BYTES, 0).await?.ok_or(Error::Upstream("answer larger than 1 MiB"))?
             }
         };
         Ok(Answer { status, body })
@@ -184,23 +184,35 @@ fn build_request(call: &HttpCall) -> Result<web_sys::Request, Error> {
     web_sys::Request::new_with_str_and_init(&call.url, &init).map_err(|_| Error::Upstream("invalid URL"))
 }
 
-/// Reads `stream` to its end: `Some(bytes)`, or `None` (and the stream cancelled) as soon as
-/// more than `limit` bytes arrived.
-pub(crate) async fn read_bounded(stream: web_sys::ReadableStream, limit: usize) -> Result<Option<Vec<u8>>, Error> {
+/// Reads `stream` to its end: `Some(bytes)`, or `None` when more than `limit` bytes arrived.
+/// Past the limit the bytes are counted and dropped, not kept, until `drain_to` bytes in all;
+/// then the stream is cancelled. `drain_to` at or below `limit`: cancelled as soon as the limit
+/// is passed.
+pub(crate) async fn read_bounded(
+    stream: web_sys::ReadableStream,
+    limit: usize,
+    drain_to: usize,
+) -> Result<Option<Vec<u8>>, Error> {
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
+    let mut seen: usize = 0;
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(|_| Error::Upstream("body unreadable"))?;
         if Reflect::get(&chunk, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
-            return Ok(Some(body));
+            return Ok((seen <= limit).then_some(body));
         }
         let value: Uint8Array = Reflect::get(&chunk, &JsValue::from_str("value"))
             .map_err(|_| Error::Upstream("body unreadable"))?
             .unchecked_into();
         let len = value.length() as usize;
-        if body.len().saturating_add(len) > limit {
-            let _ = reader.cancel();
-            return Ok(None);
+        seen = seen.saturating_add(len);
+        if seen > limit {
+            body = Vec::new();
+            if seen > drain_to {
+                let _ = reader.cancel();
+                return Ok(None);
+            }
+            continue;
         }
         let start = body.len();
         body.resize(start + len, 0);

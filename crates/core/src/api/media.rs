@@ -1,5 +1,6 @@
 //! Uploads, pure: which WeChat upload a request maps to, with the file checked first (its size
-//! against the kind's limit, its format from its first bytes, not only its declared type).
+//! against the kind's limit, its format from its own bytes ([`Format::sniff`]), not only its
+//! declared type).
 //!
 //! - `POST /api/media?type=image|voice|video|thumb` -> `POST /cgi-bin/media/upload?type=...`
 //!   (temporary media: WeChat keeps it 3 days).
@@ -12,86 +13,9 @@
 use std::rc::Rc;
 
 use crate::api::admin::kf_account_path;
+pub use crate::api::format::Format;
 use crate::error::Error;
 use crate::http::{query_param, ApiCall, Body, HttpMethod};
-
-/// A file format, recognised by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Jpeg,
-    Png,
-    Gif,
-    Bmp,
-    Amr,
-    Mp3,
-    Mp4,
-}
-
-impl Format {
-    /// The MIME type WeChat receives for the file part.
-    pub fn mime(self) -> &'static str {
-        match self {
-            Format::Jpeg => "image/jpeg",
-            Format::Png => "image/png",
-            Format::Gif => "image/gif",
-            Format::Bmp => "image/bmp",
-            Format::Amr => "audio/amr",
-            Format::Mp3 => "audio/mpeg",
-            Format::Mp4 => "video/mp4",
-        }
-    }
-
-    /// The file name's extension (WeChat reads the format from it).
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Jpeg => "jpg",
-            Format::Png => "png",
-            Format::Gif => "gif",
-            Format::Bmp => "bmp",
-            Format::Amr => "amr",
-            Format::Mp3 => "mp3",
-            Format::Mp4 => "mp4",
-        }
-    }
-
-    /// The format `bytes` start like, if any of these.
-    pub fn sniff(bytes: &[u8]) -> Option<Format> {
-        let starts = |magic: &[u8]| bytes.starts_with(magic);
-        if starts(&[0xFF, 0xD8, 0xFF]) {
-            Some(Format::Jpeg)
-        } else if starts(b"\x89PNG\r\n\x1a\n") {
-            Some(Format::Png)
-        } else if starts(b"GIF87a") || starts(b"GIF89a") {
-            Some(Format::Gif)
-        } else if starts(b"BM") && bytes.len() >= 26 {
-            Some(Format::Bmp)
-        } else if starts(b"#!AMR\n") {
-            Some(Format::Amr)
-        } else if starts(b"ID3") || matches!(bytes, [0xFF, b, ..] if b & 0xE0 == 0xE0) {
-            // An ID3 tag, or an MPEG audio frame's sync bits (11 set bits).
-            Some(Format::Mp3)
-        } else if bytes.get(4..8) == Some(b"ftyp") {
-            Some(Format::Mp4)
-        } else {
-            None
-        }
-    }
-
-    /// Whether a declared `Content-Type` (parameters ignored) names this format.
-    fn is_named_by(self, declared: &str) -> bool {
-        let essence = declared.split(';').next().unwrap_or_default().trim();
-        let aliases: &[&str] = match self {
-            Format::Jpeg => &["image/jpeg", "image/jpg", "image/pjpeg"],
-            Format::Png => &["image/png"],
-            Format::Gif => &["image/gif"],
-            Format::Bmp => &["image/bmp", "image/x-bmp", "image/x-ms-bmp"],
-            Format::Amr => &["audio/amr", "audio/amr-nb"],
-            Format::Mp3 => &["audio/mpeg", "audio/mp3"],
-            Format::Mp4 => &["video/mp4"],
-        };
-        aliases.iter().any(|a| essence.eq_ignore_ascii_case(a))
-    }
-}
 
 /// What can be uploaded, with WeChat's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,28 +193,6 @@ mod tests {
         }
         for no in ["multipart/mixed; boundary=x", "image/jpeg", "multipart/form", "", "表单multipart/form-data"] {
             assert!(!is_multipart(no), "{no:?}");
-        }
-    }
-
-    #[test]
-    fn formats_are_recognised_by_their_first_bytes() {
-        let mut bmp = b"BM".to_vec();
-        bmp.resize(54, 0);
-        let cases: [(&[u8], Option<Format>); 11] = [
-            (JPEG, Some(Format::Jpeg)),
-            (PNG, Some(Format::Png)),
-            (b"GIF89a\x01\0", Some(Format::Gif)),
-            (&bmp, Some(Format::Bmp)),
-            (b"BM", None),
-            (b"#!AMR\n\x3c", Some(Format::Amr)),
-            (b"ID3\x04\0", Some(Format::Mp3)),
-            (&[0xFF, 0xFB, 0x90, 0x64], Some(Format::Mp3)),
-            (b"\0\0\0\x20ftypisom", Some(Format::Mp4)),
-            (b"<svg xmlns='http://www.w3.org/2000/svg'/>", None),
-            (b"", None),
-        ];
-        for (bytes, expected) in cases {
-            assert_eq!(Format::sniff(bytes), expected, "{bytes:?}");
         }
     }
 
