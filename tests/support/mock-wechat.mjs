@@ -1,6 +1,7 @@
 // A local mock of the WeChat API: the token endpoints (stable and classic, with WeChat's
 // semantics) and the customer-service APIs. Used as miniflare's outboundService in tests and
-// benchmarks, and as a real HTTP server on 127.0.0.1 for `make dev`:
+// benchmarks (one agent, one user waiting: what the tests assert on), and as a real HTTP server
+// on 127.0.0.1 for `make dev` with a live-looking account ({@link liveAccount}):
 //
 //   node tests/support/mock-wechat.mjs [port=8788]
 import { createServer } from 'node:http';
@@ -8,7 +9,44 @@ import { pathToFileURL } from 'node:url';
 
 export const APPSECRET = 'test-app-secret';
 
-export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, latencyMs = 0, expiresIn = 7200 } = {}) {
+/**
+ * What a console shows for a small account in the middle of a working day, as `mockWeChat`'s
+ * state: three agents (two online, one of them busy), a short queue, a few open sessions and the
+ * last hour's chat records. Times are relative to the moment they are read (getters), so the
+ * queue's waits read 40 s, 3 min and 7 min however long `make mock` has been running.
+ */
+export function liveAccount(clock = () => Date.now()) {
+  const ago = (seconds) => Math.floor(clock() / 1000) - seconds;
+  const waiting = (openid, seconds) => ({ openid, get latest_time() { return ago(seconds); } });
+  const session = (kf_account, openid, seconds) => ({ kf_account, openid, get createtime() { return ago(seconds); } });
+  const record = (openid, opercode, text, seconds, worker = '') => ({ openid, opercode, text, worker, get time() { return ago(seconds); } });
+  const [xiao, jie, li] = ['kf2001@gh_10f6c3c3ac5a', 'kf2002@gh_10f6c3c3ac5a', 'kf2003@gh_10f6c3c3ac5a'];
+  return {
+    accounts: [
+      { kf_account: xiao, kf_nick: '小客服', kf_id: '2001', kf_headimgurl: '' },
+      { kf_account: jie, kf_nick: '阿杰', kf_id: '2002', kf_headimgurl: '' },
+      { kf_account: li, kf_nick: '莉莉', kf_id: '2003', kf_headimgurl: '' },
+    ],
+    online: [
+      { kf_account: xiao, status: 1, kf_id: '2001', auto_accept: 3, accepted_case: 1 },
+      { kf_account: jie, status: 1, kf_id: '2002', auto_accept: 3, accepted_case: 3 },
+    ],
+    waitcase: [waiting('oDemoUser4', 420), waiting('oDemoUser5', 180), waiting('oDemoUser6', 40)],
+    sessions: [session(xiao, 'oDemoUser1', 900), session(jie, 'oDemoUser2', 1500), session(jie, 'oDemoUser3', 600)],
+    records: [
+      record('oDemoUser1', 2001, '你好，我想开发票', 960),
+      record('oDemoUser1', 1001, '', 900, xiao),
+      record('oDemoUser1', 2002, '您好，请把抬头和税号发给我', 880, xiao),
+      record('oDemoUser2', 2001, '订单一直没有发货', 1560),
+      record('oDemoUser2', 1001, '', 1500, jie),
+      record('oDemoUser2', 2002, '我帮您查一下物流', 1440, jie),
+      record('oDemoUser3', 2001, '怎么修改收货地址？', 640),
+      record('oDemoUser3', 1001, '', 600, jie),
+    ],
+  };
+}
+
+export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, latencyMs = 0, expiresIn = 7200, live = false } = {}) {
   const state = {
     requests: [],
     tokenRequests: 0,
@@ -32,6 +70,7 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
     /** getmsglist's records, { openid, opercode, text, time, worker }, answered by time range and msgid (1-based). */
     records: [],
     latencyMs,
+    ...(live ? liveAccount() : {}),
   };
 
   const json = (obj, status = 200) =>
@@ -196,16 +235,18 @@ export function mockWeChat({ appid = 'wx5823bf96d3bd56c7', secret = APPSECRET, l
 // Run as a program: serve the mock on 127.0.0.1 for `make dev`.
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const port = Number(process.argv[2] ?? 8788);
-  const mock = mockWeChat({ secret: process.env.WECHAT_APPSECRET ?? 'dev-app-secret' });
-  createServer(async (req, res) => {
+  const mock = mockWeChat({ secret: process.env.WECHAT_APPSECRET ?? 'dev-app-secret', live: true });
+  const server = createServer(async (req, res) => {
     const chunks = [];
     for await (const c of req) chunks.push(c);
-    const request = new Request(`http://127.0.0.1:${port}${req.url}`, {
+    const request = new Request(`http://127.0.0.1${req.url}`, {
       method: req.method, headers: req.headers, body: ['GET', 'HEAD'].includes(req.method) ? undefined : Buffer.concat(chunks),
     });
     const r = await mock.handler(request);
     res.writeHead(r.status, Object.fromEntries(r.headers));
     res.end(Buffer.from(await r.arrayBuffer()));
     console.log(`${req.method} ${req.url.replace(/access_token=[^&]+/, 'access_token=…')} -> ${r.status}`);
-  }).listen(port, '127.0.0.1', () => console.log(`mock WeChat API on http://127.0.0.1:${port}`));
+  });
+  // Port 0: any free port; the line names the one taken.
+  server.listen(port, '127.0.0.1', () => console.log(`mock WeChat API on http://127.0.0.1:${server.address().port}`));
 }
