@@ -8,7 +8,14 @@ use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::contiguous::NFA;
 use aho_corasick::{Input, MatchKind};
 
-use crate::desk::rules::Keyword;
+/// One keyword rule. Words are kept with ASCII letters lowercased (they match case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyword {
+    /// `exact`: the trimmed text equals a word; else it contains one.
+    pub exact: bool,
+    pub words: Vec<String>,
+    pub reply: String,
+}
 
 /// A set of words found anywhere in a text.
 #[derive(Debug, Clone, Default)]

@@ -3,6 +3,7 @@
 //! JSON path of the first bad field and refuses unknown fields (a typo must not be ignored).
 
 use crate::desk::hours::{overlap, Date, Hours, Offset, Range, RangeError, MAX_RANGES_PER_DAY};
+pub use crate::desk::keywords::Keyword;
 use crate::desk::keywords::{KeywordMatcher, WordSet};
 use crate::document;
 use crate::error::Error;
@@ -80,15 +81,6 @@ impl Default for Rules {
             sessions: Sessions::default(),
         }
     }
-}
-
-/// One keyword rule. Words are kept with ASCII letters lowercased (they match case-insensitively).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keyword {
-    /// `exact`: the trimmed text equals a word; else it contains one.
-    pub exact: bool,
-    pub words: Vec<String>,
-    pub reply: String,
 }
 
 /// The "转人工" gate.
