@@ -1,6 +1,6 @@
 //! The runtime traits over Workers: KV for the store, `Date`/`setTimeout` for the clock, `fetch`
-//! for the upstream. They move bytes and decide nothing (every TTL, limit and timeout is the
-//! caller's).
+//! for the upstream, D1 for the database. They move bytes and decide nothing (every TTL, limit,
+//! timeout and statement is the caller's).
 
 use std::cell::OnceCell;
 
@@ -10,7 +10,7 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Env};
 
 use kf_core::http::{Answer, Body, HttpCall, HttpMethod};
-use kf_core::runtime::{Clock, Late, Runtime, Store, Upstream, MAX_ANSWER_BYTES};
+use kf_core::runtime::{Clock, Database, Late, Param, Row, Runtime, Statement, Store, Upstream, MAX_ANSWER_BYTES};
 use kf_core::Error;
 
 #[wasm_bindgen]
@@ -76,6 +76,55 @@ impl Store for KvBacked {
     }
     async fn delete(&self, key: &str) -> Result<(), Error> {
         settle(self.kv()?.delete(key), "KV delete failed").await.map(|_| ())
+    }
+}
+
+/// D1 (the `WECHAT_DB` binding), through the `worker` crate.
+pub(crate) struct D1Backed(worker::D1Database);
+
+/// Integers D1 takes exactly: JS numbers (bound as doubles) up to 2^53.
+const MAX_EXACT: u64 = 1 << 53;
+
+fn failed(_: worker::Error) -> Error {
+    Error::Internal("database: a statement failed")
+}
+
+impl D1Backed {
+    fn prepared(&self, statement: &Statement) -> Result<worker::D1PreparedStatement, Error> {
+        let params = statement
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Int(n) if n.unsigned_abs() <= MAX_EXACT => Ok(JsValue::from_f64(*n as f64)),
+                Param::Int(_) => Err(Error::Internal("database: an integer past 2^53")),
+                Param::Text(s) => Ok(JsValue::from_str(s)),
+                Param::Null => Ok(JsValue::NULL),
+            })
+            .collect::<Result<Vec<JsValue>, Error>>()?;
+        self.0.prepare(statement.sql).bind(&params).map_err(failed)
+    }
+}
+
+/// The rows a statement changed, from D1's `meta.changes`.
+fn changes(result: &worker::D1Result) -> u64 {
+    result.meta().ok().flatten().and_then(|m| m.changes).unwrap_or_default() as u64
+}
+
+impl Database for D1Backed {
+    async fn execute(&self, statement: &Statement) -> Result<u64, Error> {
+        let result = self.prepared(statement)?.run().await.map_err(failed)?;
+        Ok(changes(&result))
+    }
+
+    async fn query(&self, statement: &Statement) -> Result<Vec<Row>, Error> {
+        let result = self.prepared(statement)?.all().await.map_err(failed)?;
+        result.results::<Row>().map_err(failed)
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, Error> {
+        let prepared = statements.iter().map(|s| self.prepared(s)).collect::<Result<Vec<_>, Error>>()?;
+        let results = self.0.batch(prepared).await.map_err(failed)?;
+        Ok(results.iter().map(changes).collect())
     }
 }
 
@@ -227,6 +276,8 @@ pub(crate) struct WorkerRuntime {
     store: KvBacked,
     clock: WorkerClock,
     upstream: FetchUpstream,
+    /// `None` without the binding.
+    database: Option<D1Backed>,
 }
 
 impl WorkerRuntime {
@@ -235,6 +286,7 @@ impl WorkerRuntime {
             store: KvBacked { env: env.clone(), kv: OnceCell::new() },
             clock: WorkerClock,
             upstream: FetchUpstream,
+            database: env.d1("WECHAT_DB").ok().map(D1Backed),
         }
     }
 }
@@ -243,6 +295,10 @@ impl Runtime for WorkerRuntime {
     type Store = KvBacked;
     type Clock = WorkerClock;
     type Upstream = FetchUpstream;
+    type Database = D1Backed;
+    fn database(&self) -> Option<&D1Backed> {
+        self.database.as_ref()
+    }
     fn store(&self) -> &KvBacked {
         &self.store
     }

@@ -121,11 +121,11 @@ test('the on_request gate prompts, then remembers the request across messages', 
   await putRules({ transfer: { mode: 'on_request', request_words: ['人工', '客服'], remember_secs: 1800, prompt: '回复“人工”联系客服。' } });
   assert.deepEqual((await say('你好', { openid: 'oGate' })).slice(0, 2), ['text', '回复“人工”联系客服。']);
   assert.equal((await say('转人工', { openid: 'oGate' }))[0], 'transfer_customer_service');
-  // Remembered in KV for every isolate, for remember_secs.
-  const kv = await mf.getKVNamespace('WECHAT_KV');
+  // Remembered in the database for every isolate, for remember_secs.
+  const db = await mf.getD1Database('WECHAT_DB');
   let until;
   for (let i = 0; i < 50 && !until; i++) {
-    until = await kv.get('requested:wx5823bf96d3bd56c7:oGate');
+    until = (await db.prepare("SELECT until FROM requests WHERE openid = 'oGate'").first())?.until;
     if (!until) await new Promise((r) => setTimeout(r, 20));
   }
   assert.ok(Math.abs(Number(until) - (Date.now() / 1000 + 1800)) < 10, `remembered until ${until}`);

@@ -1,5 +1,6 @@
 // After the reply, in workerd: notices, alerts to a webhook on loopback, session messages, and
-// exactly once per push however often WeChat delivers it.
+// exactly once per push however often WeChat delivers it (tests/integration/database.test.mjs:
+// through two isolates at once).
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -91,8 +92,9 @@ test('a night transfer notifies the user exactly once, however often WeChat deli
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(notices(), [{ touser: 'oNight', msgtype: 'text', text: { content: '您的消息已收到，上班后客服会第一时间回复。' } }]);
   await until(() => mf.logLines().filter((l) => l.notes?.includes('effects skipped: already run for this push (a retry)')).length === 2, 'two retries noted');
-  const kv = await mf.getKVNamespace('WECHAT_KV');
-  assert.ok(await kv.get('notified:wx5823bf96d3bd56c7:closed:oNight'), 'the notice is remembered per user and kind');
+  const db = await mf.getD1Database('WECHAT_DB');
+  const limit = await db.prepare("SELECT until FROM limits WHERE name = 'notice:closed:oNight'").first();
+  assert.ok(limit?.until > now(), 'the notice is limited per user and kind');
 });
 
 test('a user waiting while nobody is online raises a WeCom alert on the webhook', async () => {

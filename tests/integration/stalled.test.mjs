@@ -1,5 +1,6 @@
-// A KV namespace whose reads take 7 s, in workerd: the reply never waits on it past 1 s, the
-// documented fallback answers, and the log line says so. (WeChat gives up after 5 s.)
+// A KV namespace and a D1 database whose reads take 7 s, in workerd: the reply never waits on
+// them past 1 s, the documented fallback answers, and the log line says so. (WeChat gives up
+// after 5 s.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
@@ -20,12 +21,41 @@ export default function (env) {
   };
 }`;
 
+/// A D1 binding whose queries answer nothing after READ_DELAY_MS and whose writes succeed at
+/// once (the class name is what the worker crate checks a D1 binding by).
+const SLOW_D1 = `
+class Statement {
+  constructor(env) { this.env = env; }
+  bind() { return this; }
+  async all() {
+    await new Promise((resolve) => setTimeout(resolve, Number(this.env.READ_DELAY_MS)));
+    return { success: true, results: [], meta: {} };
+  }
+  async run() { return { success: true, results: [], meta: { changes: 1 } }; }
+}
+class D1Database {
+  constructor(env) { this.env = env; }
+  prepare() { return new Statement(this.env); }
+  async batch(statements) { return Promise.all(statements.map((s) => s.run())); }
+}
+export default function (env) { return new D1Database(env); }`;
+
 let mf;
 before(async () => {
   mf = startWorker({
     captureLogs: true,
-    worker: { kvNamespaces: [], wrappedBindings: { WECHAT_KV: { scriptName: 'slow-kv', bindings: { READ_DELAY_MS: 7000 } } } },
-    extraWorkers: [{ name: 'slow-kv', modules: true, script: SLOW_KV }],
+    database: false,
+    worker: {
+      kvNamespaces: [],
+      wrappedBindings: {
+        WECHAT_KV: { scriptName: 'slow-kv', bindings: { READ_DELAY_MS: 7000 } },
+        WECHAT_DB: { scriptName: 'slow-d1', bindings: { READ_DELAY_MS: 7000 } },
+      },
+    },
+    extraWorkers: [
+      { name: 'slow-kv', modules: true, script: SLOW_KV },
+      { name: 'slow-d1', modules: true, script: SLOW_D1 },
+    ],
   });
   await mf.ready;
 });
@@ -63,7 +93,8 @@ test("an isolate's first push is answered within about a second while KV reads t
 });
 
 test('with the 转人工 gate on, a user the isolate does not remember gets the prompt within about a second', async () => {
-  // The rules go into KV through this isolate, which keeps them: only the user's read stalls.
+  // The rules go into KV through this isolate, which keeps them: only the user's read (in the
+  // database) stalls.
   const rules = { transfer: { mode: 'on_request', request_words: ['人工'], prompt: '回复“人工”联系客服' } };
   const put = await mf.dispatchFetch(`${BASE}/api/rules`, {
     method: 'PUT',

@@ -2,7 +2,7 @@
 import { Miniflare } from 'miniflare';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
 import { mockWeChat } from './mock-wechat.mjs';
@@ -32,7 +32,7 @@ export const defaultBindings = {
  * options to the worker itself, and `extraWorkers` run beside it in the same Miniflare (a
  * wrapped binding's module, a second isolate of the same bundle).
  */
-export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, assets = false, options = {}, worker = {}, extraWorkers = [] } = {}) {
+export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, assets = false, database = true, options = {}, worker = {}, extraWorkers = [] } = {}) {
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   const logs = [];
@@ -58,6 +58,9 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
         name: 'worker',
         ...bundle(dir),
         kvNamespaces: ['WECHAT_KV'],
+        // The D1 database, its migrations applied before `ready` resolves (`database: false`:
+        // a deployment without it).
+        ...(database ? { d1Databases: { WECHAT_DB: DATABASE_ID } } : {}),
         bindings: merged,
         outboundService: wechat ?? (async () => new Response('no WeChat here', { status: 599 })),
         ...(assets ? { assets: assetsOptions(join(dir, 'assets')) } : {}),
@@ -66,14 +69,48 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
       ...extraWorkers,
     ],
   });
+  let started = mf;
+  if (database) {
+    // `ready` resolves once the migrations are applied. Miniflare's own methods await its
+    // `this.ready`, so they run on the Miniflare itself, not through this view of it.
+    const ready = mf.ready.then(async (url) => { await applyMigrations(await mf.getD1Database('WECHAT_DB')); return url; });
+    started = new Proxy(mf, {
+      get(target, prop) {
+        if (prop === 'ready') return ready;
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+      set(target, prop, value) { return Reflect.set(target, prop, value, target); },
+    });
+  }
   /** With `captureLogs`: every line the worker wrote, `{ stream: 'stdout'|'stderr', line }`. */
-  mf.logs = logs;
+  started.logs = logs;
   /** The worker's JSON log lines (request lines and cron lines), parsed. */
-  mf.logLines = () => logs.flatMap(({ stream, line }) => {
+  started.logLines = () => logs.flatMap(({ stream, line }) => {
     const start = line.indexOf('{');
     try { return start < 0 ? [] : [{ stream, ...JSON.parse(line.slice(start)) }]; } catch { return []; }
   });
-  return mf;
+  return started;
+}
+
+/** The id of the tests' D1 database: workers of one Miniflare bound to it share it. */
+export const DATABASE_ID = 'wechat-kf-test-db';
+
+/**
+ * Applies `migrations/*.sql` in order to a D1 database, each file in one batch (one
+ * transaction, as wrangler applies them), split into statements by wrangler's own splitter.
+ */
+export async function applyMigrations(db) {
+  const wrangler = createRequire(import.meta.url)('wrangler');
+  const dir = join(root, 'migrations');
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
+    const statements = wrangler.unstable_splitSqlQuery(readFileSync(join(dir, file), 'utf8'));
+    try {
+      await db.batch(statements.map((sql) => db.prepare(sql)));
+    } catch (e) {
+      throw new Error(`migration ${file} failed: ${e.message}`);
+    }
+  }
 }
 
 /** The worker options that run the bundle built in `dir` (the same for a second isolate of it). */

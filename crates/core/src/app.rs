@@ -22,6 +22,7 @@ use crate::api::kf::OnlineState;
 use crate::api::media;
 use crate::api::token_cache::TokenState;
 use crate::config::Config;
+use crate::database::{AccountDb, PAGE_ROWS};
 use crate::desk::effects::{Effects, EffectsState};
 use crate::desk::rules::Capabilities;
 use crate::desk::{Desk, DeskState, Loaded};
@@ -396,6 +397,8 @@ impl<R: Runtime + 'static> Worker<R> {
             "/status" => return Err(Error::MethodNotAllowed("GET")),
             "/token/refresh" if req.method == "POST" => return self.refresh_token().await,
             "/token/refresh" => return Err(Error::MethodNotAllowed("POST")),
+            "/ledger" if req.method == "GET" => return self.ledger(req).await,
+            "/ledger" => return Err(Error::MethodNotAllowed("GET")),
             _ => {}
         }
         let call = admin::plan(&req.method, path, &req.query, &req.body)?;
@@ -456,6 +459,25 @@ impl<R: Runtime + 'static> Worker<R> {
         Ok(Served::done(Response::json(&answer), "token refreshed"))
     }
 
+    /// The account's part of the database, or the variable that is missing.
+    fn db(&self) -> Result<AccountDb<'_, R::Database>, Error> {
+        let db = self.rt.database().ok_or(Error::Config("WECHAT_DB"))?;
+        Ok(AccountDb { db, appid: self.config().account.key() })
+    }
+
+    /// `GET /api/ledger`: a user's timeline, a page at a time (see [`crate::ledger`]).
+    async fn ledger(&self, req: &Request) -> Result<Served, Error> {
+        // The admin token signs the cursors: only whoever may read the ledger can make one.
+        let key = self.config().admin_token.as_deref().ok_or(Error::NotFound)?;
+        let query = crate::ledger::query(&req.query, self.rt.clock().now(), key)?;
+        let rows = self.db()?.timeline(&query.openid, query.from, query.before, PAGE_ROWS + 1).await?;
+        let body = crate::ledger::page(&query, &rows, key)?;
+        Ok(Served::done(
+            Response::new(200, ContentType::Json, body),
+            format!("ledger {} rows", rows.len().min(PAGE_ROWS)),
+        ))
+    }
+
     /// `GET|PUT|DELETE /api/rules`: `{"stored": bool, "rules": <document>}`.
     async fn rules(&self, req: &Request) -> Result<Served, Error> {
         let desk = self.desk();
@@ -470,11 +492,16 @@ impl<R: Runtime + 'static> Worker<R> {
 
     /// What the deployment can do, for the rules that need it.
     fn capabilities(&self) -> Capabilities {
-        Capabilities { api: self.config().credentials().is_ok(), webhook: self.config().alert_webhook.is_some() }
+        Capabilities {
+            api: self.config().credentials().is_ok(),
+            webhook: self.config().alert_webhook.is_some(),
+            database: self.rt.database().is_some(),
+        }
     }
 
     /// The Cron Trigger: keeps the stored access_token fresh, then the alerts' checks (the
-    /// queue, a credential failure). Returns what it did to the token; the rest is in the notes.
+    /// queue, a credential failure), then the ledger's retention. Returns what it did to the
+    /// token; the rest is in the notes.
     pub async fn scheduled(self) -> String {
         let outcome = match self.api() {
             Ok(api) => api.tokens().refresh_if_due().await.map(str::to_string).unwrap_or_else(|e| e.to_string()),
@@ -483,6 +510,17 @@ impl<R: Runtime + 'static> Worker<R> {
         let rules = self.desk().current_rules().await;
         let failure = self.isolate.account.tokens.take_credential_failure();
         self.effects().cron_alerts(&rules.document.rules, failure).await;
+        if let Ok(db) = self.db() {
+            let now = self.rt.clock().now();
+            let before = now.saturating_sub(rules.document.rules.retention_days.saturating_mul(86_400));
+            match db.purge(before, now).await {
+                Ok(0) => {}
+                Ok(n) => self
+                    .notes
+                    .add(format!("ledger: {n} rows past {} days deleted", rules.document.rules.retention_days)),
+                Err(e) => self.notes.add(format!("ledger retention failed: {e}")),
+            }
+        }
         outcome
     }
 }

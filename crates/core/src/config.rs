@@ -30,8 +30,8 @@ pub const CALLBACK_VARIABLES: &[&str] = &[
 pub const API_VARIABLES: &[&str] = &["WECHAT_APPID", "WECHAT_APPSECRET", "WECHAT_API_BASE", "WECHAT_TOKEN_ENDPOINT"];
 /// The admin API.
 pub const ADMIN_VARIABLES: &[&str] = &["ADMIN_TOKEN"];
-/// The KV namespace binding (the glue reports it as "bound" when present).
-pub const STORE_VARIABLES: &[&str] = &["WECHAT_KV"];
+/// The KV namespace and D1 database bindings (the glue reports each as "bound" when present).
+pub const STORE_VARIABLES: &[&str] = &["WECHAT_KV", "WECHAT_DB"];
 /// Alerts to the agents.
 pub const ALERT_VARIABLES: &[&str] = &["ALERT_WEBHOOK_URL"];
 
@@ -148,6 +148,8 @@ pub struct Config {
     pub alert_webhook: Option<String>,
     /// The KV namespace is bound.
     pub store_bound: bool,
+    /// The D1 database is bound.
+    pub database_bound: bool,
     /// Problems found, at most one per variable, in the order of [`variables`].
     problems: Vec<Problem>,
     /// The account's credentials, or the first variable that stops API calls.
@@ -218,6 +220,10 @@ impl Config {
         if !store_bound {
             problems.push(Problem::Missing("WECHAT_KV"));
         }
+        let database_bound = get("WECHAT_DB").is_some();
+        if !database_bound {
+            problems.push(Problem::Missing("WECHAT_DB"));
+        }
         let alert_webhook = match get("ALERT_WEBHOOK_URL") {
             None => None,
             Some(v) if is_http_base(v.split(['?', '#']).next().unwrap_or_default()) && !v.contains(' ') => Some(v),
@@ -241,6 +247,7 @@ impl Config {
             admin_token: get("ADMIN_TOKEN"),
             alert_webhook,
             store_bound,
+            database_bound,
             problems,
             credentials: Err(Error::Config("WECHAT_APPID")),
         };
@@ -329,6 +336,7 @@ impl Config {
                 admin_api: self.admin_token.is_some(),
                 alerts: self.alert_webhook.is_some(),
                 token_endpoint: account.token_endpoint.as_str(),
+                database: self.database_bound,
             },
             missing,
             invalid,
@@ -356,6 +364,8 @@ struct Features {
     admin_api: bool,
     alerts: bool,
     token_endpoint: &'static str,
+    /// The ledger, effects once everywhere, the rules that need them.
+    database: bool,
 }
 
 /// `WECHAT_KF_ACCOUNT`'s accounts: split at commas, each trimmed (empty ones kept, and refused).
@@ -407,6 +417,7 @@ mod tests {
     fn build(vars: &[(&str, &str)]) -> Config {
         let mut map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         map.entry("WECHAT_KV".into()).or_insert_with(|| "bound".into());
+        map.entry("WECHAT_DB".into()).or_insert_with(|| "bound".into());
         Config::build(|k| map.get(k).cloned())
     }
 
@@ -482,7 +493,7 @@ mod tests {
         assert!(!h.contains("SECRET") && !h.contains("abcdefghij"), "{h}");
         assert_eq!(
             h,
-            r#"{"ok":true,"features":{"callback":true,"safe_mode":true,"kf_targeting":false,"kf_routing":"static","outbound_api":true,"admin_api":true,"alerts":false,"token_endpoint":"stable"},"missing":[],"invalid":[]}"#
+            r#"{"ok":true,"features":{"callback":true,"safe_mode":true,"kf_targeting":false,"kf_routing":"static","outbound_api":true,"admin_api":true,"alerts":false,"token_endpoint":"stable","database":true},"missing":[],"invalid":[]}"#
         );
     }
 
@@ -494,7 +505,7 @@ mod tests {
         assert_eq!(h["ok"], false);
         assert_eq!(health(&build(&[("WECHAT_TOKEN", "t")]))["ok"], true);
         let unbound = Config::build(|k| (k == "WECHAT_TOKEN").then(|| "t".to_string()));
-        assert_eq!(health(&unbound)["missing"], serde_json::json!(["WECHAT_KV"]));
+        assert_eq!(health(&unbound)["missing"], serde_json::json!(["WECHAT_KV", "WECHAT_DB"]));
     }
 
     #[test]

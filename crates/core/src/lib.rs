@@ -3,12 +3,15 @@
 //! Layers, each module using only those above it in this list:
 //! - [`error`], [`http`], [`notes`]: the one error type and its HTTP mapping, the outbound call
 //!   model, the log line's notes.
-//! - [`runtime`]: the store, clock and upstream traits the stateful parts are written against.
-//! - [`flight`], [`document`], [`config`]: single flight, JSON request bodies, configuration.
+//! - [`runtime`]: the store, clock, upstream and database traits the stateful parts are written
+//!   against.
+//! - [`flight`], [`document`], [`config`], [`database`]: single flight, JSON request bodies,
+//!   configuration, every SQL statement of the core.
 //! - [`api`]: the outbound WeChat API (answers, token policy and cache, calls, admin planning,
 //!   uploads, customer-service routing).
 //! - [`desk`]: the front desk (rules, hours, the decision, effects after the reply).
 //! - [`push`]: the one push pipeline.
+//! - [`ledger`]: a user's timeline for the admin API (validated queries, signed cursors).
 //! - [`app`]: routes, the admin API, the log line and the cron: the worker as a function.
 //! - `testkit` (feature `testkit`): the in-memory runtime and shared test data.
 
@@ -18,11 +21,13 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod database;
 pub mod desk;
 pub mod document;
 pub mod error;
 pub mod flight;
 pub mod http;
+pub mod ledger;
 pub mod notes;
 pub mod push;
 pub mod runtime;

@@ -1,6 +1,6 @@
 //! The one push pipeline: a push is opened once (verified, decrypted, parsed), decided by the
 //! front desk with the facts its rules need (each read within its time limit), targeted, and
-//! answered; its effects are handed back to run after the reply.
+//! answered; recording it in the ledger and its effects are handed back to run after the reply.
 
 use std::rc::Rc;
 
@@ -12,7 +12,7 @@ use crate::api::client::WeChatApi;
 use crate::api::kf::{self, OnlineKf, OnlineState, Target};
 use crate::config::Account;
 use crate::desk::decide::{decide, Agents, Answer, Decision, Fact, Facts, Reason, Step};
-use crate::desk::effects::{self, Effects};
+use crate::desk::effects::{self, Effects, Recorded};
 use crate::desk::Desk;
 use crate::error::Error;
 use crate::notes::Notes;
@@ -93,11 +93,6 @@ impl<R: Runtime + 'static> Pipeline<'_, R> {
                 Step::Decided(d) => break d,
             }
         };
-        if let Some(planned) = effects::plan(message, &decision, rules) {
-            let (effects, loaded) = (self.effects.clone(), loaded.clone());
-            let work: Background = Box::pin(async move { effects.run(&loaded.document.rules, planned).await });
-            background = join(background, Some(work));
-        }
         let kf_account = match decision.answer {
             Answer::Transfer => {
                 let (chosen, finish) = transfer_target(self.account, online, || self.online_agents()).await;
@@ -106,6 +101,15 @@ impl<R: Runtime + 'static> Pipeline<'_, R> {
             }
             _ => None,
         };
+        // After the reply: the ledger's row (with a database) and the effects.
+        let planned = effects::plan(message, &decision, rules);
+        if planned.is_some() || self.rt.database().is_some() {
+            let recorded = Recorded::new(message, &decision, kf_account.as_deref());
+            let (effects, loaded) = (self.effects.clone(), loaded.clone());
+            let work: Background =
+                Box::pin(async move { effects.after_reply(&loaded.document.rules, recorded, planned).await });
+            background = join(background, Some(work));
+        }
         // Only an encrypted reply needs a random prefix.
         let random = if inbound.encrypted && decision.answer != Answer::Success { self.rt.random16() } else { [0; 16] };
         reply(&self.settings, &inbound, &decision, kf_account, now, &random, background)

@@ -1,6 +1,7 @@
-//! The three things the core asks of the runtime, as small traits: a key-value store, a clock,
-//! and an upstream HTTP client. The glue implements them over Workers KV, `Date`/`setTimeout`
-//! and `fetch`; `testkit::fake` implements them in memory for native tests.
+//! What the core asks of the runtime, as small traits: a key-value store, a clock, an upstream
+//! HTTP client and a SQL database. The glue implements them over Workers KV, `Date`/`setTimeout`,
+//! `fetch` and D1; `testkit::fake` implements them in memory (the database: SQLite running the
+//! same migrations) for native tests.
 //!
 //! The implementations decide nothing: every limit, timeout, TTL and retry is the caller's.
 //!
@@ -73,14 +74,79 @@ pub trait Upstream {
     async fn send(&self, call: &HttpCall) -> Result<Answer, Error>;
 }
 
+/// A value bound to a statement's parameter (`?1`, `?2`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl From<&str> for Param {
+    fn from(s: &str) -> Self {
+        Param::Text(s.to_string())
+    }
+}
+
+impl From<String> for Param {
+    fn from(s: String) -> Self {
+        Param::Text(s)
+    }
+}
+
+impl From<u64> for Param {
+    /// Unix times and counts; past `i64::MAX` (never a real one) saturates.
+    fn from(n: u64) -> Self {
+        Param::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<Option<&str>> for Param {
+    fn from(s: Option<&str>) -> Self {
+        s.map_or(Param::Null, Param::from)
+    }
+}
+
+/// One SQL statement and its parameters. The text is the core's own (never built from input):
+/// the same statement runs on D1 and on SQLite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: &'static str,
+    pub params: Vec<Param>,
+}
+
+impl Statement {
+    pub fn new(sql: &'static str, params: Vec<Param>) -> Statement {
+        Statement { sql, params }
+    }
+}
+
+/// A row of a query's answer: column name to value (integers, text, null).
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// A SQL database (D1: SQLite behind one writer, strongly consistent). The schema is
+/// `migrations/`, applied by wrangler (and by the tests).
+pub trait Database {
+    /// Runs a statement that writes: how many rows it changed (0 when a conflict left the row
+    /// as it was).
+    async fn execute(&self, statement: &Statement) -> Result<u64, Error>;
+    /// Runs a query: its rows.
+    async fn query(&self, statement: &Statement) -> Result<Vec<Row>, Error>;
+    /// Runs statements that write, in order, in one transaction: each one's changed rows.
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, Error>;
+}
+
 /// The runtime as one value: what the core's services are generic over.
 pub trait Runtime {
     type Store: Store;
     type Clock: Clock;
     type Upstream: Upstream;
+    type Database: Database;
     fn store(&self) -> &Self::Store;
     fn clock(&self) -> &Self::Clock;
     fn upstream(&self) -> &Self::Upstream;
+    /// The database, when the deployment has one (`WECHAT_DB`).
+    fn database(&self) -> Option<&Self::Database>;
     /// 16 bytes from a CSPRNG (the random prefix of an encrypted reply).
     fn random16(&self) -> [u8; 16];
 }

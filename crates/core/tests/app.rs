@@ -238,7 +238,12 @@ fn online_routing_targets_a_free_agent_and_caches_the_list() {
     assert_eq!(push_text(&app).0, "b@gh_1");
     assert_eq!(push_text(&app).0, "b@gh_1");
     assert_eq!(rt.upstream.count("getonlinekflist"), 1, "cached 30 s");
-    assert!(rt.store.peek("kf_online:wx5823bf96d3bd56c7").is_some(), "shared with other isolates");
+    let shared = rt.db().rows("SELECT name, fetched_at FROM cache");
+    assert_eq!(
+        (shared[0]["name"].as_str(), shared[0]["fetched_at"].as_u64()),
+        (Some("kf_online"), Some(NOW)),
+        "shared with other isolates"
+    );
 }
 
 #[test]

@@ -31,12 +31,19 @@ fn rules(app: &TestApp, method: &str, body: &str) -> (u16, serde_json::Value) {
 
 /// A text push from `openid` saying `content`, at the clock's time; the reply's MsgType and
 /// Content (decrypted in safe mode), and the log outcome.
+fn next_msg_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 fn say(app: &TestApp, openid: &str, content: &str, safe: bool) -> (String, Option<String>, String) {
     let now = app.rt.clock.now_secs();
     let xml = fixture_str("messages/text.xml")
         .replace("oyORnuP8q7ou2gfYjqLzSIWZf0rs", openid)
         .replace("<![CDATA[你好，我想咨询一下订单 #1024 的物流]]>", &format!("<![CDATA[{content}]]>"))
-        .replace("<CreateTime>1700000000</CreateTime>", &format!("<CreateTime>{now}</CreateTime>"));
+        .replace("<CreateTime>1700000000</CreateTime>", &format!("<CreateTime>{now}</CreateTime>"))
+        // Each message its own MsgId, as WeChat numbers them (a push's key includes it).
+        .replace("<MsgId>23456789012345678</MsgId>", &format!("<MsgId>{}</MsgId>", next_msg_id()));
     assert!(xml.contains(content), "the fixture's text was replaced");
     let (query, body) =
         if safe { safe_push(&crypto(), &xml, now, NONCE, false) } else { (plain_query(now, NONCE), xml) };
@@ -202,8 +209,12 @@ fn the_transfer_gate_remembers_a_request_across_isolates() {
         ("text".into(), Some("回复“人工”联系客服。".into()), "reply text by prompt".into())
     );
     assert_eq!(say(&a, "o1", "转人工", false).0, "transfer_customer_service");
-    assert_eq!(rt.store.peek("requested:wx5823bf96d3bd56c7:o1"), Some((MONDAY_10 + 1800).to_string()));
-    // Another isolate (its own memory) transfers the user's next messages: the store says so.
+    let remembered = rt.db().rows("SELECT openid, until FROM requests");
+    assert_eq!(
+        (remembered[0]["openid"].as_str(), remembered[0]["until"].as_u64()),
+        (Some("o1"), Some(MONDAY_10 + 1800))
+    );
+    // Another isolate (its own memory) transfers the user's next messages: the database says so.
     let b = app_on(&rt, None, &[]);
     assert_eq!(say(&b, "o1", "我的订单", false).0, "transfer_customer_service");
     assert_eq!(say(&b, "o2", "我的订单", false).0, "text", "another user did not ask");
@@ -335,8 +346,8 @@ fn a_read_that_lands_after_this_isolates_write_does_not_undo_it() {
     assert!(block_on(&rt.clock, desk.current_rules()).document.rules.keywords.is_empty());
 }
 
-/// A store whose reads take 7 s (a stalled KV): every read on the reply path gives up after
-/// 1 s, the documented fallback answers, and the log line says so.
+/// A store and a database whose reads take 7 s (a stalled KV, a stalled D1): every read on the
+/// reply path gives up after 1 s, the documented fallback answers, and the log line says so.
 #[test]
 fn a_stalled_store_never_holds_a_reply_past_one_second() {
     let rt = FakeRuntime::at(MONDAY_10);
@@ -348,14 +359,14 @@ fn a_stalled_store_never_holds_a_reply_past_one_second() {
     assert_eq!((kind.as_str(), rt.clock.now_ms() - started), ("transfer_customer_service", 1_000));
     assert_eq!(app.take_notes(), ["rules read over 1000 ms: using the defaults"]);
 
-    // With the 转人工 gate, a user this isolate does not remember: the read gives up, the user
-    // is taken as not having asked, and gets the prompt.
+    // With the 转人工 gate, a user this isolate does not remember: the database's read gives
+    // up, the user is taken as not having asked, and gets the prompt.
     rt.store.set_read_delay(0);
     rules(&app, "PUT", r#"{"transfer":{"mode":"on_request","request_words":["人工"],"prompt":"回复人工"}}"#);
-    rt.store.set_read_delay(7_000);
+    rt.db().set_delay(7_000);
     let started = rt.clock.now_ms();
-    let (kind, text, outcome) = say(&app, "o2", "你好", false);
-    assert_eq!((kind.as_str(), text.as_deref()), ("text", Some("回复人工")));
-    assert_eq!((outcome.as_str(), rt.clock.now_ms() - started), ("reply text by prompt", 1_000));
+    let query = plain_query(rt.clock.now_secs(), NONCE);
+    let served = app.request("POST", &format!("/wechat?{query}"), None, fixture_str("messages/text.xml").as_bytes());
+    assert_eq!((served.outcome.as_str(), rt.clock.now_ms() - started), ("reply text by prompt", 1_000));
     assert_eq!(app.take_notes(), ["transfer request read over 1000 ms: taken as not asked"]);
 }

@@ -130,12 +130,12 @@ fn a_night_transfer_notifies_the_user_once_however_often_wechat_retries() {
         assert_eq!(without_time(&retry), without_time(&first), "the same passive reply");
         assert_eq!(notes, ["effects skipped: already run for this push (a retry)"]);
     }
-    // A retry reaching another isolate: the store's marker stops it.
+    // A retry reaching another isolate: the database's row of the push stops it.
     let b = app_on(&rt, isolate());
     let (kind, notes, _) = push(&b, &msg);
     assert_eq!(
         (kind.as_str(), notes.as_slice()),
-        ("transfer_customer_service", &["effects skipped: another isolate ran them (a retry)".to_string()][..])
+        ("transfer_customer_service", &["effects skipped: already run for this push (a retry)".to_string()][..])
     );
     assert_eq!(sends(&rt).len(), 1);
 
@@ -279,7 +279,7 @@ fn an_agent_greets_with_their_nickname_and_says_goodbye() {
         ]
     );
     assert_eq!(rt.upstream.count("getkflist"), 1, "nicknames kept 10 minutes");
-    assert!(rt.store.peek("kf_list:wx5823bf96d3bd56c7").is_some());
+    assert_eq!(rt.db().rows("SELECT name FROM cache")[0]["name"], "kf_list", "shared with other isolates");
 }
 
 #[test]
@@ -326,58 +326,39 @@ fn a_credential_failure_is_alerted_at_most_once_an_hour() {
     assert_eq!(hooks(&rt).len(), 1);
 }
 
-/// KV operations a closure caused: (reads, writes).
-fn kv_cost(rt: &FakeRuntime, f: impl FnOnce()) -> (u64, u64) {
-    let before = rt.store.stats();
-    f();
-    let after = rt.store.stats();
-    (after.reads - before.reads, after.writes + after.deletes - before.writes - before.deletes)
-}
-
 #[test]
-fn what_a_push_costs_in_kv_is_what_the_readme_says() {
-    let rt = FakeRuntime::at(MONDAY_22);
-    world(&rt, r#"{"errcode":0,"errmsg":"ok"}"#, Scripted::json(r#"{"errcode":0,"errmsg":"ok"}"#));
-    let a = app_on(&rt, isolate());
-    // The defaults: nothing after the reply, nothing in KV once the isolate knows the rules.
-    push(&a, &text_xml("o0", "hi", MONDAY_22, 1));
-    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o0", "hi", MONDAY_22, 2)))), (0, 0));
-
-    // A night notice and a waiting alert (the token already in the isolate).
-    put_rules(
-        &a,
-        r#"{"hours":{"weekly":{"mon":["09:00-18:00"]}},"closed":{"action":"transfer_and_notify","text":"稍后回复"},
-           "alerts":{"on":["waiting"]}}"#,
-    );
-    push(&a, &text_xml("o0", "warm the token", MONDAY_22, 3));
-    // Marker (1 read, 1 write), notice (1 read, 1 write), alert (1 read, 1 write).
-    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o1", "在吗", MONDAY_22, 4)))), (3, 3));
-    // The same push again (WeChat's retry) in this isolate: nothing; in another: its rules, the marker.
-    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o1", "在吗", MONDAY_22, 4)))), (0, 0));
-    let b = app_on(&rt, isolate());
-    assert_eq!(kv_cost(&rt, || drop(push(&b, &text_xml("o1", "在吗", MONDAY_22, 4)))), (2, 0));
-    // The same user's next message: the marker; the isolate remembers the rate limits it set.
-    assert_eq!(kv_cost(&rt, || drop(push(&a, &text_xml("o1", "有人吗", MONDAY_22 + 5, 5)))), (1, 1));
-    // In another isolate the store holds them: two more reads.
-    assert_eq!(kv_cost(&rt, || drop(push(&b, &text_xml("o1", "还在吗", MONDAY_22 + 6, 6)))), (3, 1));
-}
-
-#[test]
-fn rate_limits_hold_in_the_isolate_when_the_store_fails() {
+fn effects_and_rate_limits_hold_in_the_isolate_when_the_database_fails() {
     let rt = FakeRuntime::at(MONDAY_22);
     world(&rt, r#"{"errcode":0,"errmsg":"ok"}"#, Scripted::json("{}"));
     let app = app_on(&rt, isolate());
     put_rules(&app, NIGHT);
     push(&app, &text_xml("o0", "warm the token", MONDAY_22, 1));
-    // KV refuses everything from here on (e.g. the day's write quota is used up).
-    rt.store.set_failing(true);
-    let (_, notes, _) = push(&app, &text_xml("o1", "在吗", MONDAY_22, 2));
-    assert_eq!(notes, ["effects: the store failed, running them on this isolate's word", "notice closed sent"]);
+    // D1 refuses everything from here on.
+    rt.db().set_failing(true);
+    let msg = text_xml("o1", "在吗", MONDAY_22, 2);
+    let (_, notes, _) = push(&app, &msg);
+    assert_eq!(
+        notes,
+        [
+            "ledger: the database failed, the push is not recorded",
+            "rate limit: the database failed, held by this isolate only",
+            "notice closed sent"
+        ]
+    );
+    // A retry in the same isolate: its memory of the push holds.
+    let (_, notes, _) = push(&app, &msg);
+    assert_eq!(
+        notes,
+        [
+            "ledger: the database failed, the push is not recorded",
+            "effects skipped: already run for this push (a retry)"
+        ]
+    );
     let (_, notes, _) = push(&app, &text_xml("o1", "有人吗", MONDAY_22 + 60, 3));
     assert_eq!(
         notes,
         [
-            "effects: the store failed, running them on this isolate's word",
+            "ledger: the database failed, the push is not recorded",
             "notice closed skipped: sent to this user within 3600 s"
         ]
     );

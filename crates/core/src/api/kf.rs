@@ -14,13 +14,14 @@ use serde_json::Value;
 use crate::api::answer::read_body;
 use crate::api::client::WeChatApi;
 use crate::config::{Account, KfRouting};
+use crate::database::AccountDb;
 use crate::error::Error;
 use crate::flight::SingleFlight;
 use crate::http::ApiCall;
 use crate::notes::Notes;
-use crate::runtime::{with_timeout, Background, Clock, Runtime, Store, READ_LIMIT_MS, STORE_MIN_TTL_SECS};
+use crate::runtime::{with_timeout, Background, Clock, Runtime, READ_LIMIT_MS};
 
-/// How long a fetched online list is trusted (memory and store).
+/// How long a fetched online list is trusted (memory and the database's shared copy).
 pub const ONLINE_LIST_TTL_SECS: u64 = 30;
 /// How long a failed or slow lookup makes callers skip the lookup (memory only).
 pub const NEGATIVE_TTL_SECS: u64 = 30;
@@ -122,10 +123,8 @@ pub fn target(account: &Account) -> Target<'_> {
     }
 }
 
-/// Store key of an account's online list.
-pub fn online_key(appid: &str) -> String {
-    format!("kf_online:{appid}")
-}
+/// The shared copy of the online list in the database.
+pub const ONLINE_CACHE: &str = "kf_online";
 
 /// A lookup older than this is presumed lost (see [`SingleFlight`]).
 pub const FLIGHT_LIMIT_MS: u64 = 25_000;
@@ -165,8 +164,8 @@ impl OnlineState {
     }
 }
 
-/// Who is online, within [`LOOKUP_BUDGET_MS`]: isolate memory, else the store (at most
-/// [`READ_LIMIT_MS`] of it), else `getonlinekflist`, one lookup at a time in the isolate however
+/// Who is online, within [`LOOKUP_BUDGET_MS`]: isolate memory, else the database's shared copy
+/// (at most [`READ_LIMIT_MS`] of it), else `getonlinekflist`, one lookup at a time in the isolate however
 /// many pushes need it. `None` when unknown (the lookup failed, or failed recently, or ran over
 /// budget); a lookup over budget is handed back to finish in the background and warm the cache.
 pub async fn online_agents<R: Runtime + 'static>(
@@ -218,23 +217,27 @@ pub async fn online_agents<R: Runtime + 'static>(
     }
 }
 
-/// The store's list if fresh, else `getonlinekflist` (then stored).
+/// The database's shared list if fresh, else `getonlinekflist` (then shared).
 async fn fetch_online<R: Runtime>(api: WeChatApi<R>, notes: Rc<Notes>) -> Result<Vec<OnlineKf>, Error> {
     let rt = api.runtime();
-    let key = online_key(api.appid());
     let now = rt.clock().now();
-    match rt.store().get_within(&key, READ_LIMIT_MS).await {
-        Ok(Ok(Some(raw))) => {
-            if let Some(cached) = CachedOnlineList::from_json(&raw).filter(|c| c.is_fresh(now)) {
-                return Ok(cached.list);
+    let db = rt.database().map(|db| AccountDb { db, appid: api.appid() });
+    if let Some(db) = &db {
+        match with_timeout(rt.clock(), READ_LIMIT_MS, Box::pin(db.cached(ONLINE_CACHE))).await {
+            Ok(Ok(Some((raw, _)))) => {
+                if let Some(cached) = CachedOnlineList::from_json(&raw).filter(|c| c.is_fresh(now)) {
+                    return Ok(cached.list);
+                }
             }
+            Ok(_) => {}
+            Err(_) => notes.add(format!("online list read over {READ_LIMIT_MS} ms: asking WeChat")),
         }
-        Ok(_) => {}
-        Err(_) => notes.add(format!("online list read over {READ_LIMIT_MS} ms: asking WeChat")),
     }
     let list = parse_online_list(&api.call(&ApiCall::get(ONLINE_PATH)).await?)?;
     let cached = CachedOnlineList { fetched_at: now, list };
-    let _ = rt.store().put(&key, &cached.to_json(), Some(STORE_MIN_TTL_SECS)).await;
+    if let Some(db) = &db {
+        let _ = db.cache(ONLINE_CACHE, &cached.to_json(), now).await;
+    }
     Ok(cached.list)
 }
 

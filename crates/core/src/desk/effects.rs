@@ -3,9 +3,12 @@
 //!
 //! - [`plan`] (pure) turns a decided push into effects.
 //! - [`alert_body`] and [`queue_alert`] (pure) write alerts and decide the cron's queue alert.
-//! - [`run`] runs a push's effects over the runtime traits, once: an isolate remembers the pushes
-//!   it ran effects for, and a store marker (TTL 60 s) is checked and written first, for the other
-//!   isolates. Every outcome becomes a note in the request's log line (never message text).
+//! - [`Effects::after_reply`] records the push in the ledger and, on its first delivery only,
+//!   runs its effects over the runtime traits: the ledger's insert is the one claim, so a retry
+//!   delivered to any isolate anywhere finds it taken. Rate limits are taken by one conditional
+//!   write each. Every outcome becomes a ledger row and a note in the request's log line (never
+//!   message text). Without a database (or while it fails) the effects run once per isolate and
+//!   the limits hold in its memory.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -16,6 +19,7 @@ use wechat_mp::{Event, Message, MessageKind};
 
 use crate::api::answer::read_body;
 use crate::api::client::WeChatApi;
+use crate::database::{AccountDb, EffectRow, PushRow};
 use crate::desk::decide::{Decision, Reason};
 use crate::desk::hours::{local, Offset};
 use crate::desk::rules::{Alerts, FallbackAction, Rules};
@@ -24,9 +28,9 @@ use crate::error::{wechat_hint, Error};
 use crate::flight::SingleFlight;
 use crate::http::{ApiCall, HttpCall};
 use crate::notes::Notes;
-use crate::runtime::{exchange, Clock, Runtime, Store, STORE_MIN_TTL_SECS};
+use crate::runtime::{exchange, Clock, Runtime};
 
-/// How long a push's key is remembered (WeChat retries within ~15 s).
+/// How long an isolate remembers a push's key without a database (WeChat retries within ~15 s).
 pub const ONCE_TTL_SECS: u64 = 60;
 /// Most push keys an isolate remembers.
 pub const MAX_KEYS: usize = 4096;
@@ -34,6 +38,8 @@ pub const MAX_KEYS: usize = 4096;
 pub const CREDENTIALS_EVERY_SECS: u64 = 3600;
 /// How long agents' nicknames (`getkflist`) are kept.
 pub const NICKNAMES_TTL_SECS: u64 = 600;
+/// The shared copy of `getkflist`'s answer in the database.
+pub const KFLIST_CACHE: &str = "kf_list";
 /// A WeCom robot's markdown content limit.
 pub const MAX_WECOM_CONTENT_BYTES: usize = 4096;
 /// Characters of the user's message an alert may quote (with `include_text`).
@@ -81,6 +87,69 @@ pub struct Planned {
     pub key: String,
     pub openid: String,
     pub effects: Vec<Effect>,
+}
+
+/// A push as the ledger records it (owned: it is written after the reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub openid: String,
+    pub at: u64,
+    pub key: String,
+    pub what: String,
+    pub decision: &'static str,
+    pub kf_account: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl Recorded {
+    /// `message`, answered as `decision` (with the transfer's target `kf_account`).
+    pub fn new(message: &Message, decision: &Decision<'_>, kf_account: Option<&str>) -> Recorded {
+        use crate::desk::decide::Answer;
+        let waiting = decision.waiting().map(|r| r.as_str().to_string());
+        let (decision_name, mut kf_account, mut detail) = match (decision.answer, decision.reason) {
+            (Answer::Transfer, _) => ("transfer", kf_account.map(str::to_string), waiting),
+            (Answer::Text(_), Reason::Welcome) => ("welcome", None, None),
+            (Answer::Text(_), Reason::Keyword) => ("keyword", None, None),
+            (Answer::Text(_), Reason::Prompt) => ("gate_prompt", None, None),
+            (Answer::Text(_), Reason::Closed) => ("closed", None, None),
+            (Answer::Text(_), Reason::NoAgent) => ("no_agent", None, None),
+            (Answer::Text(_), Reason::Default) | (Answer::Success, _) => ("success", None, None),
+        };
+        // A session event: its agents.
+        if let MessageKind::Event(event) = &message.kind {
+            match event {
+                Event::KfCreateSession { kf_account: kf } | Event::KfCloseSession { kf_account: kf } => {
+                    kf_account = Some(kf.clone());
+                }
+                Event::KfSwitchSession { from_kf_account, to_kf_account } => {
+                    kf_account = Some(to_kf_account.clone());
+                    detail = Some(from_kf_account.clone());
+                }
+                _ => {}
+            }
+        }
+        Recorded {
+            openid: message.from_user_name.clone(),
+            at: message.create_time,
+            key: message.dedup_key(),
+            what: message.label(),
+            decision: decision_name,
+            kf_account,
+            detail,
+        }
+    }
+
+    fn row(&self) -> PushRow<'_> {
+        PushRow {
+            openid: &self.openid,
+            at: self.at,
+            key: &self.key,
+            what: &self.what,
+            decision: self.decision,
+            kf_account: self.kf_account.as_deref(),
+            detail: self.detail.as_deref(),
+        }
+    }
 }
 
 /// The first [`EXCERPT_CHARS`] characters of what the user sent (a text), or its type.
@@ -391,70 +460,118 @@ impl<R: Runtime> Effects<R> {
         self.rt.clock().now()
     }
 
-    /// Runs `planned` once (see the module). Every outcome is a note in the log line.
-    pub async fn run(&self, rules: &Rules, planned: Planned) {
-        if !self.state.first_time(&planned.key, self.now()) {
-            self.notes.add("effects skipped: already run for this push (a retry)");
-            return;
-        }
-        let marker = format!("once:{}:{}", self.account, wechat_mp::signature::sign(&[&planned.key]));
-        match self.rt.store().get(&marker).await {
-            Ok(Some(_)) => {
-                self.notes.add("effects skipped: another isolate ran them (a retry)");
+    fn db(&self) -> Option<AccountDb<'_, R::Database>> {
+        self.rt.database().map(|db| AccountDb { db, appid: &self.account })
+    }
+
+    /// After the reply: records `push` in the ledger and, on its first delivery, runs `planned`
+    /// (see the module). Every outcome is a note in the log line and a row in the ledger.
+    pub async fn after_reply(&self, rules: &Rules, push: Recorded, planned: Option<Planned>) {
+        let first = match self.db() {
+            Some(db) => match db.record_push(&push.row()).await {
+                Ok(first) => Some(first),
+                Err(_) => {
+                    self.notes.add("ledger: the database failed, the push is not recorded");
+                    None
+                }
+            },
+            None => None,
+        };
+        let Some(planned) = planned else { return };
+        match first {
+            Some(false) => {
+                self.notes.add("effects skipped: already run for this push (a retry)");
                 return;
             }
-            Ok(None) => {
-                let _ = self.rt.store().put(&marker, "1", Some(ONCE_TTL_SECS)).await;
+            Some(true) => {}
+            // No database, or it failed: once per isolate.
+            None => {
+                if !self.state.first_time(&planned.key, self.now()) {
+                    self.notes.add("effects skipped: already run for this push (a retry)");
+                    return;
+                }
             }
-            Err(_) => self.notes.add("effects: the store failed, running them on this isolate's word"),
         }
+        let mut rows = Vec::with_capacity(planned.effects.len());
         for effect in planned.effects {
-            self.run_one(rules, &planned.openid, effect).await;
+            rows.push(self.run_one(rules, &planned.openid, effect).await);
+        }
+        if let (Some(true), Some(db)) = (first, self.db()) {
+            if db.record_effects(&rows).await.is_err() {
+                self.notes.add("ledger: the database failed, the effects are not recorded");
+            }
         }
     }
 
-    /// Sets the rate-limit marker `key` for `secs` unless it is set (in this isolate or the
-    /// store): false when it was.
-    async fn first_in(&self, key: &str, secs: u64) -> bool {
+    /// Takes the rate limit `name` for `secs`: false when it still runs (taken by this isolate,
+    /// or by any request in the database). Without the database, this isolate's memory holds it.
+    async fn first_in(&self, name: &str, secs: u64) -> bool {
         let now = self.now();
-        if self.state.is_limited(key, now) {
+        if self.state.is_limited(name, now) {
             return false;
         }
-        if let Ok(Some(_)) = self.rt.store().get(key).await {
-            return false;
+        let until = now.saturating_add(secs);
+        let taken = match self.db() {
+            Some(db) => db.take_limit(name, now, until).await.unwrap_or_else(|_| {
+                self.notes.add("rate limit: the database failed, held by this isolate only");
+                true
+            }),
+            None => true,
+        };
+        if taken {
+            self.state.limit(name, until, now);
         }
-        let secs = secs.max(STORE_MIN_TTL_SECS);
-        let _ = self.rt.store().put(key, "1", Some(secs)).await;
-        self.state.limit(key, now.saturating_add(secs), now);
-        true
+        taken
     }
 
-    async fn run_one(&self, rules: &Rules, openid: &str, effect: Effect) {
+    fn row(&self, openid: &str, what: &'static str, outcome: &'static str, detail: Option<String>) -> EffectRow {
+        EffectRow { openid: openid.to_string(), at: self.now(), what, outcome, kf_account: None, detail }
+    }
+
+    async fn run_one(&self, rules: &Rules, openid: &str, effect: Effect) -> EffectRow {
         match effect {
             Effect::RememberRequest { secs } => {
                 let desk = Desk { rt: &*self.rt, state: &self.desk, notes: &self.notes, account: &self.account };
-                desk.remember_request(openid, secs).await;
-                self.notes.add("transfer request remembered");
+                if desk.remember_request(openid, secs).await {
+                    self.notes.add("transfer request remembered");
+                    self.row(openid, "remember_request", "done", None)
+                } else {
+                    self.notes.add("transfer request remembered by this isolate only: no database or it failed");
+                    self.row(openid, "remember_request", "failed", Some("database".into()))
+                }
             }
             Effect::Notice { situation, text, every_secs } => {
-                let what = format!("notice {}", situation.as_str());
-                let key = format!("notified:{}:{}:{openid}", self.account, situation.as_str());
-                if !self.first_in(&key, every_secs).await {
-                    self.notes.add(format!("{what} skipped: sent to this user within {every_secs} s"));
-                    return;
+                let what = match situation {
+                    Situation::Closed => "notice_closed",
+                    Situation::NoAgent => "notice_no_agent",
+                };
+                let name = format!("notice:{}:{openid}", situation.as_str());
+                if !self.first_in(&name, every_secs).await {
+                    self.notes
+                        .add(format!("notice {} skipped: sent to this user within {every_secs} s", situation.as_str()));
+                    return self.row(openid, what, "skipped", Some(format!("sent within {every_secs} s")));
                 }
-                let outcome = self.send_text(openid, &text, None).await;
-                self.notes.add(format!("{what} {outcome}"));
+                let result = self.send_text(openid, &text, None).await;
+                self.notes.add(format!("notice {} {}", situation.as_str(), outcome_note(&result)));
+                self.outcome_row(openid, what, None, result)
             }
             Effect::WaitingAlert { situation, excerpt } => {
-                let Some(alerts) = rules.alerts.as_ref() else { return };
-                let key = format!("alerted:{}:waiting:{openid}", self.account);
-                if !self.first_in(&key, alerts.every_secs).await {
+                let Some(alerts) = rules.alerts.as_ref() else {
+                    return self.row(openid, "alert_waiting", "skipped", Some("no alerts".into()));
+                };
+                let name = format!("alert:waiting:{openid}");
+                if !self.first_in(&name, alerts.every_secs).await {
                     self.notes.add(format!("alert waiting skipped: sent for this user within {} s", alerts.every_secs));
-                    return;
+                    return self.row(
+                        openid,
+                        "alert_waiting",
+                        "skipped",
+                        Some(format!("sent within {} s", alerts.every_secs)),
+                    );
                 }
                 let event = AlertEvent::Waiting { situation, openid: openid.to_string(), excerpt };
-                self.alert(rules, &event).await;
+                let result = self.alert(rules, &event).await;
+                self.outcome_row(openid, "alert_waiting", None, result)
             }
             Effect::Session { kind, kf_account, template } => {
                 let what = match kind {
@@ -463,24 +580,36 @@ impl<R: Runtime> Effects<R> {
                 };
                 let nickname = self.nickname(&kf_account).await;
                 let text = fill_nickname(&template, &kf_account, nickname.as_deref());
-                let outcome = self.send_text(openid, &text, Some(&kf_account)).await;
-                self.notes.add(format!("{what} {outcome}"));
+                let result = self.send_text(openid, &text, Some(&kf_account)).await;
+                self.notes.add(format!("{what} {}", outcome_note(&result)));
+                self.outcome_row(openid, what, Some(kf_account), result)
             }
         }
     }
 
+    fn outcome_row(
+        &self,
+        openid: &str,
+        what: &'static str,
+        kf_account: Option<String>,
+        result: Result<(), String>,
+    ) -> EffectRow {
+        let (outcome, detail) = match result {
+            Ok(()) => ("sent", None),
+            Err(why) => ("failed", Some(why)),
+        };
+        EffectRow { kf_account, ..self.row(openid, what, outcome, detail) }
+    }
+
     /// A customer-service text; never retried (45015, outside the 48-hour window, and 45047,
-    /// the quota, would not change). Answers "sent" or why not.
-    async fn send_text(&self, openid: &str, text: &str, kf_account: Option<&str>) -> String {
+    /// the quota, would not change). The error, as the log line writes it.
+    async fn send_text(&self, openid: &str, text: &str, kf_account: Option<&str>) -> Result<(), String> {
         let call = ApiCall::post("/cgi-bin/message/custom/send", custom_text(openid, text, kf_account));
         let result = match &self.api {
             Ok(api) => api.call(&call).await.map(|_| ()),
             Err(e) => Err(e.clone()),
         };
-        match result {
-            Ok(()) => "sent".into(),
-            Err(e) => format!("failed: {e}"),
-        }
+        result.map_err(|e| e.to_string())
     }
 
     /// The agent's nickname from `getkflist` (kept [`NICKNAMES_TTL_SECS`] in memory and the
@@ -504,25 +633,30 @@ impl<R: Runtime> Effects<R> {
         nickname_in(&list, kf_account)
     }
 
-    /// `getkflist`'s answer: the store's, else WeChat's (then stored).
+    /// `getkflist`'s answer: the database's shared copy while fresh, else WeChat's (then shared).
     async fn kflist(&self) -> Option<Vec<u8>> {
-        let key = format!("kf_list:{}", self.account);
-        if let Ok(Some(list)) = self.rt.store().get(&key).await {
-            return Some(list.into_bytes());
+        let now = self.now();
+        if let Some(db) = self.db() {
+            if let Ok(Some((list, fetched_at))) = db.cached(KFLIST_CACHE).await {
+                if now.saturating_sub(fetched_at) < NICKNAMES_TTL_SECS {
+                    return Some(list.into_bytes());
+                }
+            }
         }
         let api = self.api.as_ref().ok()?;
         let list = api.call(&ApiCall::get("/cgi-bin/customservice/getkflist")).await.ok()?;
-        if let Ok(text) = std::str::from_utf8(&list) {
-            let _ = self.rt.store().put(&key, text, Some(NICKNAMES_TTL_SECS)).await;
+        if let (Some(db), Ok(text)) = (self.db(), std::str::from_utf8(&list)) {
+            let _ = db.cache(KFLIST_CACHE, text, now).await;
         }
         Some(list)
     }
 
-    /// Posts an alert to the webhook, retried once; a failure is noted and dropped.
-    pub async fn alert(&self, rules: &Rules, event: &AlertEvent) {
+    /// Posts an alert to the webhook, retried once; a failure is noted and dropped (and
+    /// answered, as the log line writes it).
+    pub async fn alert(&self, rules: &Rules, event: &AlertEvent) -> Result<(), String> {
         let (Some(alerts), Some(url)) = (rules.alerts.as_ref(), self.webhook.as_deref()) else {
             self.notes.add(format!("alert {} skipped: no webhook", event.name()));
-            return;
+            return Err("no webhook".into());
         };
         let body = alert_body(alerts, event, &self.account, self.now(), rules.timezone);
         let call = HttpCall::post_json(url.to_string(), body);
@@ -533,7 +667,7 @@ impl<R: Runtime> Effects<R> {
                 Ok(answer) => match alerts.wecom.then(|| wecom_errcode(&answer.body)) {
                     None | Some(Some(0)) => {
                         self.notes.add(format!("alert {} sent", event.name()));
-                        return;
+                        return Ok(());
                     }
                     Some(Some(errcode)) => failure = format!("webhook answered errcode {errcode}"),
                     Some(None) => failure = "webhook answered something that is not a WeCom answer".into(),
@@ -545,6 +679,7 @@ impl<R: Runtime> Effects<R> {
             }
         }
         self.notes.add(format!("alert {} dropped after a retry: {failure}", event.name()));
+        Err(failure)
     }
 
     /// The cron's checks: the queue, and a credential failure no alert has told yet
@@ -558,9 +693,8 @@ impl<R: Runtime> Effects<R> {
             };
             match answer.and_then(|body| queue_alert(alerts, &body, now)) {
                 Ok(Some(event)) => {
-                    let key = format!("alerted:{}:queue", self.account);
-                    if self.first_in(&key, alerts.every_secs).await {
-                        self.alert(rules, &event).await;
+                    if self.first_in("alert:queue", alerts.every_secs).await {
+                        let _ = self.alert(rules, &event).await;
                     } else {
                         self.notes.add(format!("alert queue skipped: sent within {} s", alerts.every_secs));
                     }
@@ -585,10 +719,17 @@ impl<R: Runtime> Effects<R> {
             return;
         }
         *self.state.credentials_alerted.borrow_mut() = Some(now);
-        let key = format!("alerted:{}:credentials", self.account);
-        if self.first_in(&key, CREDENTIALS_EVERY_SECS).await {
-            self.alert(rules, &AlertEvent::Credentials { errcode }).await;
+        if self.first_in("alert:credentials", CREDENTIALS_EVERY_SECS).await {
+            let _ = self.alert(rules, &AlertEvent::Credentials { errcode }).await;
         }
+    }
+}
+
+/// `sent`, or `failed: ` and why, for the log line.
+fn outcome_note(result: &Result<(), String>) -> String {
+    match result {
+        Ok(()) => "sent".into(),
+        Err(why) => format!("failed: {why}"),
     }
 }
 

@@ -7,7 +7,8 @@
 //! - [`decide`]: the decision for one push (pure).
 //! - [`effects`]: what happens after the reply (notices, alerts, session messages), once.
 //! - here: an account's copy of the rules in this isolate (from the store, at most 30 s old)
-//!   and the users who asked for a human, over the runtime traits.
+//!   and the users who asked for a human (in the database, remembered by the isolate too), over
+//!   the runtime traits.
 
 pub mod decide;
 pub mod effects;
@@ -18,14 +19,15 @@ pub mod rules;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use crate::database::AccountDb;
 use crate::error::Error;
 use crate::notes::Notes;
-use crate::runtime::{Clock, Runtime, Store, READ_LIMIT_MS, STORE_MIN_TTL_SECS};
+use crate::runtime::{with_timeout, Clock, Runtime, Store, READ_LIMIT_MS};
 use rules::{Capabilities, Document, DEFAULTS_JSON};
 
 /// How long an isolate uses its copy of the rules before reading the store again.
 pub const RULES_TTL_SECS: u64 = 30;
-/// Most users remembered in isolate memory as having asked for a human (the store remembers
+/// Most users remembered in isolate memory as having asked for a human (the database remembers
 /// them all; memory only spares a read).
 pub const MAX_REMEMBERED: usize = 1_000;
 
@@ -103,8 +105,8 @@ impl<R: Runtime> Desk<'_, R> {
         format!("rules:{}", self.account)
     }
 
-    fn requested_key(&self, openid: &str) -> String {
-        format!("requested:{}:{openid}", self.account)
+    fn db(&self) -> Option<AccountDb<'_, R::Database>> {
+        self.rt.database().map(|db| AccountDb { db, appid: self.account })
     }
 
     /// The rules: this isolate's copy while fresh, else the store's. The read gets at most
@@ -180,19 +182,22 @@ impl<R: Runtime> Desk<'_, R> {
     }
 
     /// Whether the user asked for a human within the remembered time: isolate memory, else the
-    /// store, within [`READ_LIMIT_MS`] (a failing or slower store reads as "no", and the log line
-    /// says so).
+    /// database, within [`READ_LIMIT_MS`] (a failing or slower database, or none, reads as "no",
+    /// and the log line says so).
     pub async fn requested(&self, openid: &str) -> bool {
         let clock = self.rt.clock();
         let now = clock.now();
         if self.state.requested_now(openid, now) {
             return true;
         }
-        let key = self.requested_key(openid);
-        let until = match self.rt.store().get_within(&key, READ_LIMIT_MS).await {
-            Ok(Ok(value)) => value.and_then(|v| v.parse::<u64>().ok()),
+        let Some(db) = self.db() else {
+            self.notes.add("transfer request unknown: no database");
+            return false;
+        };
+        let until = match with_timeout(clock, READ_LIMIT_MS, Box::pin(db.requested_until(openid, now))).await {
+            Ok(Ok(until)) => until,
             Ok(Err(_)) => {
-                self.notes.add("transfer request unknown: the store failed");
+                self.notes.add("transfer request unknown: the database failed");
                 None
             }
             Err(_) => {
@@ -209,15 +214,16 @@ impl<R: Runtime> Desk<'_, R> {
         }
     }
 
-    /// Remembers that the user asked for a human, for `secs` (memory and store, so that every
-    /// isolate transfers the user's next messages while they wait).
-    pub async fn remember_request(&self, openid: &str, secs: u64) {
+    /// Remembers that the user asked for a human, for `secs` (memory and database, so that every
+    /// isolate transfers the user's next messages while they wait). `false` when only this
+    /// isolate remembers it.
+    pub async fn remember_request(&self, openid: &str, secs: u64) -> bool {
         let now = self.rt.clock().now();
         let until = now.saturating_add(secs);
         self.state.remember(openid, until, now);
-        let ttl = secs.max(STORE_MIN_TTL_SECS);
-        if self.rt.store().put(&self.requested_key(openid), &until.to_string(), Some(ttl)).await.is_err() {
-            self.notes.add("transfer request not stored: the store failed");
+        match self.db() {
+            Some(db) => db.remember_request(openid, until).await.is_ok(),
+            None => false,
         }
     }
 }

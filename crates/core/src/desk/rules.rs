@@ -30,6 +30,9 @@ pub const MAX_EVERY_SECS: u64 = 30 * 86_400;
 pub const DEFAULT_QUEUE_THRESHOLD: u64 = 3;
 pub const DEFAULT_WAIT_SECS: u64 = 600;
 pub const DEFAULT_ALERT_EVERY_SECS: u64 = 600;
+/// How long the ledger keeps its rows by default (OpenIDs are personal data), and the most.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+pub const MAX_RETENTION_DAYS: u64 = 3650;
 
 /// The rules the decision reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,8 @@ pub struct Rules {
     pub alerts: Option<Alerts>,
     /// Session greeting and farewell.
     pub sessions: Sessions,
+    /// How long the ledger keeps what happened to each user.
+    pub retention_days: u64,
 }
 
 impl Rules {
@@ -79,6 +84,7 @@ impl Default for Rules {
             no_agent: Fallback::default(),
             alerts: None,
             sessions: Sessions::default(),
+            retention_days: DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -162,10 +168,13 @@ pub struct Capabilities {
     pub api: bool,
     /// `ALERT_WEBHOOK_URL` is set.
     pub webhook: bool,
+    /// The database (`WECHAT_DB`) is bound: effects run once and rate limits hold across
+    /// locations, requests for a human are remembered by every isolate.
+    pub database: bool,
 }
 
 impl Capabilities {
-    pub const ALL: Capabilities = Capabilities { api: true, webhook: true };
+    pub const ALL: Capabilities = Capabilities { api: true, webhook: true, database: true };
 }
 
 /// Validates a document against what the deployment can do.
@@ -189,6 +198,7 @@ fn invalid(field: &str, reason: &'static str) -> Error {
 }
 
 const NEEDS_API: &str = "needs the WeChat API (WECHAT_APPID and WECHAT_APPSECRET)";
+const NEEDS_DATABASE: &str = "needs the database (WECHAT_DB)";
 
 /// The document as written: serde reads it (unknown fields refused, `null` as absent, each
 /// leaf checked by its own type in the API's words), then [`raw::Document::into_rules`] checks
@@ -303,6 +313,7 @@ mod raw {
                 (MIN_REMEMBER_SECS, MAX_REMEMBER_SECS) => "must be an integer from 60 to 604800",
                 (1, MAX_EVERY_SECS) => "must be an integer from 1 to 2592000",
                 (MIN_EVERY_SECS, MAX_EVERY_SECS) => "must be an integer from 60 to 2592000",
+                (1, MAX_RETENTION_DAYS) => "must be an integer from 1 to 3650",
                 _ => "is not valid",
             };
             leaf(d, message, |v| match v {
@@ -468,6 +479,13 @@ mod raw {
         no_agent: Option<Fallback>,
         alerts: Option<Alerts>,
         sessions: Option<Sessions>,
+        ledger: Option<Ledger>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Ledger {
+        retention_days: Option<Bounded<1, MAX_RETENTION_DAYS>>,
     }
 
     #[derive(Deserialize)]
@@ -578,6 +596,9 @@ mod raw {
                 };
                 let request_words = WordSet::new(&request_words)
                     .map_err(|_| invalid("transfer.request_words", "holds more words than can be matched"))?;
+                if on_request && !can.database {
+                    return Err(invalid("transfer.mode", NEEDS_DATABASE));
+                }
                 rules.transfer = super::Gate {
                     on_request,
                     request_words,
@@ -610,16 +631,25 @@ mod raw {
                 if rules.closed.action == FallbackAction::TransferAndNotify && !can.api {
                     return Err(invalid("closed", NEEDS_API));
                 }
+                if rules.closed.action == FallbackAction::TransferAndNotify && !can.database {
+                    return Err(invalid("closed.action", NEEDS_DATABASE));
+                }
             }
             if let Some(no_agent) = self.no_agent {
                 rules.no_agent = fallback(no_agent, "no_agent")?;
                 if rules.no_agent.action != FallbackAction::Transfer && !can.api {
                     return Err(invalid("no_agent", NEEDS_API));
                 }
+                if rules.no_agent.action == FallbackAction::TransferAndNotify && !can.database {
+                    return Err(invalid("no_agent.action", NEEDS_DATABASE));
+                }
             }
             if let Some(a) = self.alerts {
                 if !can.webhook {
                     return Err(invalid("alerts", "needs ALERT_WEBHOOK_URL"));
+                }
+                if !can.database {
+                    return Err(invalid("alerts", NEEDS_DATABASE));
                 }
                 let mut alerts = super::Alerts {
                     waiting: false,
@@ -651,6 +681,12 @@ mod raw {
                 if (rules.sessions.greeting.is_some() || rules.sessions.farewell.is_some()) && !can.api {
                     return Err(invalid("sessions", NEEDS_API));
                 }
+                if (rules.sessions.greeting.is_some() || rules.sessions.farewell.is_some()) && !can.database {
+                    return Err(invalid("sessions", NEEDS_DATABASE));
+                }
+            }
+            if let Some(ledger) = self.ledger {
+                rules.retention_days = ledger.retention_days.map_or(DEFAULT_RETENTION_DAYS, |d| d.0);
             }
             Ok(rules)
         }
@@ -716,7 +752,7 @@ mod tests {
 
     #[test]
     fn the_defaults_reproduce_todays_behaviour() {
-        let none = Capabilities { api: false, webhook: false };
+        let none = Capabilities { api: false, webhook: false, database: true };
         let defaults = validate(DEFAULTS_JSON.as_bytes(), none).unwrap();
         assert_eq!(defaults.rules, Rules::default());
         assert_eq!(validate(b"{}", none).unwrap().rules, Rules::default());
@@ -855,6 +891,8 @@ mod tests {
                 "no_agent.when",
                 "is not a known field",
             ),
+            (r#"{"ledger":{"retention_days":0}}"#.into(), "ledger.retention_days", "must be an integer from 1 to 3650"),
+            (r#"{"ledger":{"keep":"forever"}}"#.into(), "ledger.keep", "is not a known field"),
             (r#"{"welcome":"a","welcome":"b"}"#.into(), "welcome", "appears twice in the same object"),
             ("[]".into(), "body", "must be a JSON object"),
             ("{".into(), "body", "is not valid JSON"),
@@ -867,8 +905,8 @@ mod tests {
 
     #[test]
     fn rules_that_need_the_api_or_the_webhook_are_refused_without_them() {
-        let no_api = Capabilities { api: false, webhook: true };
-        let no_webhook = Capabilities { api: true, webhook: false };
+        let no_api = Capabilities { api: false, webhook: true, database: true };
+        let no_webhook = Capabilities { api: true, webhook: false, database: true };
         let cases: [(&[u8], Capabilities, &str, &str); 6] = [
             (br#"{"no_agent":{"action":"reply","text":"nobody"}}"#, no_api, "no_agent", NEEDS_API),
             (br#"{"closed":{"action":"transfer_and_notify","text":"later"}}"#, no_api, "closed", NEEDS_API),
@@ -886,7 +924,11 @@ mod tests {
             );
             assert!(validate(doc, Capabilities::ALL).is_ok());
         }
-        assert!(validate(br#"{"no_agent":{"action":"transfer"}}"#, Capabilities { api: false, webhook: false }).is_ok());
+        assert!(validate(
+            br#"{"no_agent":{"action":"transfer"}}"#,
+            Capabilities { api: false, webhook: false, database: true }
+        )
+        .is_ok());
         assert!(validate(br#"{"alerts":{"on":["credentials"]}}"#, no_api).is_ok(), "credential alerts need no API");
     }
 

@@ -1,6 +1,7 @@
-//! The runtime in memory: a manual clock, a map with expiring entries, a scripted upstream, and
-//! a driver that runs futures to completion, moving the clock to the next timer whenever every
-//! future is waiting (so a simulated minute takes microseconds and results are repeatable).
+//! The runtime in memory: a manual clock, a map with expiring entries, a scripted upstream, an
+//! in-memory SQLite database with the project's migrations applied, and a driver that runs
+//! futures to completion, moving the clock to the next timer whenever every future is waiting
+//! (so a simulated minute takes microseconds and results are repeatable).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use crate::error::Error;
 use crate::http::{Answer, HttpCall};
-use crate::runtime::{Clock, Late, Runtime, Store, Upstream, STORE_MIN_TTL_SECS};
+use crate::runtime::{Clock, Database, Late, Param, Row, Runtime, Statement, Store, Upstream, STORE_MIN_TTL_SECS};
 
 /// A clock that moves only when told to (or when [`run`] finds every future waiting).
 #[derive(Clone, Default)]
@@ -276,23 +277,172 @@ impl Upstream for ScriptedUpstream {
     }
 }
 
-/// The three fakes as a [`Runtime`]. Cloning shares them.
+/// The project's migrations (`migrations/`), in order: what wrangler applies to D1.
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger.sql", include_str!("../../../../migrations/0001_ledger.sql"))];
+
+/// SQLite in memory with [`MIGRATIONS`] applied: the same statements as D1 runs. It can be
+/// made to fail or to answer late, and it keeps every statement it ran (for the cost tests).
+#[derive(Clone)]
+pub struct SqliteDatabase {
+    pub connection: Rc<rusqlite::Connection>,
+    clock: ManualClock,
+    failing: Rc<Cell<bool>>,
+    delay_ms: Rc<Cell<u64>>,
+    /// Every statement run, with the rows it changed (queries: 0).
+    pub log: Rc<RefCell<Vec<(&'static str, u64)>>>,
+}
+
+impl SqliteDatabase {
+    pub fn new(clock: ManualClock) -> Self {
+        let connection = rusqlite::Connection::open_in_memory().expect("SQLite in memory");
+        for (name, sql) in MIGRATIONS {
+            connection.execute_batch(sql).unwrap_or_else(|e| panic!("migration {name}: {e}"));
+        }
+        SqliteDatabase {
+            connection: Rc::new(connection),
+            clock,
+            failing: Rc::default(),
+            delay_ms: Rc::default(),
+            log: Rc::default(),
+        }
+    }
+
+    /// From now on every statement fails (`true`) or runs (`false`).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.set(failing);
+    }
+
+    /// Every statement answers `ms` later (on the manual clock).
+    pub fn set_delay(&self, ms: u64) {
+        self.delay_ms.set(ms);
+    }
+
+    /// The statements run so far (their first words and tables), each with the rows it changed.
+    pub fn statements(&self) -> Vec<(&'static str, u64)> {
+        self.log.borrow().clone()
+    }
+
+    pub fn clear_log(&self) {
+        self.log.borrow_mut().clear();
+    }
+
+    /// The rows of `sql` (a test's own query), as the core reads rows.
+    pub fn rows(&self, sql: &str) -> Vec<Row> {
+        let mut statement = self.connection.prepare(sql).expect("a valid query");
+        read_rows(&mut statement, &[]).expect("rows")
+    }
+
+    async fn ready(&self) -> Result<(), Error> {
+        if self.delay_ms.get() > 0 {
+            self.clock.sleep(self.delay_ms.get()).await;
+        }
+        if self.failing.get() {
+            return Err(Error::Internal("database: failing (fake)"));
+        }
+        Ok(())
+    }
+
+    fn run(&self, statement: &Statement) -> Result<u64, Error> {
+        let params = to_sql(&statement.params);
+        // A statement SQLite refuses is the core's bug: the test stops there.
+        let changed = self
+            .connection
+            .execute(statement.sql, rusqlite::params_from_iter(params.iter()))
+            .unwrap_or_else(|e| panic!("{}: {e}", statement.sql)) as u64;
+        self.log.borrow_mut().push((statement.sql, changed));
+        Ok(changed)
+    }
+}
+
+fn to_sql(params: &[Param]) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Int(n) => Value::Integer(*n),
+            Param::Text(s) => Value::Text(s.clone()),
+            Param::Null => Value::Null,
+        })
+        .collect()
+}
+
+fn read_rows(statement: &mut rusqlite::Statement<'_>, params: &[rusqlite::types::Value]) -> rusqlite::Result<Vec<Row>> {
+    use rusqlite::types::ValueRef;
+    let names: Vec<String> = statement.column_names().into_iter().map(str::to_string).collect();
+    let mut rows = statement.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut map = Row::new();
+        for (i, name) in names.iter().enumerate() {
+            let value = match row.get_ref(i)? {
+                ValueRef::Null => serde_json::Value::Null,
+                ValueRef::Integer(n) => n.into(),
+                ValueRef::Real(f) => f.into(),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+                ValueRef::Blob(_) => panic!("no blobs in this schema"),
+            };
+            map.insert(name.clone(), value);
+        }
+        out.push(map);
+    }
+    Ok(out)
+}
+
+impl Database for SqliteDatabase {
+    async fn execute(&self, statement: &Statement) -> Result<u64, Error> {
+        self.ready().await?;
+        self.run(statement)
+    }
+
+    async fn query(&self, statement: &Statement) -> Result<Vec<Row>, Error> {
+        self.ready().await?;
+        let mut prepared = self.connection.prepare(statement.sql).unwrap_or_else(|e| panic!("{}: {e}", statement.sql));
+        let rows =
+            read_rows(&mut prepared, &to_sql(&statement.params)).unwrap_or_else(|e| panic!("{}: {e}", statement.sql));
+        self.log.borrow_mut().push((statement.sql, 0));
+        Ok(rows)
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, Error> {
+        self.ready().await?;
+        self.connection.execute_batch("BEGIN").expect("begin");
+        let changed = statements.iter().map(|s| self.run(s)).collect::<Result<Vec<u64>, Error>>();
+        self.connection.execute_batch(if changed.is_ok() { "COMMIT" } else { "ROLLBACK" }).expect("end");
+        changed
+    }
+}
+
+/// The fakes as a [`Runtime`]. Cloning shares them.
 #[derive(Clone)]
 pub struct FakeRuntime {
     pub store: MemoryStore,
     pub clock: ManualClock,
     pub upstream: ScriptedUpstream,
+    /// `None`: a deployment without `WECHAT_DB`.
+    pub database: Option<SqliteDatabase>,
 }
 
 impl FakeRuntime {
-    /// At `now` seconds, with an upstream that answers every call 404 until scripted.
+    /// At `now` seconds, with an upstream that answers every call 404 until scripted, and a
+    /// database.
     pub fn at(now: u64) -> Self {
         let clock = ManualClock::at(now * 1000);
         FakeRuntime {
             store: MemoryStore::new(clock.clone()),
             upstream: ScriptedUpstream::new(clock.clone(), |_| Scripted::answer(404, "unscripted")),
+            database: Some(SqliteDatabase::new(clock.clone())),
             clock,
         }
+    }
+
+    /// The same without a database.
+    pub fn without_database(now: u64) -> Self {
+        FakeRuntime { database: None, ..FakeRuntime::at(now) }
+    }
+
+    /// The database (the runtime was made with one).
+    pub fn db(&self) -> &SqliteDatabase {
+        self.database.as_ref().expect("a runtime with a database")
     }
 }
 
@@ -300,6 +450,7 @@ impl Runtime for FakeRuntime {
     type Store = MemoryStore;
     type Clock = ManualClock;
     type Upstream = ScriptedUpstream;
+    type Database = SqliteDatabase;
     fn store(&self) -> &MemoryStore {
         &self.store
     }
@@ -308,6 +459,9 @@ impl Runtime for FakeRuntime {
     }
     fn upstream(&self) -> &ScriptedUpstream {
         &self.upstream
+    }
+    fn database(&self) -> Option<&SqliteDatabase> {
+        self.database.as_ref()
     }
     fn random16(&self) -> [u8; 16] {
         *b"fake-random-16by"

@@ -19,7 +19,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const KF_ACCOUNT: &str = "kf2001@gh_10f6c3c3ac5a";
 
 /// A configuration like a deployment's: the known-answer account with safe mode, the API
-/// credentials, the admin token and a KV binding; `vars` add or override (`""` removes).
+/// credentials, the admin token, a KV namespace and a database; `vars` add or override (`""`
+/// removes).
 pub fn config(vars: &[(&str, &str)]) -> Config {
     let mut all: Vec<(String, String)> = [
         ("WECHAT_TOKEN", TOKEN),
@@ -29,6 +30,7 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
         ("ADMIN_TOKEN", ADMIN_TOKEN),
         ("WECHAT_API_BASE", "https://api.weixin.qq.com"),
         ("WECHAT_KV", "bound"),
+        ("WECHAT_DB", "bound"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,0 +1,280 @@
+//! Every statement the core runs on its database (D1; SQLite in the native tests), typed. The
+//! schema is `migrations/`. Each statement is one round trip and, where two requests could race
+//! (a push delivered twice, a rate limit, a remembered request), one conditional write: never a
+//! read, then a write.
+//!
+//! What each statement costs in D1 rows (an index entry counts as a row written):
+//! - a push's row: 2 written (the row and `ledger_by_user`); a retry's insert: 0;
+//! - an effect's row: 2 written;
+//! - a rate limit taken, a request remembered, a shared list stored: 1 written (tables without
+//!   a separate index); a limit still running: 0;
+//! - a user's request read, a shared list read: 1 read; a timeline page: up to 101 read.
+
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::runtime::{Database, Param, Row, Statement};
+
+/// A push, as the ledger keeps it (never its text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushRow<'a> {
+    pub openid: &'a str,
+    /// The push's `CreateTime`: a retry has the same.
+    pub at: u64,
+    /// [`wechat_mp::Message::dedup_key`].
+    pub key: &'a str,
+    /// The message type or event (`text`, `event:subscribe`).
+    pub what: &'a str,
+    /// The decision: `transfer`, `keyword`, `welcome`, `gate_prompt`, `closed`, `no_agent`,
+    /// `success`.
+    pub decision: &'a str,
+    /// The transfer's target, or a session event's agent.
+    pub kf_account: Option<&'a str>,
+    /// Why a transferred user waits (`closed`, `no_agent`), or a switch's former agent.
+    pub detail: Option<&'a str>,
+}
+
+/// What became of one effect of a push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectRow {
+    pub openid: String,
+    pub at: u64,
+    /// `notice_closed`, `notice_no_agent`, `alert_waiting`, `greeting`, `farewell`,
+    /// `remember_request`.
+    pub what: &'static str,
+    /// `sent` (or `done`), `skipped`, `failed`.
+    pub outcome: &'static str,
+    /// A greeting's or farewell's agent.
+    pub kf_account: Option<String>,
+    /// Why skipped, or what failed (`errcode 45015`).
+    pub detail: Option<String>,
+}
+
+/// One row of a user's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct LedgerRow {
+    pub id: i64,
+    pub at: i64,
+    /// `push` or `effect`.
+    pub entry: String,
+    pub what: String,
+    pub outcome: String,
+    pub kf_account: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Where a timeline page starts: rows strictly older than (`at`, `id`), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub at: u64,
+    pub id: i64,
+}
+
+/// The largest integer D1 binds exactly (JS numbers): no time or row id reaches it.
+pub const MAX_EXACT: u64 = (1 << 53) - 1;
+
+impl Position {
+    /// Every row at `at` or before.
+    pub fn through(at: u64) -> Position {
+        Position { at: at.min(MAX_EXACT), id: MAX_EXACT as i64 }
+    }
+}
+
+/// Most rows of a timeline page.
+pub const PAGE_ROWS: usize = 100;
+/// Most ledger rows the cron deletes in one statement, and statements in one run.
+pub const PURGE_BATCH: u64 = 500;
+pub const PURGE_BATCHES: usize = 5;
+
+const RECORD_PUSH: &str = "INSERT INTO ledger (appid, openid, at, entry, push_key, what, outcome, kf_account, detail) \
+     VALUES (?1, ?2, ?3, 'push', ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING";
+const RECORD_EFFECT: &str =
+    "INSERT INTO ledger (appid, openid, at, entry, push_key, what, outcome, kf_account, detail) \
+     VALUES (?1, ?2, ?3, 'effect', NULL, ?4, ?5, ?6, ?7)";
+/// Takes the limit unless it runs past `?4` (now): the row is written only when it was absent or
+/// had run out, so of two requests racing for it exactly one changes it.
+const TAKE_LIMIT: &str = "INSERT INTO limits (appid, name, until) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (appid, name) DO UPDATE SET until = excluded.until WHERE limits.until <= ?4";
+const REMEMBER_REQUEST: &str = "INSERT INTO requests (appid, openid, until) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (appid, openid) DO UPDATE SET until = max(requests.until, excluded.until)";
+const REQUESTED_UNTIL: &str = "SELECT until FROM requests WHERE appid = ?1 AND openid = ?2 AND until > ?3";
+const CACHED: &str = "SELECT value, fetched_at FROM cache WHERE appid = ?1 AND name = ?2";
+/// Keeps the newest copy when two isolates store theirs.
+const CACHE: &str = "INSERT INTO cache (appid, name, value, fetched_at) VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (appid, name) DO UPDATE SET value = excluded.value, fetched_at = excluded.fetched_at \
+     WHERE excluded.fetched_at > cache.fetched_at";
+const TIMELINE: &str = "SELECT id, at, entry, what, outcome, kf_account, detail FROM ledger \
+     WHERE appid = ?1 AND openid = ?2 AND at >= ?3 AND at <= ?4 AND (at < ?4 OR id < ?5) \
+     ORDER BY at DESC, id DESC LIMIT ?6";
+/// The ledger's oldest rows by insertion (`id`), those of the account older than the cutoff:
+/// a bounded read however large the table, with no index on time (which would cost a row
+/// written per row).
+const PURGE_LEDGER: &str = "DELETE FROM ledger WHERE id IN (SELECT id FROM ledger ORDER BY id LIMIT ?3) \
+     AND appid = ?1 AND at < ?2";
+const PURGE_LIMITS: &str = "DELETE FROM limits WHERE appid = ?1 AND until <= ?2";
+const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE appid = ?1 AND until <= ?2";
+
+/// Every statement of the core, for the tests that check each one's query plan.
+pub const STATEMENTS: &[&str] = &[
+    RECORD_PUSH,
+    RECORD_EFFECT,
+    TAKE_LIMIT,
+    REMEMBER_REQUEST,
+    REQUESTED_UNTIL,
+    CACHED,
+    CACHE,
+    TIMELINE,
+    PURGE_LEDGER,
+    PURGE_LIMITS,
+    PURGE_REQUESTS,
+];
+
+/// One account's part of the database: the narrow handle the front desk, the effects, the
+/// online list and the ledger API take.
+pub struct AccountDb<'a, D> {
+    pub db: &'a D,
+    /// The account's AppID (or `default`).
+    pub appid: &'a str,
+}
+
+fn unreadable(what: &'static str) -> Error {
+    Error::Internal(what)
+}
+
+fn int(row: &Row, column: &str) -> Option<i64> {
+    row.get(column).and_then(serde_json::Value::as_i64)
+}
+
+impl<D: Database> AccountDb<'_, D> {
+    fn statement(&self, sql: &'static str, mut params: Vec<Param>) -> Statement {
+        params.insert(0, self.appid.into());
+        Statement::new(sql, params)
+    }
+
+    /// Records a push; `true` when this is its first delivery (the caller then runs its
+    /// effects), `false` for a retry already recorded, by any isolate anywhere.
+    pub async fn record_push(&self, push: &PushRow<'_>) -> Result<bool, Error> {
+        let statement = self.statement(
+            RECORD_PUSH,
+            vec![
+                push.openid.into(),
+                push.at.into(),
+                push.key.into(),
+                push.what.into(),
+                push.decision.into(),
+                push.kf_account.into(),
+                push.detail.into(),
+            ],
+        );
+        Ok(self.db.execute(&statement).await? == 1)
+    }
+
+    /// Records what became of a push's effects, in one round trip.
+    pub async fn record_effects(&self, rows: &[EffectRow]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let statements: Vec<Statement> = rows
+            .iter()
+            .map(|r| {
+                self.statement(
+                    RECORD_EFFECT,
+                    vec![
+                        r.openid.as_str().into(),
+                        r.at.into(),
+                        r.what.into(),
+                        r.outcome.into(),
+                        r.kf_account.as_deref().into(),
+                        r.detail.as_deref().into(),
+                    ],
+                )
+            })
+            .collect();
+        self.db.batch(&statements).await.map(drop)
+    }
+
+    /// Takes the rate limit `name` until `until` unless it still runs at `now`: `true` for the
+    /// one request that took it.
+    pub async fn take_limit(&self, name: &str, now: u64, until: u64) -> Result<bool, Error> {
+        let statement = self.statement(TAKE_LIMIT, vec![name.into(), until.into(), now.into()]);
+        Ok(self.db.execute(&statement).await? == 1)
+    }
+
+    /// Remembers that the user asked for a human, until `until` (never shortening it).
+    pub async fn remember_request(&self, openid: &str, until: u64) -> Result<(), Error> {
+        let statement = self.statement(REMEMBER_REQUEST, vec![openid.into(), until.into()]);
+        self.db.execute(&statement).await.map(drop)
+    }
+
+    /// Until when the user's request for a human holds, if it does at `now`.
+    pub async fn requested_until(&self, openid: &str, now: u64) -> Result<Option<u64>, Error> {
+        let statement = self.statement(REQUESTED_UNTIL, vec![openid.into(), now.into()]);
+        let rows = self.db.query(&statement).await?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => {
+                let until = int(row, "until").ok_or(unreadable("database: requests.until"))?;
+                Ok(Some(u64::try_from(until).map_err(|_| unreadable("database: requests.until"))?))
+            }
+        }
+    }
+
+    /// The shared copy `name` and when it was fetched.
+    pub async fn cached(&self, name: &str) -> Result<Option<(String, u64)>, Error> {
+        let rows = self.db.query(&self.statement(CACHED, vec![name.into()])).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let value = row.get("value").and_then(serde_json::Value::as_str).ok_or(unreadable("database: cache.value"))?;
+        let fetched_at = int(row, "fetched_at")
+            .and_then(|t| u64::try_from(t).ok())
+            .ok_or(unreadable("database: cache.fetched_at"))?;
+        Ok(Some((value.to_string(), fetched_at)))
+    }
+
+    /// Stores the shared copy `name`, unless a newer one is there.
+    pub async fn cache(&self, name: &str, value: &str, fetched_at: u64) -> Result<(), Error> {
+        let statement = self.statement(CACHE, vec![name.into(), value.into(), fetched_at.into()]);
+        self.db.execute(&statement).await.map(drop)
+    }
+
+    /// Up to `limit` rows of the user's timeline from `from` (Unix seconds) on, older than
+    /// `before`, newest first.
+    pub async fn timeline(
+        &self,
+        openid: &str,
+        from: u64,
+        before: Position,
+        limit: usize,
+    ) -> Result<Vec<LedgerRow>, Error> {
+        let statement = self.statement(
+            TIMELINE,
+            vec![openid.into(), from.into(), before.at.into(), Param::Int(before.id), (limit as u64).into()],
+        );
+        self.db
+            .query(&statement)
+            .await?
+            .into_iter()
+            .map(|row| {
+                serde_json::from_value(serde_json::Value::Object(row)).map_err(|_| unreadable("database: a ledger row"))
+            })
+            .collect()
+    }
+
+    /// Deletes the account's ledger rows older than `before` (a bounded number per call: the
+    /// cron calls again next time) and its limits and requests that ran out at `now`. Answers
+    /// the ledger rows deleted.
+    pub async fn purge(&self, before: u64, now: u64) -> Result<u64, Error> {
+        let mut deleted = 0;
+        for _ in 0..PURGE_BATCHES {
+            let statement = self.statement(PURGE_LEDGER, vec![before.into(), PURGE_BATCH.into()]);
+            let n = self.db.execute(&statement).await?;
+            deleted += n;
+            if n < PURGE_BATCH {
+                break;
+            }
+        }
+        self.db
+            .batch(&[self.statement(PURGE_LIMITS, vec![now.into()]), self.statement(PURGE_REQUESTS, vec![now.into()])])
+            .await?;
+        Ok(deleted)
+    }
+}
