@@ -5,7 +5,7 @@ export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 export WRANGLER_SEND_ERROR_REPORTS := false
 
-.PHONY: setup build dev mock test lint test-native test-unit test-integration test-browser check-config-docs bench fuzz fuzz-smoke deploy-dry-run
+.PHONY: setup build dev migrate-local mock test lint test-native test-unit test-integration test-browser check-config-docs check-deploy bench fuzz fuzz-smoke deploy deploy-dry-run
 
 setup:
 	@bash scripts/setup.sh
@@ -16,15 +16,26 @@ build: setup
 .dev.vars:
 	cp .dev.vars.example .dev.vars
 
-# wrangler runs the [build] command of wrangler.toml (setup + build) before serving.
-dev: setup .dev.vars
+# wrangler runs the [build] command of wrangler.toml (setup + build) before serving, with the
+# local database (.wrangler/state) migrated first.
+dev: setup .dev.vars migrate-local
 	npx wrangler dev --ip 127.0.0.1 --port 8787
+
+# migrations/ applied to the local D1 database: each file in one transaction; a file that fails
+# changes nothing and is named.
+migrate-local: setup
+	npx wrangler d1 migrations apply WECHAT_DB --local
+
+# Build, migrate the D1 database and deploy (scripts/deploy.sh: the first deploy creates the
+# KV namespace and the database). Needs `npx wrangler login` once, and the secrets (README).
+deploy: setup
+	bash scripts/deploy.sh
 
 # The WeChat API mock for local admin API calls (WECHAT_API_BASE in .dev.vars.example points here).
 mock: setup
 	node tests/support/mock-wechat.mjs 8788
 
-test: setup lint test-native test-unit build test-integration test-browser
+test: setup lint test-native test-unit build check-deploy test-integration test-browser
 
 lint: check-config-docs
 	cargo fmt --all --check
@@ -51,6 +62,10 @@ test-browser:
 
 check-config-docs:
 	@bash scripts/check-config-docs.sh
+
+# The deploy configuration, checked offline with `wrangler deploy --dry-run`.
+check-deploy: build
+	bash scripts/check-deploy.sh
 
 deploy-dry-run: build
 	bash scripts/bundle-size.sh
