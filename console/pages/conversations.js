@@ -1,7 +1,7 @@
 // 会话: who waits (GET /api/kf/waitcase), an agent's sessions (GET /api/kf/sessions?kf_account=),
-// opening and closing a session (POST / DELETE /api/kf/sessions), and sending a message as an
-// agent (POST /api/messages): text, an image uploaded on the spot (POST /api/media?type=image),
-// or any other msgtype as JSON that the API validates.
+// opening and closing a session (POST / DELETE /api/kf/sessions), sending a message as an agent
+// (POST /api/messages): text, an image uploaded on the spot (POST /api/media?type=image), or any
+// other msgtype as JSON that the API validates; and a user's timeline (GET /api/ledger).
 import { api } from '../lib/api.js';
 import { h, field, busy, replace, dateTime, duration, setFieldError, clearFieldErrors } from '../lib/dom.js';
 import { pageHead, card, fill, statusLine, loadAgents } from '../lib/ui.js';
@@ -27,18 +27,37 @@ const TYPE_NAMES = {
 
 const jsonTemplate = (type) => JSON.stringify({ msgtype: type, ...TEMPLATES[type] }, null, 2);
 
+/** The ledger's names, as an operator reads them. Unknown names are shown as they are. */
+const LEDGER_WHAT = {
+  text: '文字消息', image: '图片消息', voice: '语音消息', video: '视频消息', shortvideo: '小视频消息',
+  location: '位置消息', link: '链接消息', file: '文件消息', miniprogrampage: '小程序卡片消息', unknown: '其他消息',
+  'event:subscribe': '关注', 'event:unsubscribe': '取消关注', 'event:kf_create_session': '客服接入会话',
+  'event:kf_close_session': '客服关闭会话', 'event:kf_switch_session': '会话转接',
+  notice_closed: '非工作时间通知', notice_no_agent: '无客服在线通知', alert_waiting: '等待提醒（发给客服群）',
+  greeting: '接入问候', farewell: '结束语', remember_request: '记住转人工请求',
+};
+const LEDGER_OUTCOME = {
+  transfer: '转给客服', keyword: '关键词回复', welcome: '关注欢迎语', gate_prompt: '提示回复“人工”',
+  closed: '非工作时间回复', no_agent: '无客服在线回复', success: '已接收',
+  sent: '已发送', done: '已完成', skipped: '已跳过', failed: '失败',
+};
+const LEDGER_DETAIL = { closed: '非工作时间', no_agent: '无客服在线' };
+const ledgerName = (names, key) => names[key] ?? key;
+
 export function render(root, ctx) {
   const agentSelect = h('select', {}, h('option', { value: '' }, '加载中…'));
   const waitCard = card('排队中的用户');
   const sessionsCard = card('这位客服的会话');
   const openCard = card('接入指定用户');
   const sendCard = card('发送客服消息');
+  const timelineCard = card('用户时间线');
   const refresh = h('button', { type: 'button', class: 'quiet', onclick: () => loadLists() }, '刷新');
   root.replaceChildren(
     pageHead(title, refresh),
     h('div', { class: 'toolbar' }, field('以这位客服的身份操作', agentSelect, { hint: '接入、关闭会话和发消息都用这个客服账号。' })),
     h('div', { class: 'grid two' }, waitCard.el, sessionsCard.el),
     h('div', { class: 'grid two' }, sendCard.el, openCard.el),
+    timelineCard.el,
   );
 
   const kf = () => agentSelect.value;
@@ -161,7 +180,7 @@ export function render(root, ctx) {
         return h('li', {},
           h('div', {}, h('code', {}, u.openid),
             h('p', { class: 'muted' }, `排队自 ${dateTime(u.latest_time)}（已等待 ${duration(now - Number(u.latest_time))}）`)),
-          h('div', { class: 'row-actions' }, take, writeTo(u.openid)));
+          h('div', { class: 'row-actions' }, take, writeTo(u.openid), timelineOf(u.openid)));
       })),
     ];
   };
@@ -189,6 +208,65 @@ export function render(root, ctx) {
       replace(sessionsCard.body, h('p', { class: 'muted' }, '选择一位客服，查看他的会话。'));
     }
     Promise.all(jobs).then(() => { if (ctx.alive()) root.dataset.state = 'ready'; });
+  }
+
+  // --- a user's timeline (the ledger) -------------------------------------------------------------
+  const ledgerOpenid = h('input', { type: 'text', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'oXXXXXXXXXXXXXXXXXXXXXXXXXXX' });
+  const ledgerButton = h('button', { type: 'submit' }, '查看');
+  const ledgerLine = statusLine();
+  const ledgerList = h('ol', { class: 'rows timeline', 'aria-label': '时间线' });
+  const moreButton = h('button', { type: 'button', class: 'quiet', hidden: true }, '更早的记录');
+  const ledgerForm = h('form', { 'aria-label': '查看用户时间线' },
+    field('用户 OpenID', ledgerOpenid, { hint: '这位用户的每条消息、系统的处理和之后的通知、提醒（不含消息内容），最新的在前。' }),
+    ledgerButton, ledgerLine.el);
+  timelineCard.body.append(ledgerForm, ledgerList, moreButton);
+  let shownFor = null;
+  let nextCursor = null;
+
+  const ledgerRow = (r) => h('li', {},
+    h('div', {},
+      h('p', {}, h('strong', {}, ledgerName(LEDGER_WHAT, r.what)), ' → ', ledgerName(LEDGER_OUTCOME, r.outcome),
+        r.kf_account ? [' · ', h('code', {}, r.kf_account)] : null,
+        r.detail ? ` · ${ledgerName(LEDGER_DETAIL, r.detail)}` : null),
+      h('p', { class: 'muted' }, `${dateTime(r.at)} · ${r.entry === 'push' ? '收到' : '之后'}`)));
+
+  async function loadTimeline(openid, cursor) {
+    const query = cursor ? `openid=${encodeURIComponent(openid)}&cursor=${encodeURIComponent(cursor)}` : `openid=${encodeURIComponent(openid)}`;
+    const page = await api(`/api/ledger?${query}`);
+    if (!cursor) replace(ledgerList);
+    ledgerList.append(...page.rows.map(ledgerRow));
+    shownFor = openid;
+    nextCursor = page.next;
+    moreButton.hidden = !nextCursor;
+    if (!cursor) ledgerLine.ok(page.rows.length ? `${openid} 的记录` : `没有 ${openid} 的记录（保留 90 天，可在规则中调整）`);
+  }
+
+  const showTimeline = (button, cursor) => busy(button, async () => {
+    clearFieldErrors(ledgerForm);
+    try {
+      await loadTimeline(cursor ? shownFor : ledgerOpenid.value.trim(), cursor);
+    } catch (err) {
+      if (!cursor) {
+        // Not the rows of the user asked for: none.
+        replace(ledgerList);
+        moreButton.hidden = true;
+      }
+      if (err.field === 'openid') setFieldError(ledgerOpenid, err.message);
+      ledgerLine.error(err.message);
+    }
+  });
+  ledgerForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (!ledgerOpenid.value.trim()) { setFieldError(ledgerOpenid, '请填写用户的 OpenID。'); return; }
+    showTimeline(ledgerButton);
+  });
+  moreButton.addEventListener('click', () => showTimeline(moreButton, nextCursor));
+
+  function timelineOf(openid) {
+    return h('button', {
+      type: 'button', class: 'quiet', 'aria-label': `查看 ${openid} 的时间线`,
+      onclick: (e) => { ledgerOpenid.value = openid; showTimeline(e.currentTarget); timelineCard.el.scrollIntoView({ block: 'start' }); },
+    }, '时间线');
   }
 
   // --- open a session for any user -------------------------------------------------------------

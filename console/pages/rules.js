@@ -153,6 +153,11 @@ function buildForm(doc, webhook) {
     field('同类告警最短间隔（秒）', everySecs, { hint: '默认 600。' }),
     h('label', { class: 'choice' }, includeText, '告警里引用用户消息的前 100 个字'));
 
+  // --- the ledger
+  const retention = number(doc.ledger?.retention_days, 1);
+  const ledgerSet = fieldset('用户记录',
+    field('保留天数', retention, { hint: '“会话”页的用户时间线保留多久（1 到 3650 天，默认 90）；更早的记录由定时任务删除。' }));
+
   // --- paths → controls
   at('timezone', timezone);
   at('welcome', welcome);
@@ -186,6 +191,8 @@ function buildForm(doc, webhook) {
   at('alerts.wait_secs', waitSecs);
   at('alerts.every_secs', everySecs);
   at('alerts.include_text', includeText);
+  at('ledger', ledgerSet);
+  at('ledger.retention_days', retention);
 
   const int = (el) => (el.value.trim() === '' ? undefined : Number(el.value));
   const str = (el) => (el.value.trim() === '' ? undefined : el.value);
@@ -237,6 +244,7 @@ function buildForm(doc, webhook) {
         every_secs: int(everySecs), include_text: includeText.checked,
       };
     }
+    if (int(retention) !== undefined) out.ledger = { retention_days: int(retention) };
     // JSON.stringify leaves out the undefined members.
     return JSON.parse(JSON.stringify(out));
   }
@@ -256,7 +264,7 @@ function buildForm(doc, webhook) {
     return { control: null, item: null };
   }
 
-  const el = h('div', { class: 'rules-form' }, basics, transferSet, wide(keywordSet), wide(hoursSet), closed.set, noAgent.set, sessionsSet, alertsSet);
+  const el = h('div', { class: 'rules-form' }, basics, transferSet, wide(keywordSet), wide(hoursSet), closed.set, noAgent.set, sessionsSet, alertsSet, ledgerSet);
   return { el, collect, controlOf };
 }
 

@@ -13,6 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
 import { startWorker, ADMIN_TOKEN } from '../support/worker.mjs';
 import { mockWeChat } from '../support/mock-wechat.mjs';
+import { plainQuery } from '../support/wechat.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const shots = join(root, 'artifacts', 'console');
@@ -330,6 +331,7 @@ const COMPLETE = {
   no_agent: { action: 'reply', text: '客服暂时都不在线，请稍候，我们会尽快回复。' },
   alerts: { on: ['waiting', 'queue', 'credentials'], format: 'wecom', queue_threshold: 3, wait_secs: 600, every_secs: 600, include_text: false },
   sessions: { greeting: '您好，我是客服{nickname}，很高兴为您服务。', farewell: '感谢您的咨询，祝您生活愉快！' },
+  ledger: { retention_days: 30 },
 };
 
 test('rules: a complete document goes through the form unchanged', async () => {
@@ -394,6 +396,37 @@ test('conversations: take a waiting user, send a text, an uploaded image, a JSON
   await page.getByRole('button', { name: '关闭与 oUserA 的会话' }).click();
   await page.getByText('这位客服现在没有会话').waitFor();
   assert.deepEqual(lastBody('/customservice/kfsession/close'), { kf_account: KF, openid: 'oUserA' });
+});
+
+test("conversations: a user's timeline from the ledger, newest first, as text; a bad OpenID shown at its field", async () => {
+  // oUserB writes, then an agent whose account looks like markup takes the session.
+  const now = Math.floor(Date.now() / 1000);
+  const xml = (inner, at) => `<xml><ToUserName><![CDATA[gh_10f6c3c3ac5a]]></ToUserName><FromUserName><![CDATA[oUserB]]></FromUserName><CreateTime>${at}</CreateTime>${inner}</xml>`;
+  for (const body of [
+    xml('<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[我的快递到哪了]]></Content><MsgId>7001</MsgId>', now - 20),
+    xml(`<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_create_session]]></Event><KfAccount><![CDATA[${XSS_NICK}]]></KfAccount>`, now - 10),
+  ]) {
+    const res = await mf.dispatchFetch(`${base}wechat?${plainQuery()}`, { method: 'POST', body });
+    assert.equal(res.status, 200);
+    await res.text();
+  }
+  await open('conversations', '会话');
+  await page.getByRole('button', { name: '查看 oUserB 的时间线' }).click();
+  const timeline = page.getByRole('list', { name: '时间线' });
+  await timeline.getByText('客服接入会话').waitFor();
+  const rows = await timeline.getByRole('listitem').allInnerTexts();
+  assert.equal(rows.length, 2, rows.join('\n'));
+  assert.match(rows[0], /客服接入会话 → 已接收 · <img src=x onerror/);
+  assert.match(rows[1], /文字消息 → 转给客服/);
+  assert.ok(!rows.join('').includes('我的快递到哪了'), 'never message text');
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+
+  expectFailure(400, '/api/ledger');
+  await page.getByLabel('用户 OpenID', { exact: true }).last().fill('o x');
+  await page.getByRole('button', { name: '查看', exact: true }).click();
+  await page.locator('.form-status.error', { hasText: 'OpenID' }).waitFor();
+  assert.equal(await page.getByRole('textbox', { name: '用户 OpenID' }).last().getAttribute('aria-invalid'), 'true');
+  await capture('conversations-timeline');
 });
 
 test('records: the last 24 hours as conversations', async () => {
