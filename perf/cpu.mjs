@@ -15,7 +15,10 @@
 // --ours is a built bundle directory (build/ layout: worker.mjs, index_bg.wasm; or worker-build's worker/shim.mjs),
 // default <repo>/build; --compare adds a second Rust build (e.g. a baseline) as an extra column;
 // --compare-rules FILE instead adds this build with the rules document FILE stored (PUT
-// /api/rules after start; its first-request figure is then a push with the rules in memory).
+// /api/rules after start; its first-request figure is then a push with the rules in memory);
+// --compare-ledger d1|stub this build with a D1 database bound (the ledger's row of every push,
+// written after the reply), where the other columns run without it (see workers.mjs): d1 is
+// miniflare's (its SQLite counts here), stub a binding that runs nothing (the worker's own part).
 // Every round starts fresh workerd processes, one at a time (the new workerd child of this process
 // is the instance's), reads each one's CPU at ready and around its first request, then measures
 // every scenario on every instance and disposes them. Worker order alternates between rounds
@@ -48,6 +51,8 @@ const { values: o } = parseArgs({
     ours: { type: 'string', default: join(root, 'build') },
     compare: { type: 'string' },
     'compare-rules': { type: 'string' },
+    // 'd1': miniflare's D1 (its SQLite in the same process); 'stub': a binding that runs nothing.
+    'compare-ledger': { type: 'string' },
     rounds: { type: 'string', default: '5' },
     requests: { type: 'string', default: '4000' },
     warmup: { type: 'string', default: '1000' },
@@ -69,7 +74,8 @@ const oursDir = resolve(o.ours);
 // --compare-rules FILE: the compare column is this build with the rules document FILE stored
 // (PUT /api/rules right after start), to show what the front desk costs per push.
 const compareRules = o['compare-rules'] ? readFileSync(resolve(o['compare-rules']), 'utf8') : undefined;
-const compareDir = compareRules ? resolve(o.ours) : o.compare ? resolve(o.compare) : undefined;
+const compareLedger = o['compare-ledger'];
+const compareDir = compareRules || compareLedger ? resolve(o.ours) : o.compare ? resolve(o.compare) : undefined;
 for (const d of [oursDir, compareDir].filter(Boolean)) {
   if (!existsSync(join(d, 'worker.mjs')) && !existsSync(join(d, 'worker/shim.mjs'))) throw new Error(`${d} is not a built bundle (no worker.mjs)`);
 }
@@ -90,7 +96,7 @@ const { bundle: jsBundle, minified: jsMinified } = await bundleJsWorker(join(tmp
 // ---- workers ------------------------------------------------------------------------------------
 
 const plainWorker = (dir, extra) => startPlain(dir, drain, extra);
-const rustWorker = (dir) => startRust(dir, drain);
+const rustWorker = (dir, _stdio, options) => startRust(dir, drain, options);
 
 // `role` ties a worker to the columns of the table; "ours2" is the A/A control.
 const WORKERS = [
@@ -101,8 +107,8 @@ const WORKERS = [
   { id: 'js', label: 'JS Worker', start: plainWorker(join(tmp, 'js'), { kvNamespaces: ['WECHAT_KV'] }), kv: true },
   ...(compareDir ? [{
     id: 'compare',
-    label: compareRules ? `ours with ${o['compare-rules']} stored` : `compare (${compareDir})`,
-    start: rustWorker(compareDir),
+    label: compareRules ? `ours with ${o['compare-rules']} stored` : compareLedger ? `ours with the ledger (${compareLedger === 'stub' ? 'a D1 binding that runs nothing' : "miniflare's D1"})` : `compare (${compareDir})`,
+    start: rustWorker(compareDir, drain, { database: compareLedger === 'stub' ? 'stub' : Boolean(compareLedger) }),
     kv: true,
     setup: compareRules && (async (inst) => {
       const res = await fetch(`${inst.url}/api/rules`, { method: 'PUT', body: compareRules, headers: { authorization: `Bearer ${defaultBindings.ADMIN_TOKEN}` } });

@@ -105,14 +105,21 @@ impl D1Backed {
     }
 }
 
-/// The rows a statement changed, from D1's `meta.changes`.
-fn changes(result: &worker::D1Result) -> u64 {
-    result.meta().ok().flatten().and_then(|m| m.changes).unwrap_or_default() as u64
+/// The rows a statement changed: D1's `meta.changes`, read as the one number it is (the
+/// `worker` crate's `meta()` deserializes all seven fields).
+fn changes(result: &JsValue) -> u64 {
+    Reflect::get(result, &JsValue::from_str("meta"))
+        .and_then(|meta| Reflect::get(&meta, &JsValue::from_str("changes")))
+        .ok()
+        .and_then(|n| n.as_f64())
+        .map_or(0, |n| n as u64)
 }
 
 impl Database for D1Backed {
     async fn execute(&self, statement: &Statement) -> Result<u64, Error> {
-        let result = self.prepared(statement)?.run().await.map_err(failed)?;
+        let prepared = self.prepared(statement)?;
+        let promise = prepared.inner().run().map_err(|_| Error::Internal("database: a statement failed"))?;
+        let result = JsFuture::from(promise).await.map_err(|_| Error::Internal("database: a statement failed"))?;
         Ok(changes(&result))
     }
 
@@ -124,7 +131,7 @@ impl Database for D1Backed {
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, Error> {
         let prepared = statements.iter().map(|s| self.prepared(s)).collect::<Result<Vec<_>, Error>>()?;
         let results = self.0.batch(prepared).await.map_err(failed)?;
-        Ok(results.iter().map(changes).collect())
+        Ok(results.iter().map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or_default() as u64).collect())
     }
 }
 
