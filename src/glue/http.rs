@@ -10,13 +10,6 @@ use kf_core::Error;
 
 use super::runtime::read_bounded;
 
-/// A body answered without being read whole (over its limit, or refused before reading: 401,
-/// 404, 405) is read and dropped first, up to this many bytes, so that the client sees the answer
-/// rather than a connection reset mid-upload. It is the request body limit of Cloudflare's Free
-/// and Pro plans: a larger body never reaches a Worker there, and a larger declared one is not
-/// drained. Dropping costs no memory: chunks are counted, not kept.
-const DRAIN_LIMIT: usize = 100 << 20;
-
 fn content_length(req: &web_sys::Request) -> Option<usize> {
     req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse().ok())
 }
@@ -33,11 +26,12 @@ async fn array_buffer(req: &web_sys::Request) -> Result<Vec<u8>, Error> {
 }
 
 /// Reads the body, refusing (413) one over `limit` bytes: by its `Content-Length`, or while
-/// streaming, so an oversized body is never buffered whole.
-pub(crate) async fn read_body(req: &web_sys::Request, limit: usize) -> Result<Vec<u8>, Error> {
+/// streaming, so an oversized body is never buffered whole. Past the limit, up to `drain`
+/// bytes are read and dropped (see [`kf_core::app::DRAIN_BYTES`]).
+pub(crate) async fn read_body(req: &web_sys::Request, limit: usize, drain: usize) -> Result<Vec<u8>, Error> {
     if let Some(len) = content_length(req) {
         if len > limit {
-            discard_unread_body(req).await;
+            discard_unread_body(req, drain).await;
             return Err(Error::PayloadTooLarge);
         }
         // The runtime enforces the declared length, so one read is bounded.
@@ -45,18 +39,19 @@ pub(crate) async fn read_body(req: &web_sys::Request, limit: usize) -> Result<Ve
     }
     let Some(stream) = req.body() else { return Ok(Vec::new()) };
     // Past the limit the rest is drained, so that the client sees the 413.
-    read_bounded(stream, limit, DRAIN_LIMIT).await.map_err(|_| unreadable())?.ok_or(Error::PayloadTooLarge)
+    read_bounded(stream, limit, drain).await.map_err(|_| unreadable())?.ok_or(Error::PayloadTooLarge)
 }
 
 /// Answers sent without reading the body (404, 405, 401, 413...) leave the client uploading into
 /// a connection that is about to close; under load that showed as stalls and resets. Reading
-/// what is left first (up to [`DRAIN_LIMIT`]) lets every client see its answer.
-pub(crate) async fn discard_unread_body(req: &web_sys::Request) {
-    if req.body_used() || content_length(req).is_some_and(|n| n > DRAIN_LIMIT) {
+/// what is left first (up to `drain` bytes, counted, not kept) lets every client see its answer;
+/// a larger declared body is not drained.
+pub(crate) async fn discard_unread_body(req: &web_sys::Request, drain: usize) {
+    if req.body_used() || content_length(req).is_some_and(|n| n > drain) {
         return;
     }
     if let Some(stream) = req.body() {
-        let _ = read_bounded(stream, 0, DRAIN_LIMIT).await;
+        let _ = read_bounded(stream, 0, drain).await;
     }
 }
 

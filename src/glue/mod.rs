@@ -1,5 +1,5 @@
 //! The Cloudflare Workers glue, the only code that names `worker::`: the exports the JS entry
-//! (`entry.mjs`) calls, request plumbing, and the runtime traits over KV, timers and `fetch`.
+//! (`entry.mjs`) calls, request plumbing, and the runtime traits over KV, timers, `fetch` and D1.
 //! Every decision is the core's ([`kf_core::app`]).
 
 mod http;
@@ -223,12 +223,14 @@ async fn serve_request(
         head.authorization = header("authorization");
     }
     let worker = worker(&env);
+    let mut drain = app::drain_limit(None);
     let served = match app::prepare(&worker.isolate, &head) {
         Err(e) => Served::failed(&e),
         Ok(prepared) => {
+            drain = app::drain_limit(Some(&prepared));
             let body = match (body, prepared.body_limit) {
                 (Some(body), _) => Ok(body),
-                (None, Some(limit)) => http::read_body(&req, limit).await,
+                (None, Some(limit)) => http::read_body(&req, limit, drain).await,
                 (None, None) => Ok(Vec::new()),
             };
             let content_type = if route == app::Route::Upload { header("content-type") } else { None };
@@ -248,7 +250,7 @@ async fn serve_request(
             served
         }
     };
-    http::discard_unread_body(&req).await;
+    http::discard_unread_body(&req, drain).await;
     let Served { response, outcome, background } = served;
     let ms = WorkerClock.now_ms().saturating_sub(started);
     let out = finish(ctx, route, head.method, response, outcome, background, ms, worker.notes.clone());

@@ -106,13 +106,16 @@ impl D1Backed {
 }
 
 /// The rows a statement changed: D1's `meta.changes`, read as the one number it is (the
-/// `worker` crate's `meta()` deserializes all seven fields).
-fn changes(result: &JsValue) -> u64 {
+/// `worker` crate's `meta()` deserializes all seven fields). Missing, it is an error: 0 would
+/// read as "a retry" to the push's claim.
+fn changes(result: &JsValue) -> Result<u64, Error> {
     Reflect::get(result, &JsValue::from_str("meta"))
         .and_then(|meta| Reflect::get(&meta, &JsValue::from_str("changes")))
         .ok()
         .and_then(|n| n.as_f64())
-        .map_or(0, |n| n as u64)
+        .filter(|n| *n >= 0.0)
+        .map(|n| n as u64)
+        .ok_or(Error::Internal("database: an answer without meta.changes"))
 }
 
 impl Database for D1Backed {
@@ -120,7 +123,7 @@ impl Database for D1Backed {
         let prepared = self.prepared(statement)?;
         let promise = prepared.inner().run().map_err(|_| Error::Internal("database: a statement failed"))?;
         let result = JsFuture::from(promise).await.map_err(|_| Error::Internal("database: a statement failed"))?;
-        Ok(changes(&result))
+        changes(&result)
     }
 
     async fn query(&self, statement: &Statement) -> Result<Vec<Row>, Error> {
@@ -131,7 +134,13 @@ impl Database for D1Backed {
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, Error> {
         let prepared = statements.iter().map(|s| self.prepared(s)).collect::<Result<Vec<_>, Error>>()?;
         let results = self.0.batch(prepared).await.map_err(failed)?;
-        Ok(results.iter().map(|r| r.meta().ok().flatten().and_then(|m| m.changes).unwrap_or_default() as u64).collect())
+        results
+            .iter()
+            .map(|r| {
+                let changes = r.meta().ok().flatten().and_then(|m| m.changes);
+                changes.map(|n| n as u64).ok_or(Error::Internal("database: an answer without meta.changes"))
+            })
+            .collect()
     }
 }
 

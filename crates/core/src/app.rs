@@ -602,10 +602,26 @@ pub fn authorize(header: Option<&str>, expected: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A body answered without being read whole is read and dropped first, up to this many bytes:
+/// a client then reads its answer (a 401, 404, 405, 413) instead of a reset mid-upload.
+pub const DRAIN_BYTES: usize = 1 << 20;
+/// The same for an upload the admin token let through: up to the request body limit of
+/// Cloudflare's Free and Pro plans (a larger body never reaches a Worker there). Only an
+/// operator's upload is worth reading that far.
+pub const UPLOAD_DRAIN_BYTES: usize = 100 << 20;
+
+/// The drain limit of a request [`prepare`] refused (no token, an unknown route...).
+pub fn drain_limit(prepared: Option<&Prepared>) -> usize {
+    prepared.map_or(DRAIN_BYTES, |p| p.drain_limit)
+}
+
 /// What the glue may do once [`prepare`] let a request through.
 pub struct Prepared {
     /// The most body bytes to read (more is a 413); `None`: the body is not read.
     pub body_limit: Option<usize>,
+    /// How much of a body answered unread (over its limit) to read and drop first, so that the
+    /// client sees the answer rather than a reset: see [`drain_limit`].
+    pub drain_limit: usize,
     /// Held while an upload is read and sent.
     _slot: Option<UploadSlot>,
 }
@@ -628,14 +644,18 @@ pub fn prepare(isolate: &Rc<Isolate>, req: &Request) -> Result<Prepared, Error> 
     let route = req.route();
     admit(&isolate.config, route, req.authorization.as_deref())?;
     if route != Route::Upload {
-        return Ok(Prepared { body_limit: route.body_limit(), _slot: None });
+        return Ok(Prepared { body_limit: route.body_limit(), drain_limit: DRAIN_BYTES, _slot: None });
     }
     let kind = media::head(&req.method, below_api(&req.path), &req.query)?;
     if isolate.uploading.replace(true) {
         return Err(Error::Busy("another upload in this isolate"));
     }
     let slot = UploadSlot(isolate.clone());
-    Ok(Prepared { body_limit: Some(kind.limit.saturating_add(media::ENVELOPE_BYTES)), _slot: Some(slot) })
+    Ok(Prepared {
+        body_limit: Some(kind.limit.saturating_add(media::ENVELOPE_BYTES)),
+        drain_limit: UPLOAD_DRAIN_BYTES,
+        _slot: Some(slot),
+    })
 }
 
 /// The answer when the glue could not read the body (`err`): for an upload over the largest

@@ -235,7 +235,11 @@ fn online_routing_targets_a_free_agent_and_caches_the_list() {
         Scripted::json(r#"{"kf_online_list":[{"kf_account":"a@gh_1","status":1,"auto_accept":2,"accepted_case":2},{"kf_account":"b@gh_1","status":1,"auto_accept":2,"accepted_case":1}]}"#)
     });
     let app = online_app(&rt);
-    assert_eq!(push_text(&app).0, "b@gh_1");
+    let (kf, _, mut first) = push_text(&app);
+    assert_eq!(kf, "b@gh_1");
+    // Shared with other isolates after the reply, never while the transfer waits.
+    assert!(rt.db().rows("SELECT name FROM cache").is_empty());
+    app.finish(&mut first);
     assert_eq!(push_text(&app).0, "b@gh_1");
     assert_eq!(rt.upstream.count("getonlinekflist"), 1, "cached 30 s");
     let shared = rt.db().rows("SELECT name, fetched_at FROM cache");

@@ -8,7 +8,6 @@ use std::rc::Rc;
 
 use kf_core::app::{Isolate, Served};
 use kf_core::database::STATEMENTS;
-use kf_core::http::Body;
 use kf_core::runtime::Clock;
 use kf_core::testkit::fake::{FakeRuntime, Scripted};
 use kf_core::testkit::{config, event_xml, plain_query, request, text_xml, TestApp, ADMIN_TOKEN, APPID, NONCE};
@@ -335,7 +334,6 @@ fn what_each_kind_of_push_writes_is_what_the_readme_says() {
     push(&app, &text_xml("o1", "在吗", MONDAY_22 + 9, 3));
     let after = rt.store.stats();
     assert_eq!((after.writes - before.writes, after.deletes - before.deletes), (0, 0));
-    let _ = APPID;
 }
 
 #[test]
@@ -361,5 +359,39 @@ fn every_statement_reads_through_an_index() {
             assert!(details.iter().any(|d| d.contains("USING")), "{sql}: {details:?}");
         }
     }
-    let _ = Body::Json(Vec::new());
+}
+
+#[test]
+fn the_native_tests_run_every_migration_wrangler_applies() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    files.sort();
+    let listed: Vec<&str> = kf_core::testkit::fake::MIGRATIONS.iter().map(|(name, _)| *name).collect();
+    assert_eq!(files, listed, "testkit::fake::MIGRATIONS lists migrations/ in order");
+}
+
+#[test]
+fn the_retention_reaches_rows_of_an_appid_the_deployment_no_longer_has() {
+    let rt = FakeRuntime::at(MONDAY_22);
+    world(&rt);
+    let app = TestApp::on(&rt, isolate());
+    // 600 old rows under `default` (before WECHAT_APPID was set), then this account's.
+    rt.db()
+        .connection
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 599) \
+             INSERT INTO ledger (appid, openid, at, entry, push_key, what, outcome) \
+             SELECT 'default', 'oOld', 1000 + i, 'push', 'k' || i, 'text', 'transfer' FROM n",
+        )
+        .unwrap();
+    push(&app, &text_xml("o1", "x", MONDAY_22, 1));
+    let (_, notes) = app.scheduled();
+    assert!(notes.contains(&"ledger: 600 rows past 90 days deleted".to_string()), "{notes:?}");
+    let left = rt.db().rows("SELECT appid FROM ledger");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["appid"], APPID);
 }

@@ -116,14 +116,25 @@ fn is_bmp(bytes: &[u8]) -> bool {
 
 /// An MPEG audio Layer III stream: an ID3v2 tag (its header: version 2 to 4, a size in 7-bit
 /// bytes) or none, then a whole frame, and where it ends the next frame header or the end of the
-/// file. Text after two lucky bytes fails the frame header's reserved values or, at the latest,
-/// has no second frame where the first one ends.
+/// file. Encoders may leave padding after the tag: the first frame is looked for in the next
+/// [`MP3_SEARCH_BYTES`]. Text after two lucky bytes fails the frame header's reserved values or,
+/// at the latest, has no second frame where the first one ends.
 fn is_mp3(bytes: &[u8]) -> bool {
-    let audio = match bytes.get(..3) {
-        Some(b"ID3") => id3_length(bytes).and_then(|tag| bytes.get(tag..)),
-        _ => Some(bytes),
+    let (audio, search) = match bytes.get(..3) {
+        Some(b"ID3") => match id3_length(bytes).and_then(|tag| bytes.get(tag..)) {
+            Some(audio) => (audio, MP3_SEARCH_BYTES),
+            None => return false,
+        },
+        _ => (bytes, 0),
     };
-    let Some(audio) = audio else { return false };
+    (0..=search.min(audio.len())).any(|at| audio.get(at..).is_some_and(starts_with_frames))
+}
+
+/// How far after an ID3 tag the first frame may start.
+const MP3_SEARCH_BYTES: usize = 4096;
+
+/// A whole frame at the start of `audio`, followed by another frame or by the end.
+fn starts_with_frames(audio: &[u8]) -> bool {
     let Some(first) = frame_length(audio) else { return false };
     match audio.get(first..) {
         // Not even one whole frame: not audio.
@@ -264,6 +275,8 @@ mod tests {
             ("HTML after a whole mp3 frame", [frames(1), html(b"")].concat(), None),
             ("an ID3 tag then HTML", id3(20, &html(b"")), None),
             ("an ID3 tag and nothing after it", id3(20, b""), None),
+            ("mp3 after an ID3 tag and padding", id3(20, &[vec![0; 300], frames(2)].concat()), Some(Format::Mp3)),
+            ("an ID3 tag, 5 KB of padding, then frames", id3(20, &[vec![0; 5000], frames(2)].concat()), None),
             ("ID3 version 9", with(id3(20, &frames(2)), 3, &[9]), None),
             ("ID3 size with the high bit", with(id3(20, &frames(2)), 9, &[0x94]), None),
             ("ID3 then text", b"ID3 is a tag format".to_vec(), None),

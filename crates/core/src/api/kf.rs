@@ -135,11 +135,18 @@ pub const FLIGHT_LIMIT_MS: u64 = 25_000;
 pub struct OnlineState {
     memory: RefCell<Option<(u64, Option<Vec<OnlineKf>>)>>,
     flights: SingleFlight<Result<Vec<OnlineKf>, Error>>,
+    /// A list just fetched from WeChat that the database has not been given yet: shared after
+    /// the reply, never while a transfer waits.
+    unshared: RefCell<Option<CachedOnlineList>>,
 }
 
 impl Default for OnlineState {
     fn default() -> Self {
-        OnlineState { memory: RefCell::default(), flights: SingleFlight::new(FLIGHT_LIMIT_MS) }
+        OnlineState {
+            memory: RefCell::default(),
+            flights: SingleFlight::new(FLIGHT_LIMIT_MS),
+            unshared: RefCell::default(),
+        }
     }
 }
 
@@ -178,9 +185,9 @@ pub async fn online_agents<R: Runtime + 'static>(
     if let Some(known) = state.known(now) {
         return (known, None);
     }
-    let (api, flown, notes2) = (api.clone(), state.clone(), notes.clone());
+    let (flying, flown, notes2) = (api.clone(), state.clone(), notes.clone());
     let lookup = Box::pin(async move {
-        let rt = api.runtime().clone();
+        let rt = flying.runtime().clone();
         let clock = rt.clock();
         flown
             .flights
@@ -188,7 +195,7 @@ pub async fn online_agents<R: Runtime + 'static>(
                 clock,
                 // A lookup that ended just now serves this one.
                 || flown.known(clock.now()).map(|known| known.ok_or(Error::Upstream("online list unavailable"))),
-                || fetch_online(api.clone(), notes2),
+                || fetch_online(flying.clone(), flown.clone(), notes2),
                 || Err(Error::UpstreamTimeout),
             )
             .await
@@ -196,7 +203,7 @@ pub async fn online_agents<R: Runtime + 'static>(
     match with_timeout(rt.clock(), LOOKUP_BUDGET_MS, lookup).await {
         Ok(Ok(list)) => {
             state.remember(now, Some(list.clone()));
-            (Some(list), None)
+            (Some(list), share(api, state))
         }
         Ok(Err(e)) => {
             notes.add(format!("online list unavailable: {}", e.code()));
@@ -206,10 +213,13 @@ pub async fn online_agents<R: Runtime + 'static>(
         Err(pending) => {
             notes.add("online list over budget");
             state.remember(now, None);
-            let (state, rt) = (state.clone(), rt.clone());
+            let (state, api) = (state.clone(), api.clone());
             let finish = async move {
                 if let Ok(list) = pending.await {
-                    state.remember(rt.clock().now(), Some(list));
+                    state.remember(api.runtime().clock().now(), Some(list));
+                }
+                if let Some(work) = share(&api, &state) {
+                    work.await;
                 }
             };
             (None, Some(Box::pin(finish)))
@@ -217,8 +227,26 @@ pub async fn online_agents<R: Runtime + 'static>(
     }
 }
 
-/// The database's shared list if fresh, else `getonlinekflist` (then shared).
-async fn fetch_online<R: Runtime>(api: WeChatApi<R>, notes: Rc<Notes>) -> Result<Vec<OnlineKf>, Error> {
+/// After the reply: the list just fetched, stored for the other isolates.
+fn share<R: Runtime + 'static>(api: &WeChatApi<R>, state: &Rc<OnlineState>) -> Option<Background> {
+    let cached = state.unshared.borrow_mut().take()?;
+    let api = api.clone();
+    Some(Box::pin(async move {
+        let rt = api.runtime();
+        if let Some(db) = rt.database() {
+            let _ =
+                AccountDb { db, appid: api.appid() }.cache(ONLINE_CACHE, &cached.to_json(), cached.fetched_at).await;
+        }
+    }))
+}
+
+/// The database's shared list if fresh, else `getonlinekflist` (shared after the reply: see
+/// [`share`]).
+async fn fetch_online<R: Runtime>(
+    api: WeChatApi<R>,
+    state: Rc<OnlineState>,
+    notes: Rc<Notes>,
+) -> Result<Vec<OnlineKf>, Error> {
     let rt = api.runtime();
     let now = rt.clock().now();
     let db = rt.database().map(|db| AccountDb { db, appid: api.appid() });
@@ -234,11 +262,10 @@ async fn fetch_online<R: Runtime>(api: WeChatApi<R>, notes: Rc<Notes>) -> Result
         }
     }
     let list = parse_online_list(&api.call(&ApiCall::get(ONLINE_PATH)).await?)?;
-    let cached = CachedOnlineList { fetched_at: now, list };
-    if let Some(db) = &db {
-        let _ = db.cache(ONLINE_CACHE, &cached.to_json(), now).await;
+    if db.is_some() {
+        *state.unshared.borrow_mut() = Some(CachedOnlineList { fetched_at: now, list: list.clone() });
     }
-    Ok(cached.list)
+    Ok(list)
 }
 
 /// `getonlinekflist`'s path.

@@ -376,8 +376,8 @@ pub struct EffectsState {
     kflist_flights: SingleFlight<Option<Rc<[u8]>>>,
     /// When this isolate last alerted a credential failure.
     credentials_alerted: RefCell<Option<u64>>,
-    /// Rate limits this isolate set (key, until when): they hold here even when the store does
-    /// not (KV failing, or its daily write quota used up), and spare a read.
+    /// Rate limits this isolate set (name, until when): they hold here even when the database
+    /// fails, and spare it a statement.
     limited: RefCell<Vec<(String, u64)>>,
 }
 
@@ -437,7 +437,7 @@ pub struct Effects<R> {
     pub desk: Rc<DeskState>,
     pub notes: Rc<Notes>,
     pub webhook: Option<Rc<str>>,
-    /// The account's part of the store keys, and its name in alerts.
+    /// The account's AppID (its rows in the database), and its name in alerts.
     pub account: Rc<str>,
 }
 
@@ -613,7 +613,7 @@ impl<R: Runtime> Effects<R> {
     }
 
     /// The agent's nickname from `getkflist` (kept [`NICKNAMES_TTL_SECS`] in memory and the
-    /// store; one lookup at a time in the isolate, however many sessions start at once).
+    /// database; one lookup at a time in the isolate, however many sessions start at once).
     async fn nickname(&self, kf_account: &str) -> Option<String> {
         let clock = self.rt.clock();
         let list = match self.state.kflist_now(clock.now()) {
@@ -707,7 +707,7 @@ impl<R: Runtime> Effects<R> {
     }
 
     /// Alerts a credential failure (40164, 40013, 40125) the token cache recorded, at most once
-    /// an hour (this isolate's memory and the store).
+    /// an hour (this isolate's memory and the database's rate limit).
     pub async fn credentials_alert(&self, rules: &Rules, credential_failure: Option<i64>) {
         let (Some(errcode), Some(alerts)) = (credential_failure, rules.alerts.as_ref()) else { return };
         if !alerts.credentials {

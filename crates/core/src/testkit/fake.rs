@@ -296,7 +296,10 @@ impl SqliteDatabase {
     pub fn new(clock: ManualClock) -> Self {
         let connection = rusqlite::Connection::open_in_memory().expect("SQLite in memory");
         for (name, sql) in MIGRATIONS {
-            connection.execute_batch(sql).unwrap_or_else(|e| panic!("migration {name}: {e}"));
+            // One transaction a file, as wrangler applies them.
+            connection
+                .execute_batch(&format!("BEGIN;\n{sql}\nCOMMIT;"))
+                .unwrap_or_else(|e| panic!("migration {name}: {e}"));
         }
         SqliteDatabase {
             connection: Rc::new(connection),
