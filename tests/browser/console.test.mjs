@@ -122,6 +122,13 @@ function watch(p) {
   });
 }
 
+/** Waits (up to 5 s) until every provoked error answer has been logged by Chromium. */
+async function seenAllFailures() {
+  for (const until = Date.now() + 5000; expectedFailures.length > 0 && Date.now() < until;) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 const nav = (name) => page.getByRole('navigation', { name: '页面' }).getByRole('link', { name, exact: true });
 const ready = (name) => page.locator(`[data-page="${name}"][data-state="ready"]`).waitFor();
 async function open(name, label) {
@@ -450,6 +457,9 @@ test('a 401 on any call goes back to the login', async () => {
   await nav('概览').click();
   await page.locator('#login-error', { hasText: '令牌不正确' }).waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  // The overview's three calls all answer 401; the login shows after the first, and Chromium's
+  // "Failed to load resource" lines for the other two may arrive later.
+  await seenAllFailures();
 });
 
 test('no page error, no console error, nothing fetched from outside', () => {
