@@ -4,6 +4,8 @@ SHELL := /bin/bash
 export CLOUDFLARE_CF_FETCH_ENABLED := false
 export WRANGLER_SEND_METRICS := false
 export WRANGLER_SEND_ERROR_REPORTS := false
+# Node 22 from npm (package.json): wrangler and miniflare need Node >= 22.12, whatever the machine has.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: setup build dev migrate-local mock test lint test-native test-unit test-integration test-browser check-config-docs check-deploy bench fuzz fuzz-smoke deploy deploy-dry-run
 
@@ -49,16 +51,16 @@ test-native:
 
 # The JS side of the wire format, against the golden answers the Rust side encodes.
 test-unit:
-	node --test --test-force-exit tests/unit/
+	node --test --test-force-exit 'tests/unit/*.test.mjs'
 
 test-integration:
-	node --test --test-force-exit --test-concurrency=1 tests/integration/
+	node --test --test-force-exit --test-concurrency=1 'tests/integration/*.test.mjs'
 
 # The operator console in Chromium against the built worker and its static assets, WeChat mocked;
 # screenshots in artifacts/console/.
 test-browser:
 	@bash scripts/setup.sh --browser
-	node --test --test-force-exit --test-concurrency=1 tests/browser/
+	node --test --test-force-exit --test-concurrency=1 'tests/browser/*.test.mjs'
 
 check-config-docs:
 	@bash scripts/check-config-docs.sh

@@ -14,7 +14,6 @@
 import { parseArgs } from 'node:util';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { startWorker, ADMIN_TOKEN } from '../tests/support/worker.mjs';
 import { plainQuery, fixture } from '../tests/support/wechat.mjs';
@@ -85,28 +84,24 @@ const bump = (h, k) => { h[k] = (h[k] ?? 0) + 1; };
 
 const mb = (kib) => (kib == null || Number.isNaN(kib) ? null : Math.round(kib / 1024));
 
-/** Tallies workerd's stdout/stderr: worker log lines by outcome, and other lines (runtime errors). */
+/** Tallies workerd's log lines: the worker's by outcome, and other lines (runtime errors). */
 function logTally() {
   const tally = { by_outcome: {}, other_lines: 0, other_samples: [] };
-  const read = (stream) => {
-    const rl = createInterface({ input: stream, crlfDelay: Infinity });
-    rl.on('line', (line) => {
-      const i = line.indexOf('{');
-      let parsed = null;
-      if (i >= 0) { try { parsed = JSON.parse(line.slice(i)); } catch { /* not ours */ } }
-      if (parsed && (parsed.outcome !== undefined || parsed.route !== undefined)) {
-        bump(tally.by_outcome, `${parsed.route ?? '?'} ${parsed.status ?? ''} ${parsed.outcome ?? ''}`.trim());
-      } else if (parsed && parsed.kf_routing) {
-        bump(tally.by_outcome, `kf_routing: ${parsed.kf_routing}`);
-      } else if (line.trim()) {
-        tally.other_lines += 1;
-        const sample = line.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 240);
-        if (tally.other_samples.length < 8 && !tally.other_samples.includes(sample)) tally.other_samples.push(sample);
-      }
-    });
-    stream.on('error', () => {});
+  const read = (line) => {
+    const i = line.indexOf('{');
+    let parsed = null;
+    if (i >= 0) { try { parsed = JSON.parse(line.slice(i)); } catch { /* not ours */ } }
+    if (parsed && (parsed.outcome !== undefined || parsed.route !== undefined)) {
+      bump(tally.by_outcome, `${parsed.route ?? '?'} ${parsed.status ?? ''} ${parsed.outcome ?? ''}`.trim());
+    } else if (parsed && parsed.kf_routing) {
+      bump(tally.by_outcome, `kf_routing: ${parsed.kf_routing}`);
+    } else if (line.trim()) {
+      tally.other_lines += 1;
+      const sample = line.replace(/\x1b\[[0-9;]*m/g, '').trim().slice(0, 240);
+      if (tally.other_samples.length < 8 && !tally.other_samples.includes(sample)) tally.other_samples.push(sample);
+    }
   };
-  return { tally, handleRuntimeStdio: (stdout, stderr) => { read(stdout); read(stderr); } };
+  return { tally, handleStructuredLogs: ({ message }) => String(message).split('\n').forEach(read) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,7 +124,7 @@ async function runScenario(sc) {
   try {
     server = await startFaultServer({ fault: sc.fault });
     const base = `http://127.0.0.1:${server.port}`;
-    const { tally, handleRuntimeStdio } = logTally();
+    const { tally, handleStructuredLogs } = logTally();
     result.log = tally;
 
     const before = new Set(workerdPids());
@@ -137,7 +132,7 @@ async function runScenario(sc) {
       buildDir,
       quiet: true,
       bindings: { WECHAT_API_BASE: base, WECHAT_TOKEN_ENDPOINT: sc.endpoint },
-      options: { handleRuntimeStdio },
+      options: { handleStructuredLogs },
       // direct: no outboundService -> Miniflare's "internet" service (allows private addresses).
       worker: { outboundService: o.transport === 'proxy' ? proxyToServer : undefined },
     });

@@ -66,7 +66,7 @@ chmodSync(wrapper, 0o755);
 process.env.MINIFLARE_WORKERD_PATH = wrapper;
 
 await bundleJsWorker(join(tmp, 'js'));
-const quiet = (stdout, stderr) => { stdout.resume(); stderr.resume(); };
+const quiet = () => {};
 const WORKERS = [
   { id: 'empty', start: plainWorker(EMPTY_WORKER, quiet) },
   { id: 'js', start: plainWorker(join(tmp, 'js'), quiet, { kvNamespaces: ['WECHAT_KV'] }), kv: true },

@@ -27,7 +27,7 @@ const mock = mockWeChat();
 let ok = 0;
 try {
   for (let r = 0; r < restarts; r++) {
-    const w = startWorker({ wechat: mock.handler, kvPersist: dir });
+    const w = startWorker({ wechat: mock.handler, persist: dir });
     await w.ready;
     const per = Math.ceil(sends / restarts);
     for (let i = 0; i < per; i += 20) {

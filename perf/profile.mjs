@@ -4,14 +4,14 @@
 //   node perf/profile.mjs [--build DIR | --plain DIR] [--scenario plain|safe|healthz|404] [--n 3000] [--first] [--top 40]
 // The inspector makes console.log dearer than it is without it: compare profiles, not totals.
 import { WebSocket } from 'undici';
-import { Miniflare } from 'miniflare';
-import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
+import { startWorker } from '../tests/support/worker.mjs';
+import { plainWorker } from './workers.mjs';
 import { plainQuery, safePush, fixture } from '../tests/support/wechat.mjs';
 import { parseArgs } from 'node:util';
 const { values: o } = parseArgs({ options: { build: { type: 'string', default: new URL('../build', import.meta.url).pathname }, scenario: { type: 'string', default: 'plain' }, n: { type: 'string', default: '3000' }, first: { type: 'boolean', default: false }, plain: { type: 'string' }, rules: { type: 'string' }, top: { type: 'string', default: '40' } } });
 const port = 9229 + Math.floor(Math.random() * 500);
 const mf = o.plain
-  ? new Miniflare({ scriptPath: o.plain + '/worker.mjs', modules: true, modulesRoot: o.plain, compatibilityDate: '2026-04-20', bindings: { ...defaultBindings, WECHAT_KF_ACCOUNT: 'kf2001@gh_10f6c3c3ac5a' }, cf: false, inspectorPort: port, handleRuntimeStdio: (a, b) => { a.resume(); b.resume(); } })
+  ? plainWorker(o.plain, () => {}, { inspectorPort: port })()
   : startWorker({ buildDir: o.build, quiet: true, bindings: { WECHAT_KF_ACCOUNT: 'kf2001@gh_10f6c3c3ac5a' }, options: { inspectorPort: port } });
 const url = (await mf.ready).toString().replace(/\/$/, '');
 const list = await (await fetch(`http://127.0.0.1:${port}/json`)).json();

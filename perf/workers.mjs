@@ -1,12 +1,12 @@
 // The workers perf/cpu.mjs and perf/instructions.mjs measure, started the same way in both: the
 // JS Worker (perf/js-worker/, bundled as wrangler would), the empty worker (the runtime's floor)
 // and Rust builds, each in its own Miniflare (its own workerd process), and the requests measured.
-import { Miniflare } from 'miniflare';
+import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
 import * as esbuild from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startWorker, defaultBindings } from '../tests/support/worker.mjs';
+import { startWorker, wrapEntry, defaultBindings, COMPATIBILITY_DATE } from '../tests/support/worker.mjs';
 import { plainQuery, safePush, fixture } from '../tests/support/wechat.mjs';
 
 export const root = fileURLToPath(new URL('..', import.meta.url));
@@ -34,17 +34,19 @@ export async function bundleJsWorker(dir) {
   return { bundle: readFileSync(join(dir, 'worker.mjs')), minified };
 }
 
-/** A start function for a plain JS worker in `dir` (worker.mjs), with the measured bindings. */
-export const plainWorker = (dir, stdio, extra = {}) => () => new Miniflare({
-  scriptPath: join(dir, 'worker.mjs'),
-  modules: true,
+/**
+ * A start function for a plain JS worker in `dir` (worker.mjs), with the measured bindings;
+ * `logs` receives workerd's log lines (`{ level, message }`).
+ */
+export const plainWorker = (dir, logs, extra = {}) => () => new Miniflare(convertV4MiniflareOptions({
+  modules: [{ type: 'ESModule', path: join(dir, 'worker.mjs') }],
   modulesRoot: dir,
-  compatibilityDate: '2026-04-20',
+  compatibilityDate: COMPATIBILITY_DATE,
   bindings,
   cf: false,
-  handleRuntimeStdio: stdio,
+  handleStructuredLogs: logs,
   ...extra,
-});
+}));
 
 /**
  * A start function for a Rust build in `dir` (build/ layout). Without the D1 database by
@@ -52,25 +54,26 @@ export const plainWorker = (dir, stdio, extra = {}) => () => new Miniflare({
  * as the worker's CPU, where in production it is the database's (`database: true` measures the
  * ledger's cost as it runs here).
  */
-export const rustWorker = (dir, stdio, { database = false } = {}) => () =>
+export const rustWorker = (dir, logs, { database = false } = {}) => () =>
   database === 'stub'
     ? startWorker({
       buildDir: dir,
       database: false,
       bindings: { WECHAT_KF_ACCOUNT: KF },
-      options: { handleRuntimeStdio: stdio },
-      worker: { wrappedBindings: { WECHAT_DB: { scriptName: 'd1-stub' } } },
-      extraWorkers: [{ name: 'd1-stub', modules: true, script: D1_STUB }],
+      options: { handleStructuredLogs: logs },
+      worker: wrapEntry(D1_STUB, dir),
     })
-    : startWorker({ buildDir: dir, database, bindings: { WECHAT_KF_ACCOUNT: KF }, options: { handleRuntimeStdio: stdio } });
+    : startWorker({ buildDir: dir, database, bindings: { WECHAT_KF_ACCOUNT: KF }, options: { handleStructuredLogs: logs } });
 
 /**
  * A D1 binding that runs nothing: every statement "changes one row" at once. With it the worker
  * pays for issuing its statements (binding them, the calls, the answers) but not for a database
  * engine, which in production is D1's, not the worker's CPU. (The class name is what the worker
- * crate recognises a D1 binding by.)
+ * crate recognises a D1 binding by.) The worker is entered through this module, which hands it the
+ * stub.
  */
 const D1_STUB = `
+import worker from './worker.mjs';
 class Statement {
   bind() { return this; }
   async run() { return { success: true, results: [], meta: { changes: 1, rows_read: 0, rows_written: 2 } }; }
@@ -80,7 +83,11 @@ class D1Database {
   prepare() { return new Statement(); }
   async batch(statements) { return Promise.all(statements.map((s) => s.run())); }
 }
-export default function () { return new D1Database(); }`;
+const db = new D1Database();
+export default {
+  fetch: (request, env, ctx) => worker.fetch(request, { ...env, WECHAT_DB: db }, ctx),
+  scheduled: (controller, env, ctx) => worker.scheduled(controller, { ...env, WECHAT_DB: db }, ctx),
+};`;
 
 const XML = { 'content-type': 'text/xml' };
 const text = fixture('messages/text.xml').toString();

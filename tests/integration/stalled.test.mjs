@@ -3,60 +3,41 @@
 // after 5 s.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
+import { startWorker, wrapEntry, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
 import { plainQuery, field } from '../support/wechat.mjs';
 
-/// A KV binding that holds its values in the isolate's memory and answers every read after
-/// READ_DELAY_MS (a wrapped binding: the module's default export builds the binding).
-const SLOW_KV = `
+/// The worker under test, entered through a module that hands it a KV namespace and a D1
+/// database whose reads answer after READ_DELAY_MS (in the isolate's memory; writes succeed at
+/// once). The D1 class keeps its name: the worker crate recognises a D1 binding by it.
+const READ_DELAY_MS = 7000;
+const STALLED_ENTRY = `
+import worker from './worker.mjs';
+const delay = () => new Promise((resolve) => setTimeout(resolve, ${READ_DELAY_MS}));
 const values = new Map();
-export default function (env) {
-  return {
-    async get(key) {
-      await new Promise((resolve) => setTimeout(resolve, Number(env.READ_DELAY_MS)));
-      return values.get(key) ?? null;
-    },
-    async put(key, value) { values.set(key, value); },
-    async delete(key) { values.delete(key); },
-  };
-}`;
-
-/// A D1 binding whose queries answer nothing after READ_DELAY_MS and whose writes succeed at
-/// once (the class name is what the worker crate checks a D1 binding by).
-const SLOW_D1 = `
+const kv = {
+  async get(key) { await delay(); return values.get(key) ?? null; },
+  async put(key, value) { values.set(key, value); },
+  async delete(key) { values.delete(key); },
+};
 class Statement {
-  constructor(env) { this.env = env; }
   bind() { return this; }
-  async all() {
-    await new Promise((resolve) => setTimeout(resolve, Number(this.env.READ_DELAY_MS)));
-    return { success: true, results: [], meta: {} };
-  }
+  async all() { await delay(); return { success: true, results: [], meta: {} }; }
   async run() { return { success: true, results: [], meta: { changes: 1 } }; }
 }
 class D1Database {
-  constructor(env) { this.env = env; }
-  prepare() { return new Statement(this.env); }
+  prepare() { return new Statement(); }
   async batch(statements) { return Promise.all(statements.map((s) => s.run())); }
 }
-export default function (env) { return new D1Database(env); }`;
+const db = new D1Database();
+const stalled = (env) => ({ ...env, WECHAT_KV: kv, WECHAT_DB: db });
+export default {
+  fetch: (request, env, ctx) => worker.fetch(request, stalled(env), ctx),
+  scheduled: (controller, env, ctx) => worker.scheduled(controller, stalled(env), ctx),
+};`;
 
 let mf;
 before(async () => {
-  mf = startWorker({
-    captureLogs: true,
-    database: false,
-    worker: {
-      kvNamespaces: [],
-      wrappedBindings: {
-        WECHAT_KV: { scriptName: 'slow-kv', bindings: { READ_DELAY_MS: 7000 } },
-        WECHAT_DB: { scriptName: 'slow-d1', bindings: { READ_DELAY_MS: 7000 } },
-      },
-    },
-    extraWorkers: [
-      { name: 'slow-kv', modules: true, script: SLOW_KV },
-      { name: 'slow-d1', modules: true, script: SLOW_D1 },
-    ],
-  });
+  mf = startWorker({ captureLogs: true, database: false, worker: { kvNamespaces: [], ...wrapEntry(STALLED_ENTRY) } });
   await mf.ready;
 });
 after(async () => { await mf?.dispose(); });

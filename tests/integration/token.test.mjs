@@ -30,7 +30,7 @@ test('the token is stored in KV with an expiry, and a restarted worker reuses it
   const dir = mkdtempSync(join(tmpdir(), 'wechat-kv-'));
   const mock = mockWeChat();
   try {
-    await withWorker({ wechat: mock.handler, kvPersist: dir }, async (w) => {
+    await withWorker({ wechat: mock.handler, persist: dir }, async (w) => {
       assert.equal((await send(w)).status, 200);
       const kv = await w.getKVNamespace('WECHAT_KV');
       const { keys } = await kv.list();
@@ -43,7 +43,7 @@ test('the token is stored in KV with an expiry, and a restarted worker reuses it
       assert.ok(stored.expires_at > stored.fetched_at);
     });
     assert.equal(mock.tokenRequests(), 1);
-    await withWorker({ wechat: mock.handler, kvPersist: dir }, async (w) => {
+    await withWorker({ wechat: mock.handler, persist: dir }, async (w) => {
       for (let i = 0; i < 5; i++) assert.equal((await send(w)).status, 200);
     });
     assert.equal(mock.tokenRequests(), 1, 'the restarted worker read the token from KV');

@@ -1,5 +1,5 @@
 // One Miniflare running the built wasm bundle, with the WeChat API mocked in-process.
-import { Miniflare } from 'miniflare';
+import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -29,29 +29,26 @@ export const defaultBindings = {
  * `wrangler dev` would, with wrangler.toml's [assets] settings (see {@link assetsOptions});
  * without it (the default) only the worker runs, as before.
  * `options` are passed to Miniflare as they are (they win over the defaults here); `worker`
- * options to the worker itself, and `extraWorkers` run beside it in the same Miniflare (a
- * wrapped binding's module, a second isolate of the same bundle).
+ * options to the worker itself (Miniflare 4's names: converted for miniflare 5), and
+ * `extraWorkers` run beside it in the same Miniflare (a second isolate of the same bundle).
+ * `persist` (a directory) keeps KV and D1 on disk, so that a worker restarted on it finds them.
  */
-export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, captureLogs = false, buildDir, assets = false, database = true, options = {}, worker = {}, extraWorkers = [] } = {}) {
+export function startWorker({ bindings = {}, wechat, persist, quiet = false, captureLogs = false, buildDir, assets = false, database = true, options = {}, worker = {}, extraWorkers = [] } = {}) {
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   const logs = [];
-  const capture = (stream, name) => {
-    let rest = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk) => {
-      const lines = (rest + chunk).split('\n');
-      rest = lines.pop();
-      for (const line of lines) if (line.trim()) logs.push({ stream: name, line });
-    });
+  // workerd's log lines (console.log/error of the worker), one object per line.
+  const keep = ({ level, message }) => {
+    for (const line of String(message).split('\n')) if (line.trim()) logs.push({ stream: level === 'error' ? 'stderr' : 'stdout', line });
   };
   const dir = buildDir ?? join(root, 'build');
-  const mf = new Miniflare({
-    kvPersist: kvPersist ?? false,
+  const mf = new Miniflare(convertV4MiniflareOptions({
+    // KV and D1 kept on disk under `persist` (a worker restarted on the same state), or in memory.
+    ...(persist ? { resourcePersistencePath: persist } : {}),
     cf: false,
     // Benchmarks discard the worker's log lines instead of echoing them through this process.
-    ...(quiet ? { handleRuntimeStdio: (stdout, stderr) => { stdout.resume(); stderr.resume(); } } : {}),
-    ...(captureLogs ? { handleRuntimeStdio: (stdout, stderr) => { capture(stdout, 'stdout'); capture(stderr, 'stderr'); } } : {}),
+    ...(quiet ? { handleStructuredLogs: () => {} } : {}),
+    ...(captureLogs ? { handleStructuredLogs: keep } : {}),
     ...options,
     workers: [
       {
@@ -68,15 +65,21 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
       },
       ...extraWorkers,
     ],
-  });
+  }));
   let started = mf;
   if (database) {
     // `ready` resolves once the migrations are applied. Miniflare's own methods await its
     // `this.ready`, so they run on the Miniflare itself, not through this view of it.
     const ready = mf.ready.then(async (url) => { await applyMigrations(await mf.getD1Database('WECHAT_DB')); return url; });
+    // Requests wait for the migrations too, and a worker disposed at once lets them finish first.
+    const settled = ready.catch(() => {});
+    const dispatchFetch = async (...args) => { await ready; return mf.dispatchFetch(...args); };
+    const dispose = async () => { await settled; return mf.dispose(); };
     started = new Proxy(mf, {
       get(target, prop) {
         if (prop === 'ready') return ready;
+        if (prop === 'dispatchFetch') return dispatchFetch;
+        if (prop === 'dispose') return dispose;
         const value = Reflect.get(target, prop, target);
         return typeof value === 'function' ? value.bind(target) : value;
       },
@@ -97,36 +100,55 @@ export function startWorker({ bindings = {}, wechat, kvPersist, quiet = false, c
 export const DATABASE_ID = 'wechat-kf-test-db';
 
 /**
- * Applies `migrations/*.sql` in order to a D1 database, each file in one batch (one
- * transaction, as wrangler applies them), split into statements by wrangler's own splitter.
+ * Applies `migrations/*.sql` in order to a D1 database as `wrangler d1 migrations apply` does:
+ * each file not yet listed in its `d1_migrations` table in one batch (one transaction) with the
+ * row that records it, split into statements by wrangler's own splitter. A database kept on
+ * disk (`persist`) is migrated once.
  */
 export async function applyMigrations(db) {
   const wrangler = createRequire(import.meta.url)('wrangler');
   const dir = join(root, 'migrations');
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql')).sort()) {
+  await db.prepare(
+    'CREATE TABLE IF NOT EXISTS d1_migrations(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)',
+  ).run();
+  const applied = new Set((await db.prepare('SELECT name FROM d1_migrations').all()).results.map((r) => r.name));
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql') && !applied.has(f)).sort()) {
     const statements = wrangler.unstable_splitSqlQuery(readFileSync(join(dir, file), 'utf8'));
     try {
-      await db.batch(statements.map((sql) => db.prepare(sql)));
+      await db.batch([...statements.map((sql) => db.prepare(sql)), db.prepare('INSERT INTO d1_migrations (name) VALUES (?)').bind(file)]);
     } catch (e) {
       throw new Error(`migration ${file} failed: ${e.message}`);
     }
   }
 }
 
+/** wrangler.toml's compatibility_date: the tests run the worker as it is deployed. */
+export const COMPATIBILITY_DATE = /^compatibility_date\s*=\s*"([^"]+)"/m.exec(readFileSync(join(root, 'wrangler.toml'), 'utf8'))?.[1];
+
 /** The worker options that run the bundle built in `dir` (the same for a second isolate of it). */
 export function bundle(dir = join(root, 'build')) {
+  // build/worker.mjs; a baseline built by worker-build has worker/shim.mjs.
+  const main = existsSync(join(dir, 'worker.mjs')) ? 'worker.mjs' : 'worker/shim.mjs';
+  // Every module of the bundle, the entry first, each named by its path under `dir`
+  // (JavaScript as ES modules, wasm compiled); the static assets are not modules.
+  const files = readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => !f.startsWith('assets') && /\.(m?js|wasm)$/.test(f) && f !== main);
   return {
-    rootPath: dir,
-    // build/worker.mjs; a baseline built by worker-build has worker/shim.mjs.
-    scriptPath: existsSync(join(dir, 'worker.mjs')) ? 'worker.mjs' : 'worker/shim.mjs',
-    modulesRoot: '.',
-    modules: true,
-    modulesRules: [
-      { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
-      { type: 'CompiledWasm', include: ['**/*.wasm'] },
-    ],
-    compatibilityDate: '2026-04-20',
+    modulesRoot: dir,
+    modules: [main, ...files].map((f) => ({ type: f.endsWith('.wasm') ? 'CompiledWasm' : 'ESModule', path: join(dir, f) })),
+    compatibilityDate: COMPATIBILITY_DATE,
   };
+}
+
+/**
+ * The worker options that run the bundle in `dir` entered through `source`, an ES module that
+ * imports the worker (`./worker.mjs`) and hands it other bindings (a slow KV namespace, a D1
+ * database that runs nothing): how the tests give the worker a binding miniflare cannot make.
+ */
+export function wrapEntry(source, dir = join(root, 'build')) {
+  const { modules, ...rest } = bundle(dir);
+  return { ...rest, modules: [{ type: 'ESModule', path: join(dir, 'wrapped-entry.mjs'), contents: source }, ...modules] };
 }
 
 /**
