@@ -79,13 +79,18 @@ impl<R: Runtime + 'static> Pipeline<'_, R> {
         // The online list, once looked up for the decision, serves the transfer's target too.
         let mut online: Option<Option<Vec<OnlineKf>>> = None;
         let mut background = None;
+        // The reply path queries the database at most once: once the gate has, the online list
+        // comes from memory or WeChat, not from the database's shared copy.
+        let mut queried = false;
         let decision = loop {
             match decide(message, decision_time(message, now), rules, &facts) {
                 Step::Need(Fact::Requested) => {
-                    facts.requested = Some(self.desk.requested(&message.from_user_name).await)
+                    let (asked, read) = self.desk.requested(&message.from_user_name).await;
+                    facts.requested = Some(asked);
+                    queried |= read;
                 }
                 Step::Need(Fact::Agents) => {
-                    let (list, finish) = self.online_agents().await;
+                    let (list, finish) = self.online_agents(!queried).await;
                     facts.agents = Some(presence(list.as_deref()));
                     online = Some(list);
                     background = join(background, finish);
@@ -95,7 +100,7 @@ impl<R: Runtime + 'static> Pipeline<'_, R> {
         };
         let kf_account = match decision.answer {
             Answer::Transfer => {
-                let (chosen, finish) = transfer_target(self.account, online, || self.online_agents()).await;
+                let (chosen, finish) = transfer_target(self.account, online, || self.online_agents(!queried)).await;
                 background = join(background, finish);
                 chosen
             }
@@ -115,10 +120,11 @@ impl<R: Runtime + 'static> Pipeline<'_, R> {
         reply(&self.settings, &inbound, &decision, kf_account, now, &random, background)
     }
 
-    /// Who is online (see [`kf::online_agents`]); unknown without the WeChat API.
-    async fn online_agents(&self) -> (Option<Vec<OnlineKf>>, Option<Background>) {
+    /// Who is online (see [`kf::online_agents`]; `shared`: the database's shared copy may be
+    /// read); unknown without the WeChat API.
+    async fn online_agents(&self, shared: bool) -> (Option<Vec<OnlineKf>>, Option<Background>) {
         match &self.api {
-            Ok(api) => kf::online_agents(api, self.online, self.notes).await,
+            Ok(api) => kf::online_agents(api, self.online, self.notes, shared).await,
             Err(e) => {
                 self.notes.add(format!("online list unavailable: {}", e.code()));
                 (None, None)

@@ -140,6 +140,42 @@ fn a_request_for_a_human_is_known_to_every_isolate() {
     assert_eq!(requests[0]["until"], MONDAY_22 + 31 + 1800);
 }
 
+/// With the 转人工 gate and online routing both needing a fact, a cold isolate's reply queries
+/// the database once (the user's request); the online list then comes from WeChat, not from the
+/// copy another isolate shared in the database.
+#[test]
+fn a_reply_queries_the_database_at_most_once() {
+    let rt = FakeRuntime::at(MONDAY_22);
+    rt.upstream.script(|call| {
+        if call.url.contains("stable_token") {
+            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
+        }
+        Scripted::json(
+            r#"{"kf_online_list":[{"kf_account":"kf2001@gh_1","status":1,"auto_accept":5,"accepted_case":0}]}"#,
+        )
+    });
+    let routed =
+        || Rc::new(Isolate::new(config(&[("WECHAT_KF_ACCOUNT", "kf2001@gh_1"), ("WECHAT_KF_ROUTING", "online")])));
+    let (a, b) = (TestApp::on(&rt, routed()), TestApp::on(&rt, routed()));
+    put_rules(&a, r#"{"transfer":{"mode":"on_request","request_words":["人工"],"prompt":"回复人工"}}"#);
+    rt.clock.advance(31_000);
+    push(&a, &text_xml("o1", "转人工", MONDAY_22 + 31, 1));
+    assert_eq!(rt.db().rows("SELECT name FROM cache").len(), 1, "a shared the online list");
+    assert_eq!(count(&rt, "getonlinekflist"), 1);
+    rt.db().clear_log();
+    let query = plain_query(rt.clock.now(), NONCE);
+    let mut served =
+        b.request("POST", &format!("/wechat?{query}"), None, text_xml("o1", "在吗", MONDAY_22 + 40, 2).as_bytes());
+    assert_eq!(served.outcome, "transfer text targeted");
+    assert_eq!(
+        rt.db().statements(),
+        [("SELECT until FROM requests WHERE appid = ?1 AND openid = ?2 AND until > ?3", 0)],
+        "one query on the reply path"
+    );
+    assert_eq!(count(&rt, "getonlinekflist"), 2, "the list from WeChat");
+    b.finish(&mut served);
+}
+
 #[test]
 fn a_slow_or_failing_database_never_holds_or_breaks_a_reply() {
     let rt = FakeRuntime::at(MONDAY_22);

@@ -172,13 +172,15 @@ impl OnlineState {
 }
 
 /// Who is online, within [`LOOKUP_BUDGET_MS`]: isolate memory, else the database's shared copy
-/// (at most [`READ_LIMIT_MS`] of it), else `getonlinekflist`, one lookup at a time in the isolate however
-/// many pushes need it. `None` when unknown (the lookup failed, or failed recently, or ran over
+/// (at most [`READ_LIMIT_MS`] of it; only when `shared`: a reply path that has queried the
+/// database already does not again), else `getonlinekflist`, one lookup at a time in the isolate
+/// however many pushes need it. `None` when unknown (the lookup failed, or failed recently, or ran over
 /// budget); a lookup over budget is handed back to finish in the background and warm the cache.
 pub async fn online_agents<R: Runtime + 'static>(
     api: &WeChatApi<R>,
     state: &Rc<OnlineState>,
     notes: &Rc<Notes>,
+    shared: bool,
 ) -> (Option<Vec<OnlineKf>>, Option<Background>) {
     let rt = api.runtime();
     let now = rt.clock().now();
@@ -195,7 +197,7 @@ pub async fn online_agents<R: Runtime + 'static>(
                 clock,
                 // A lookup that ended just now serves this one.
                 || flown.known(clock.now()).map(|known| known.ok_or(Error::Upstream("online list unavailable"))),
-                || fetch_online(flying.clone(), flown.clone(), notes2),
+                || fetch_online(flying.clone(), flown.clone(), notes2, shared),
                 || Err(Error::UpstreamTimeout),
             )
             .await
@@ -240,17 +242,18 @@ fn share<R: Runtime + 'static>(api: &WeChatApi<R>, state: &Rc<OnlineState>) -> O
     }))
 }
 
-/// The database's shared list if fresh, else `getonlinekflist` (shared after the reply: see
-/// [`share`]).
+/// The database's shared list if fresh (when `shared`), else `getonlinekflist` (shared after
+/// the reply: see [`share`]).
 async fn fetch_online<R: Runtime>(
     api: WeChatApi<R>,
     state: Rc<OnlineState>,
     notes: Rc<Notes>,
+    shared: bool,
 ) -> Result<Vec<OnlineKf>, Error> {
     let rt = api.runtime();
     let now = rt.clock().now();
     let db = rt.database().map(|db| AccountDb { db, appid: api.appid() });
-    if let Some(db) = &db {
+    if let Some(db) = db.as_ref().filter(|_| shared) {
         match with_timeout(rt.clock(), READ_LIMIT_MS, Box::pin(db.cached(ONLINE_CACHE))).await {
             Ok(Ok(Some((raw, _)))) => {
                 if let Some(cached) = CachedOnlineList::from_json(&raw).filter(|c| c.is_fresh(now)) {

@@ -183,16 +183,17 @@ impl<R: Runtime> Desk<'_, R> {
 
     /// Whether the user asked for a human within the remembered time: isolate memory, else the
     /// database, within [`READ_LIMIT_MS`] (a failing or slower database, or none, reads as "no",
-    /// and the log line says so).
-    pub async fn requested(&self, openid: &str) -> bool {
+    /// and the log line says so). The second value: whether the database was queried (the reply
+    /// path's one query).
+    pub async fn requested(&self, openid: &str) -> (bool, bool) {
         let clock = self.rt.clock();
         let now = clock.now();
         if self.state.requested_now(openid, now) {
-            return true;
+            return (true, false);
         }
         let Some(db) = self.db() else {
             self.notes.add("transfer request unknown: no database");
-            return false;
+            return (false, false);
         };
         let until = match with_timeout(clock, READ_LIMIT_MS, Box::pin(db.requested_until(openid, now))).await {
             Ok(Ok(until)) => until,
@@ -205,13 +206,14 @@ impl<R: Runtime> Desk<'_, R> {
                 None
             }
         };
-        match until {
+        let asked = match until {
             Some(until) if now < until => {
                 self.state.remember(openid, until, now);
                 true
             }
             _ => false,
-        }
+        };
+        (asked, true)
     }
 
     /// Remembers that the user asked for a human, for `secs` (memory and database, so that every
