@@ -20,7 +20,7 @@ use crate::api::admin;
 use crate::api::client::WeChatApi;
 use crate::api::kf::OnlineState;
 use crate::api::media;
-use crate::api::token_cache::TokenState;
+use crate::api::token_cache::{TokenState, MANUAL_REFRESH_SPACING_MS};
 use crate::config::Config;
 use crate::database::{AccountDb, PAGE_ROWS};
 use crate::desk::effects::{Effects, EffectsState};
@@ -30,6 +30,9 @@ use crate::error::Error;
 use crate::notes::Notes;
 use crate::push::Pipeline;
 use crate::runtime::{join, Background, Clock, Runtime};
+
+/// The rate limit (in the database) of `POST /api/token/refresh`.
+const TOKEN_REFRESH_LIMIT: &str = "token_refresh";
 
 /// What one account keeps in one isolate's memory, a piece for each subsystem.
 #[derive(Debug, Default)]
@@ -452,6 +455,19 @@ impl<R: Runtime + 'static> Worker<R> {
     /// endpoint said (never the token itself), or its error.
     async fn refresh_token(&self) -> Result<Served, Error> {
         let api = self.api()?;
+        // With a database the spacing holds across isolates: one conditional statement takes it
+        // (see `take_limit`); failing, this isolate's own spacing is all there is.
+        if let Ok(db) = self.db() {
+            let now = self.rt.clock().now();
+            match db.take_limit(TOKEN_REFRESH_LIMIT, now, now.saturating_add(MANUAL_REFRESH_SPACING_MS / 1000)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let until = db.limit_until(TOKEN_REFRESH_LIMIT).await.ok().flatten().unwrap_or(now);
+                    return Err(Error::TooSoon { retry_after_secs: until.saturating_sub(now).max(1) });
+                }
+                Err(_) => self.notes.add("token refresh spacing: the database failed, this isolate's only"),
+            }
+        }
         let token = api.tokens().refresh_now().await?;
         let now = self.rt.clock().now();
         let answer =

@@ -97,6 +97,7 @@ const RECORD_EFFECT: &str =
 /// had run out, so of two requests racing for it exactly one changes it.
 const TAKE_LIMIT: &str = "INSERT INTO limits (appid, name, until) VALUES (?1, ?2, ?3) \
      ON CONFLICT (appid, name) DO UPDATE SET until = excluded.until WHERE limits.until <= ?4";
+const LIMIT_UNTIL: &str = "SELECT until FROM limits WHERE appid = ?1 AND name = ?2";
 const REMEMBER_REQUEST: &str = "INSERT INTO requests (appid, openid, until) VALUES (?1, ?2, ?3) \
      ON CONFLICT (appid, openid) DO UPDATE SET until = max(requests.until, excluded.until)";
 const REQUESTED_UNTIL: &str = "SELECT until FROM requests WHERE appid = ?1 AND openid = ?2 AND until > ?3";
@@ -120,6 +121,7 @@ pub const STATEMENTS: &[&str] = &[
     RECORD_PUSH,
     RECORD_EFFECT,
     TAKE_LIMIT,
+    LIMIT_UNTIL,
     REMEMBER_REQUEST,
     REQUESTED_UNTIL,
     CACHED,
@@ -199,6 +201,18 @@ impl<D: Database> AccountDb<'_, D> {
     pub async fn take_limit(&self, name: &str, now: u64, until: u64) -> Result<bool, Error> {
         let statement = self.statement(TAKE_LIMIT, vec![name.into(), until.into(), now.into()]);
         Ok(self.db.execute(&statement).await? == 1)
+    }
+
+    /// Until when the rate limit `name` runs (`None`: never taken).
+    pub async fn limit_until(&self, name: &str) -> Result<Option<u64>, Error> {
+        let rows = self.db.query(&self.statement(LIMIT_UNTIL, vec![name.into()])).await?;
+        match rows.first() {
+            None => Ok(None),
+            Some(row) => {
+                let until = int(row, "until").ok_or(unreadable("database: limits.until"))?;
+                Ok(Some(u64::try_from(until).map_err(|_| unreadable("database: limits.until"))?))
+            }
+        }
     }
 
     /// Remembers that the user asked for a human, until `until` (never shortening it).

@@ -450,6 +450,33 @@ fn a_refresh_by_hand_ignores_the_back_off_once_every_10_seconds() {
     assert_eq!(call("GET", "/api/token/refresh").0, 405);
 }
 
+/// The refresh's spacing holds across isolates through the database; without one, or with it
+/// failing, each isolate spaces its own.
+#[test]
+fn a_refresh_by_hand_is_spaced_across_isolates() {
+    let rt = FakeRuntime::at(NOW);
+    rt.upstream.script(|_| token_json("T1"));
+    let auth = format!("Bearer {}", kf_core::testkit::ADMIN_TOKEN);
+    let refresh = |app: &TestApp| {
+        let served = app.request("POST", "/api/token/refresh", Some(&auth), b"");
+        (served.response.status, served.response.headers, app.take_notes())
+    };
+    let (a, b) = (app(&rt), app(&rt));
+    assert_eq!(refresh(&a).0, 200);
+    rt.clock.advance(3_000);
+    assert_eq!(refresh(&b), (429, vec![("retry-after", "7".to_string())], vec![]), "another isolate, 3 s later");
+    assert_eq!(rt.upstream.count("stable_token"), 1);
+    rt.clock.advance(7_000);
+    assert_eq!(refresh(&b).0, 200, "10 s later");
+    // The database failing: the isolate's own spacing, and the log line says so.
+    rt.db().set_failing(true);
+    rt.clock.advance(10_000);
+    let noted = vec!["token refresh spacing: the database failed, this isolate's only".to_string()];
+    assert_eq!(refresh(&a), (200, vec![], noted.clone()));
+    assert_eq!(refresh(&a), (429, vec![("retry-after", "10".to_string())], noted));
+    assert_eq!(rt.upstream.count("stable_token"), 3);
+}
+
 /// A back-off in this isolate ends when the cron (in another isolate) stores a good token:
 /// the status stops showing it, and calls use the token.
 #[test]

@@ -181,7 +181,8 @@ impl<'a, R: Runtime> TokenCache<'a, R> {
 
     /// `POST /api/token/refresh`: one token request now, whatever the back-off (an operator who
     /// fixed the IP whitelist or the secret tries again); at most one every
-    /// [`MANUAL_REFRESH_SPACING_MS`] per isolate. Its outcome is recorded as any other's.
+    /// [`MANUAL_REFRESH_SPACING_MS`] per isolate (the route also holds it across isolates with a
+    /// database). Its outcome is recorded as any other's.
     pub async fn refresh_now(&self) -> Result<CachedToken, Error> {
         let now_ms = self.rt.clock().now_ms();
         if let Some(last) = self.state.manual_refresh.get() {
