@@ -80,11 +80,11 @@ for (const d of [oursDir, compareDir].filter(Boolean)) {
   if (!existsSync(join(d, 'worker.mjs')) && !existsSync(join(d, 'worker/shim.mjs'))) throw new Error(`${d} is not a built bundle (no worker.mjs)`);
 }
 
-// workerd's log lines are dropped (they must not slow this process), except the tail of its
-// error lines, shown when it fails to start.
+// workerd's log lines are dropped (they must not slow this process), except their tail, shown
+// when it fails to start.
 let lastStderr = '';
-const drain = ({ level, message }) => {
-  if (level === 'error') lastStderr = (lastStderr + message + '\n').slice(-4000);
+const drain = ({ message }) => {
+  lastStderr = (lastStderr + message + '\n').slice(-4000);
 };
 
 // ---- the JS worker's bundle, as wrangler would build it (esbuild, ESM, not minified) ------------

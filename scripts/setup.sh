@@ -22,9 +22,13 @@ if ! have_version wasm-bindgen "$WASM_BINDGEN_VERSION"; then
   cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION" --force
 fi
 if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] \
-  || [ package.json -nt node_modules/.setup-stamp ]; then
+  || [ package.json -nt node_modules/.setup-stamp ] \
+  || ! node_modules/.bin/node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 22 ? 0 : 1)' 2>/dev/null; then
   echo "setup: installing npm packages"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  # The Node 22 that the Makefile puts first on the PATH (wrangler and miniflare need >= 22.12).
+  node_modules/.bin/node --version >/dev/null 2>&1 \
+    || { echo "setup: node_modules/.bin/node (Node 22, npm package node) does not run; npm install node@22 by hand" >&2; exit 1; }
   touch node_modules/.setup-stamp
 fi
 # With --browser (`make test-browser`; not for wrangler's [build] nor `make dev`): Chromium for the

@@ -182,7 +182,7 @@ fn finish(
         // already due (0 or 1 ms) before it writes the response out, so work started at once or
         // after `setTimeout(0)` delayed the reply by its own CPU and its first I/O (a D1
         // statement: +3.6 ms p50 locally in perf/effects.mjs). A few milliseconds later the
-        // response has left the isolate.
+        // response has left the isolate locally; perf/effects.mjs is the check of this value.
         WorkerClock.sleep(AFTER_REPLY_MS).await;
         work.await;
         let line = app::log_line(route, &method, status, &outcome, ms, &notes.take());

@@ -1,7 +1,7 @@
 // One Miniflare running the built wasm bundle, with the WeChat API mocked in-process.
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
@@ -37,10 +37,16 @@ export function startWorker({ bindings = {}, wechat, persist, quiet = false, cap
   const merged = { ...defaultBindings, ...bindings };
   for (const [k, v] of Object.entries(merged)) if (v === undefined) delete merged[k];
   const logs = [];
-  // workerd's log lines (console.log/error of the worker), one object per line.
+  // workerd's log lines (console.log/error of the worker), one object per line; errors and
+  // warnings count as stderr, as miniflare's own handler prints them.
   const keep = ({ level, message }) => {
-    for (const line of String(message).split('\n')) if (line.trim()) logs.push({ stream: level === 'error' ? 'stderr' : 'stdout', line });
+    const stream = level === 'error' || level === 'warn' ? 'stderr' : 'stdout';
+    for (const line of String(message).split('\n')) if (line.trim()) logs.push({ stream, line });
   };
+  for (const [where, given] of [['startWorker', { persist, ...options }], ['worker', worker]]) {
+    const stale = Object.keys(given).filter((k) => MINIFLARE_4_ONLY.includes(k));
+    if (stale.length > 0) throw new Error(`${where}: ${stale.join(', ')} no longer exist in miniflare 5 (see startWorker's doc)`);
+  }
   const dir = buildDir ?? join(root, 'build');
   const mf = new Miniflare(convertV4MiniflareOptions({
     // KV and D1 kept on disk under `persist` (a worker restarted on the same state), or in memory.
@@ -96,6 +102,12 @@ export function startWorker({ bindings = {}, wechat, persist, quiet = false, cap
   return started;
 }
 
+/**
+ * Miniflare 4 options its v5 converter drops without a word: refused here instead. (Persistence
+ * is `persist`; logs go through `handleStructuredLogs`; a fake binding through `wrapEntry`.)
+ */
+const MINIFLARE_4_ONLY = ['kvPersist', 'd1Persist', 'cachePersist', 'handleRuntimeStdio', 'wrappedBindings', 'modulesRules'];
+
 /** The id of the tests' D1 database: workers of one Miniflare bound to it share it. */
 export const DATABASE_ID = 'wechat-kf-test-db';
 
@@ -148,7 +160,10 @@ export function bundle(dir = join(root, 'build')) {
  */
 export function wrapEntry(source, dir = join(root, 'build')) {
   const { modules, ...rest } = bundle(dir);
-  return { ...rest, modules: [{ type: 'ESModule', path: join(dir, 'wrapped-entry.mjs'), contents: source }, ...modules] };
+  // The bundle's own entry (worker.mjs, or a worker-build baseline's worker/shim.mjs).
+  const main = relative(dir, modules[0].path);
+  const contents = source.replaceAll("'./worker.mjs'", `'./${main}'`);
+  return { ...rest, modules: [{ type: 'ESModule', path: join(dir, 'wrapped-entry.mjs'), contents }, ...modules] };
 }
 
 /**
