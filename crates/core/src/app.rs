@@ -7,7 +7,8 @@
 //! the one module that sees the whole isolate; every subsystem below it gets only the handles it
 //! needs.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -16,26 +17,27 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use wechat_mp::callback::{self, Query};
 
+use crate::accounts::{self, Checked, Stored, MAX_LISTED};
 use crate::api::admin;
 use crate::api::client::WeChatApi;
 use crate::api::kf::OnlineState;
 use crate::api::media;
 use crate::api::token_cache::{TokenState, MANUAL_REFRESH_SPACING_MS};
-use crate::config::Config;
-use crate::database::{AccountDb, PAGE_ROWS};
+use crate::config::{Account, Config, Credentials};
+use crate::database::{AccountDb, AccountsDb, PAGE_ROWS};
 use crate::desk::effects::{Effects, EffectsState};
 use crate::desk::rules::Capabilities;
 use crate::desk::{Desk, DeskState, Loaded};
 use crate::error::Error;
 use crate::notes::Notes;
 use crate::push::Pipeline;
-use crate::runtime::{join, Background, Clock, Runtime};
+use crate::runtime::{join, with_timeout, Background, Clock, Runtime, READ_LIMIT_MS};
 
 /// The rate limit (in the database) of `POST /api/token/refresh`.
 const TOKEN_REFRESH_LIMIT: &str = "token_refresh";
 
 /// What one account keeps in one isolate's memory, a piece for each subsystem.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AccountState {
     pub tokens: Rc<TokenState>,
     pub online: Rc<OnlineState>,
@@ -56,6 +58,34 @@ pub struct Isolate {
     health: OnceCell<String>,
     /// An upload is being read or sent (one at a time per isolate: see [`prepare`]).
     uploading: Cell<bool>,
+    /// The database's accounts this isolate served lately, by appid (`None`: none such), each
+    /// trusted [`ACCOUNT_TTL_SECS`] after it was read.
+    accounts: RefCell<HashMap<String, Cached>>,
+    /// Their memory (tokens, online list, rules, limits), kept across re-reads of the account.
+    states: RefCell<HashMap<String, AccountState>>,
+}
+
+/// How long an isolate serves a database account as it read it: a change made through another
+/// isolate takes effect here within this time (at once in the isolate that made it).
+pub const ACCOUNT_TTL_SECS: u64 = 30;
+/// Most database accounts (and unknown appids) an isolate remembers; past it, it starts over.
+const MAX_CACHED_ACCOUNTS: usize = 1024;
+
+/// A database account as an isolate read it.
+#[derive(Debug, Clone)]
+struct Cached {
+    read_at: u64,
+    account: Option<Rc<DbAccount>>,
+}
+
+/// A database account, ready to serve: its settings and opened secrets, its memory in this
+/// isolate.
+#[derive(Debug)]
+pub struct DbAccount {
+    account: Account,
+    state: AccountState,
+    key: Rc<str>,
+    credentials: Result<Rc<Credentials>, Error>,
 }
 
 impl Isolate {
@@ -67,6 +97,8 @@ impl Isolate {
             account: AccountState::default(),
             health: OnceCell::new(),
             uploading: Cell::new(false),
+            accounts: RefCell::default(),
+            states: RefCell::default(),
         }
     }
 }
@@ -78,6 +110,10 @@ pub enum Route {
     UrlCheck,
     /// `POST /wechat`: a message or event.
     Push,
+    /// `GET /wechat/{appid}`: WeChat's URL check for a database account.
+    AccountUrlCheck,
+    /// `POST /wechat/{appid}`: a database account's message or event.
+    AccountPush,
     /// `GET|HEAD /healthz`.
     Health,
     /// `/api/...`.
@@ -95,6 +131,11 @@ impl Route {
             "/wechat" => match method {
                 "GET" => Route::UrlCheck,
                 "POST" => Route::Push,
+                _ => Route::MethodNotAllowed("GET, POST"),
+            },
+            _ if path.starts_with("/wechat/") => match method {
+                "GET" => Route::AccountUrlCheck,
+                "POST" => Route::AccountPush,
                 _ => Route::MethodNotAllowed("GET, POST"),
             },
             "/healthz" => match method {
@@ -115,7 +156,7 @@ impl Route {
     /// The most body bytes the route reads (more is a 413); `None`: the body is not read.
     pub fn body_limit(&self) -> Option<usize> {
         match self {
-            Route::Push => Some(callback::MAX_BODY_BYTES),
+            Route::Push | Route::AccountPush => Some(callback::MAX_BODY_BYTES),
             Route::Admin => Some(admin::MAX_BODY_BYTES),
             Route::Upload => Some(media::MAX_UPLOAD_BODY_BYTES),
             _ => None,
@@ -126,6 +167,7 @@ impl Route {
     pub fn label(&self) -> &'static str {
         match self {
             Route::UrlCheck | Route::Push => "/wechat",
+            Route::AccountUrlCheck | Route::AccountPush => "/wechat/{appid}",
             Route::Health => "/healthz",
             Route::Admin | Route::Upload => "/api",
             Route::NotFound => "other",
@@ -277,65 +319,100 @@ pub struct Worker<R> {
     pub isolate: Rc<Isolate>,
     pub rt: Rc<R>,
     pub notes: Rc<Notes>,
+    /// The database account the request acts for (`None`: the environment's, `default`).
+    acting: Option<Rc<DbAccount>>,
 }
 
 impl<R> Clone for Worker<R> {
     fn clone(&self) -> Self {
-        Worker { isolate: self.isolate.clone(), rt: self.rt.clone(), notes: self.notes.clone() }
+        Worker {
+            isolate: self.isolate.clone(),
+            rt: self.rt.clone(),
+            notes: self.notes.clone(),
+            acting: self.acting.clone(),
+        }
     }
 }
 
 impl<R: Runtime + 'static> Worker<R> {
     pub fn new(isolate: Rc<Isolate>, rt: R) -> Self {
-        Worker { isolate, rt: Rc::new(rt), notes: Rc::default() }
+        Worker::with_notes(isolate, Rc::new(rt), Rc::default())
+    }
+
+    /// A request's worker over a runtime and notes the caller keeps (the tests').
+    pub fn with_notes(isolate: Rc<Isolate>, rt: Rc<R>, notes: Rc<Notes>) -> Self {
+        Worker { isolate, rt, notes, acting: None }
     }
 
     fn config(&self) -> &Config {
         &self.isolate.config
     }
 
+    /// The account the request acts for.
+    fn account(&self) -> &Account {
+        self.acting.as_ref().map_or(&self.isolate.config.account, |a| &a.account)
+    }
+
+    /// That account's memory in this isolate.
+    fn state(&self) -> &AccountState {
+        self.acting.as_ref().map_or(&self.isolate.account, |a| &a.state)
+    }
+
     /// The account's WeChat API, or the variable that stops it.
     fn api(&self) -> Result<WeChatApi<R>, Error> {
-        let creds = self.config().credentials()?;
-        Ok(WeChatApi::new(self.rt.clone(), self.isolate.account.tokens.clone(), creds))
+        let creds = match &self.acting {
+            Some(acting) => acting.credentials.clone()?,
+            None => self.config().credentials()?,
+        };
+        Ok(WeChatApi::new(self.rt.clone(), self.state().tokens.clone(), creds))
     }
 
     fn desk(&self) -> Desk<'_, R> {
-        Desk {
-            rt: &self.rt,
-            state: &self.isolate.account.desk,
-            notes: &self.notes,
-            account: self.config().account.key(),
-        }
+        Desk { rt: &self.rt, state: &self.state().desk, notes: &self.notes, account: self.account().key() }
     }
 
     fn effects(&self) -> Effects<R> {
+        let account = self.acting.as_ref().map_or_else(|| self.isolate.account_key.clone(), |a| a.key.clone());
         Effects {
             rt: self.rt.clone(),
             api: self.api(),
-            state: self.isolate.account.effects.clone(),
-            desk: self.isolate.account.desk.clone(),
+            state: self.state().effects.clone(),
+            desk: self.state().desk.clone(),
             notes: self.notes.clone(),
             webhook: self.isolate.webhook.clone(),
-            account: self.isolate.account_key.clone(),
+            account,
         }
     }
 
     /// Serves `req`, whose body the glue read within its route's limit (see [`prepare`]).
     pub async fn serve(self, req: Request) -> Served {
         let route = req.route();
-        let result = match route {
-            Route::Push => self.push(&req).await,
+        let (worker, result) = match route {
+            Route::Push => {
+                let result = self.push(&req).await;
+                (self, result)
+            }
+            Route::AccountPush | Route::AccountUrlCheck => match self.for_database_account(&req.path).await {
+                Ok(worker) => {
+                    let result =
+                        if route == Route::AccountPush { worker.push(&req).await } else { worker.url_check(&req) };
+                    (worker, result)
+                }
+                Err(e) => (self, Err(e)),
+            },
             // The other routes run in a future of their own: a push's does not carry their state.
-            _ => self.route(route, &req).await,
+            _ => {
+                let result = self.route(route, &req).await;
+                (self, result)
+            }
         };
         let mut served = result.unwrap_or_else(|e| Served::failed(&e));
-        if self.isolate.account.tokens.has_credential_failure() {
+        if worker.state().tokens.has_credential_failure() {
             // A token request failed in a way no retry fixes: the agents hear of it (rules allowing).
-            let worker = self.clone();
+            let worker = worker.clone();
             let work: Background = Box::pin(async move {
                 let rules = worker.desk().current_rules().await;
-                let failure = worker.isolate.account.tokens.take_credential_failure();
+                let failure = worker.state().tokens.take_credential_failure();
                 worker.effects().credentials_alert(&rules.document.rules, failure).await;
             });
             served.background = join(served.background, Some(work));
@@ -354,7 +431,7 @@ impl<R: Runtime + 'static> Worker<R> {
                 Route::Health => Ok(self.health()),
                 Route::Admin => self.admin(req).await,
                 Route::Upload => self.upload(req).await,
-                Route::Push | Route::NotFound => Err(Error::NotFound),
+                Route::Push | Route::AccountPush | Route::AccountUrlCheck | Route::NotFound => Err(Error::NotFound),
                 Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
             }
         })
@@ -366,19 +443,35 @@ impl<R: Runtime + 'static> Worker<R> {
         Served::done(Response { replayable: true, ..Response::new(200, ContentType::Json, body) }, "ok")
     }
 
+    /// The callback's settings of the account the request acts for.
+    fn callback(&self) -> Result<callback::CallbackSettings<'_>, Error> {
+        match &self.acting {
+            None => self.config().callback(),
+            Some(acting) => Ok(callback::CallbackSettings {
+                token: acting
+                    .account
+                    .token
+                    .as_deref()
+                    .ok_or(Error::Internal("accounts: an account without a Token"))?,
+                crypto: acting.account.crypto.as_ref(),
+                max_clock_skew_secs: acting.account.max_clock_skew_secs,
+            }),
+        }
+    }
+
     fn url_check(&self, req: &Request) -> Result<Served, Error> {
-        let settings = self.config().callback()?;
+        let settings = self.callback()?;
         let query = Query::parse(&req.query);
         let echostr = callback::verify_url(&settings, &query, self.rt.clock().now())?;
         Ok(Served::done(Response::new(200, ContentType::Text, echostr.as_bytes().to_vec()), "url_check"))
     }
 
     async fn push(&self, req: &Request) -> Result<Served, Error> {
-        let account = &self.isolate.account;
+        let account = self.state();
         let pipeline = Pipeline {
             rt: &self.rt,
-            settings: self.config().callback()?,
-            account: &self.config().account,
+            settings: self.callback()?,
+            account: self.account(),
             desk: self.desk(),
             api: self.api(),
             online: &account.online,
@@ -402,6 +495,10 @@ impl<R: Runtime + 'static> Worker<R> {
             "/token/refresh" => return Err(Error::MethodNotAllowed("POST")),
             "/ledger" if req.method == "GET" => return self.ledger(req).await,
             "/ledger" => return Err(Error::MethodNotAllowed("GET")),
+            "/accounts" => return self.accounts(req).await,
+            _ if path.starts_with("/accounts/") => {
+                return self.one_account(req, path.trim_start_matches("/accounts/")).await
+            }
             _ => {}
         }
         let call = admin::plan(&req.method, path, &req.query, &req.body)?;
@@ -440,7 +537,7 @@ impl<R: Runtime + 'static> Worker<R> {
             // Without credentials there is no token to have (`/healthz` names what is missing).
             Err(e) => TokenReport { last_error: Some(e.to_string()), ..TokenReport::default() },
         };
-        let age = self.isolate.account.online.age(now);
+        let age = self.state().online.age(now);
         let rules = self.desk().current_rules().await;
         let report = Status {
             token,
@@ -478,7 +575,183 @@ impl<R: Runtime + 'static> Worker<R> {
     /// The account's part of the database, or the variable that is missing.
     fn db(&self) -> Result<AccountDb<'_, R::Database>, Error> {
         let db = self.rt.database().ok_or(Error::Config("WECHAT_DB"))?;
-        Ok(AccountDb { db, appid: self.config().account.key() })
+        Ok(AccountDb { db, appid: self.account().key() })
+    }
+
+    /// This request's worker acting for the database account of `/wechat/{appid}`: from this
+    /// isolate's memory if read less than [`ACCOUNT_TTL_SECS`] ago, else one indexed query
+    /// (within [`READ_LIMIT_MS`]; slower or failing, an older copy serves, else a 500). An
+    /// unknown or malformed appid, or a deployment without accounts, is a 404; secrets that do
+    /// not open with `ACCOUNTS_KEY` a 500 whose log line names the account.
+    async fn for_database_account(&self, path: &str) -> Result<Worker<R>, Error> {
+        let appid = path.trim_start_matches("/wechat/");
+        let (Some(sealer), Some(db)) = (self.config().sealer.clone(), self.rt.database()) else {
+            return Err(Error::NotFound);
+        };
+        if !accounts::is_appid(appid) {
+            return Err(Error::NotFound);
+        }
+        let clock = self.rt.clock();
+        let now = clock.now();
+        let known = self.isolate.accounts.borrow().get(appid).cloned();
+        if let Some(cached) = known.as_ref().filter(|c| now < c.read_at.saturating_add(ACCOUNT_TTL_SECS)) {
+            return self.acting_for(cached.account.clone());
+        }
+        let accounts = AccountsDb { db };
+        let read = with_timeout(clock, READ_LIMIT_MS, Box::pin(accounts.get(appid))).await;
+        let stored = match read {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(_)) | Err(_) => {
+                let why = if read.is_err() { "was slower than 1 s" } else { "failed" };
+                return match known {
+                    Some(cached) => {
+                        self.notes.add(format!("account {appid}: the database {why}, served as read before"));
+                        self.acting_for(cached.account)
+                    }
+                    None => {
+                        self.notes.add(format!("account {appid}: the database {why}"));
+                        Err(Error::Internal("accounts: the account could not be read"))
+                    }
+                };
+            }
+        };
+        let account = match stored {
+            None => None,
+            Some(stored) => {
+                let secrets = sealer.open(appid, &stored.sealed).inspect_err(|_| {
+                    self.notes.add(format!("account {appid}: its secrets do not open with ACCOUNTS_KEY"));
+                })?;
+                Some(Rc::new(self.db_account(&stored, secrets)))
+            }
+        };
+        let mut cache = self.isolate.accounts.borrow_mut();
+        if cache.len() >= MAX_CACHED_ACCOUNTS {
+            cache.clear();
+        }
+        cache.insert(appid.to_string(), Cached { read_at: now, account: account.clone() });
+        drop(cache);
+        self.acting_for(account)
+    }
+
+    fn acting_for(&self, account: Option<Rc<DbAccount>>) -> Result<Worker<R>, Error> {
+        let acting = account.ok_or(Error::NotFound)?;
+        Ok(Worker { acting: Some(acting), ..self.clone() })
+    }
+
+    /// A database account ready to serve, with its memory in this isolate (kept by appid).
+    fn db_account(&self, stored: &Stored, secrets: accounts::Secrets) -> DbAccount {
+        let account = stored.account(secrets, self.config().account.max_clock_skew_secs);
+        let state = self.isolate.states.borrow_mut().entry(stored.appid.clone()).or_default().clone();
+        let credentials = match &account.secret {
+            Some(secret) => Ok(Rc::new(Credentials {
+                appid: stored.appid.clone(),
+                secret: secret.clone(),
+                api_base: self.config().api_base.clone(),
+                endpoint: account.token_endpoint,
+            })),
+            None => Err(Error::Config("secret (the account's AppSecret)")),
+        };
+        DbAccount { key: Rc::from(stored.appid.as_str()), account, state, credentials }
+    }
+
+    /// The deployment's accounts, or why there are none to manage: `ACCOUNTS_KEY` or the
+    /// database named (the owner can set them).
+    fn accounts_db(&self) -> Result<AccountsDb<'_, R::Database>, Error> {
+        self.sealer()?;
+        let db = self.rt.database().ok_or(Error::NotConfigured {
+            variable: "WECHAT_DB",
+            reason: "bind the D1 database WECHAT_DB to keep accounts",
+        })?;
+        Ok(AccountsDb { db })
+    }
+
+    fn sealer(&self) -> Result<Rc<accounts::Sealer>, Error> {
+        self.config().sealer.clone().ok_or(Error::NotConfigured {
+            variable: accounts::KEY_VARIABLE,
+            reason: "set ACCOUNTS_KEY (32 random bytes, base64) to keep accounts' secrets",
+        })
+    }
+
+    /// Seals `checked`'s secrets (a fresh nonce each time).
+    fn seal(&self, checked: &Checked) -> Result<String, Error> {
+        let random = self.rt.random16();
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(random.get(..12).ok_or(Error::Internal("accounts: a nonce"))?);
+        self.sealer()?.seal(&checked.appid, &checked.secrets, nonce)
+    }
+
+    /// `GET /api/accounts` (`{"accounts": [...]}`, in appid order) and `POST /api/accounts`
+    /// (201 with the account; 409 when its appid exists).
+    async fn accounts(&self, req: &Request) -> Result<Served, Error> {
+        let db = self.accounts_db()?;
+        match req.method.as_str() {
+            "GET" => {
+                let list = db.list(MAX_LISTED).await?;
+                let views: Vec<_> = list.iter().map(Stored::view).collect();
+                let body = serde_json::to_vec(&serde_json::json!({ "accounts": views }))
+                    .map_err(|_| Error::Internal("accounts: the list does not serialize"))?;
+                Ok(Served::done(Response::new(200, ContentType::Json, body), format!("accounts {}", list.len())))
+            }
+            "POST" => {
+                let checked = accounts::create(&req.body)?;
+                let sealed = self.seal(&checked)?;
+                let now = self.rt.clock().now();
+                if !db.insert(&checked.appid, &checked.name, &sealed, &checked.settings, now).await? {
+                    return Err(Error::Conflict { field: "appid", reason: "an account with this appid exists" });
+                }
+                self.isolate.accounts.borrow_mut().remove(&checked.appid);
+                let stored = Stored {
+                    appid: checked.appid,
+                    name: checked.name,
+                    sealed,
+                    settings: checked.settings,
+                    created: now,
+                    updated: now,
+                };
+                let outcome = format!("account {} created", stored.appid);
+                Ok(Served::done(Response { status: 201, ..Response::json(&stored.view()) }, outcome))
+            }
+            _ => Err(Error::MethodNotAllowed("GET, POST")),
+        }
+    }
+
+    /// `GET`, `PUT` (fields left out keep their value) and `DELETE` (204) of
+    /// `/api/accounts/{appid}`; an unknown appid is a 404.
+    async fn one_account(&self, req: &Request, appid: &str) -> Result<Served, Error> {
+        let db = self.accounts_db()?;
+        if !accounts::is_appid(appid) {
+            return Err(Error::NotFound);
+        }
+        match req.method.as_str() {
+            "GET" => {
+                let stored = db.get(appid).await?.ok_or(Error::NotFound)?;
+                Ok(Served::done(Response::json(&stored.view()), format!("account {appid}")))
+            }
+            "PUT" => {
+                let sealer = self.sealer()?;
+                let current = db.get(appid).await?.ok_or(Error::NotFound)?;
+                let secrets = sealer.open(appid, &current.sealed).inspect_err(|_| {
+                    self.notes.add(format!("account {appid}: its secrets do not open with ACCOUNTS_KEY"));
+                })?;
+                let checked = accounts::update(&current, secrets, &req.body)?;
+                let sealed = self.seal(&checked)?;
+                let now = self.rt.clock().now();
+                if !db.update(appid, &checked.name, &sealed, &checked.settings, now).await? {
+                    return Err(Error::NotFound);
+                }
+                self.isolate.accounts.borrow_mut().remove(appid);
+                let stored = Stored { sealed, settings: checked.settings, name: checked.name, updated: now, ..current };
+                Ok(Served::done(Response::json(&stored.view()), format!("account {appid} changed")))
+            }
+            "DELETE" => {
+                if !db.delete(appid).await? {
+                    return Err(Error::NotFound);
+                }
+                self.isolate.accounts.borrow_mut().remove(appid);
+                Ok(Served::done(Response::new(204, ContentType::Json, Vec::new()), format!("account {appid} removed")))
+            }
+            _ => Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
+        }
     }
 
     /// `GET /api/ledger`: a user's timeline, a page at a time (see [`crate::ledger`]).
@@ -524,7 +797,7 @@ impl<R: Runtime + 'static> Worker<R> {
             Err(e) => e.to_string(),
         };
         let rules = self.desk().current_rules().await;
-        let failure = self.isolate.account.tokens.take_credential_failure();
+        let failure = self.state().tokens.take_credential_failure();
         self.effects().cron_alerts(&rules.document.rules, failure).await;
         if let Ok(db) = self.db() {
             let now = self.rt.clock().now();

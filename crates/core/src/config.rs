@@ -13,6 +13,7 @@ use wechat_mp::callback::CallbackSettings;
 use wechat_mp::WeChatCrypto;
 
 use crate::error::Error;
+use crate::seal::Sealer;
 
 // Every variable the worker reads, by the feature a problem with it stops. The README's
 // configuration table must list each of them (checked by `scripts/check-config-docs.sh`).
@@ -34,10 +35,12 @@ pub const ADMIN_VARIABLES: &[&str] = &["ADMIN_TOKEN"];
 pub const STORE_VARIABLES: &[&str] = &["WECHAT_KV", "WECHAT_DB"];
 /// Alerts to the agents.
 pub const ALERT_VARIABLES: &[&str] = &["ALERT_WEBHOOK_URL"];
+/// Official Accounts kept in the database (their secrets sealed under it).
+pub const ACCOUNT_VARIABLES: &[&str] = &["ACCOUNTS_KEY"];
 
 /// Every variable the worker reads, in the order the glue looks them up.
 pub fn variables() -> impl Iterator<Item = &'static str> {
-    [CALLBACK_VARIABLES, API_VARIABLES, ADMIN_VARIABLES, STORE_VARIABLES, ALERT_VARIABLES]
+    [CALLBACK_VARIABLES, API_VARIABLES, ADMIN_VARIABLES, STORE_VARIABLES, ALERT_VARIABLES, ACCOUNT_VARIABLES]
         .into_iter()
         .flatten()
         .copied()
@@ -150,6 +153,8 @@ pub struct Config {
     pub store_bound: bool,
     /// The D1 database is bound.
     pub database_bound: bool,
+    /// `ACCOUNTS_KEY`, valid: accounts can be kept in the database (with it bound).
+    pub sealer: Option<Rc<Sealer>>,
     /// Problems found, at most one per variable, in the order of [`variables`].
     problems: Vec<Problem>,
     /// The account's credentials, or the first variable that stops API calls.
@@ -163,7 +168,9 @@ impl Config {
         let mut problems = Vec::new();
 
         let token = get("WECHAT_TOKEN");
-        if token.is_none() {
+        let accounts_key = get("ACCOUNTS_KEY");
+        // A deployment of database accounts only needs no account of its own.
+        if token.is_none() && accounts_key.is_none() {
             problems.push(Problem::Missing("WECHAT_TOKEN"));
         }
         let appid = get("WECHAT_APPID");
@@ -232,6 +239,13 @@ impl Config {
                 None
             }
         };
+        let sealer = accounts_key.and_then(|key| {
+            let sealer = Sealer::from_base64(&key);
+            if sealer.is_none() {
+                problems.push(Problem::Invalid("ACCOUNTS_KEY"));
+            }
+            sealer.map(Rc::new)
+        });
         let mut config = Config {
             account: Account {
                 appid,
@@ -248,6 +262,7 @@ impl Config {
             alert_webhook,
             store_bound,
             database_bound,
+            sealer,
             problems,
             credentials: Err(Error::Config("WECHAT_APPID")),
         };
@@ -265,8 +280,17 @@ impl Config {
         self.problems().find(|p| vars.contains(&p.variable()))
     }
 
+    /// Whether the environment configures no account of its own: `/wechat` is then not served
+    /// (404), and only the database's accounts are, at `/wechat/{appid}`.
+    pub fn accounts_only(&self) -> bool {
+        self.account.token.is_none() && self.sealer.is_some()
+    }
+
     /// The callback's settings, or the first variable that stops it from working.
     pub fn callback(&self) -> Result<CallbackSettings<'_>, Error> {
+        if self.accounts_only() {
+            return Err(Error::NotFound);
+        }
         if let Some(p) = self.problem_with(CALLBACK_VARIABLES) {
             return Err(Error::Config(p.variable()));
         }
@@ -309,7 +333,7 @@ impl Config {
             }
         }
         let account = &self.account;
-        if account.secret.is_some() || self.admin_token.is_some() {
+        if (account.secret.is_some() || self.admin_token.is_some()) && !self.accounts_only() {
             for (var, present) in
                 [("WECHAT_APPID", account.appid.is_some()), ("WECHAT_APPSECRET", account.secret.is_some())]
             {
@@ -337,6 +361,7 @@ impl Config {
                 alerts: self.alert_webhook.is_some(),
                 token_endpoint: account.token_endpoint.as_str(),
                 database: self.database_bound,
+                accounts: self.sealer.is_some() && self.database_bound,
             },
             missing,
             invalid,
@@ -366,6 +391,9 @@ struct Features {
     token_endpoint: &'static str,
     /// The ledger, effects once everywhere, the rules that need them.
     database: bool,
+    /// Accounts in the database, served at `/wechat/{appid}` (`ACCOUNTS_KEY` valid and the
+    /// database bound).
+    accounts: bool,
 }
 
 /// `WECHAT_KF_ACCOUNT`'s accounts: split at commas, each trimmed (empty ones kept, and refused).
@@ -493,7 +521,7 @@ mod tests {
         assert!(!h.contains("SECRET") && !h.contains("abcdefghij"), "{h}");
         assert_eq!(
             h,
-            r#"{"ok":true,"features":{"callback":true,"safe_mode":true,"kf_targeting":false,"kf_routing":"static","outbound_api":true,"admin_api":true,"alerts":false,"token_endpoint":"stable","database":true},"missing":[],"invalid":[]}"#
+            r#"{"ok":true,"features":{"callback":true,"safe_mode":true,"kf_targeting":false,"kf_routing":"static","outbound_api":true,"admin_api":true,"alerts":false,"token_endpoint":"stable","database":true,"accounts":false},"missing":[],"invalid":[]}"#
         );
     }
 

@@ -14,6 +14,7 @@
 
 use serde::Deserialize;
 
+use crate::accounts::{Settings, Stored};
 use crate::error::Error;
 use crate::runtime::{Database, Param, Row, Statement};
 
@@ -115,6 +116,15 @@ const TIMELINE: &str = "SELECT id, at, entry, what, outcome, kf_account, detail 
 const PURGE_LEDGER: &str = "DELETE FROM ledger WHERE id IN (SELECT id FROM ledger ORDER BY id LIMIT ?2) AND at < ?1";
 const PURGE_LIMITS: &str = "DELETE FROM limits WHERE appid = ?1 AND until <= ?2";
 const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE appid = ?1 AND until <= ?2";
+/// A new account, unless its appid is taken (0 rows changed: the caller answers 409).
+const ACCOUNT_INSERT: &str = "INSERT INTO accounts (appid, name, sealed, settings, created, updated) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (appid) DO NOTHING";
+const ACCOUNT_GET: &str = "SELECT appid, name, sealed, settings, created, updated FROM accounts WHERE appid = ?1";
+/// The accounts in appid order: the table's own order (its key), read up to the limit.
+const ACCOUNT_LIST: &str =
+    "SELECT appid, name, sealed, settings, created, updated FROM accounts ORDER BY appid LIMIT ?1";
+const ACCOUNT_UPDATE: &str = "UPDATE accounts SET name = ?2, sealed = ?3, settings = ?4, updated = ?5 WHERE appid = ?1";
+const ACCOUNT_DELETE: &str = "DELETE FROM accounts WHERE appid = ?1";
 
 /// Every statement of the core, for the tests that check each one's query plan.
 pub const STATEMENTS: &[&str] = &[
@@ -130,6 +140,11 @@ pub const STATEMENTS: &[&str] = &[
     PURGE_LEDGER,
     PURGE_LIMITS,
     PURGE_REQUESTS,
+    ACCOUNT_INSERT,
+    ACCOUNT_GET,
+    ACCOUNT_LIST,
+    ACCOUNT_UPDATE,
+    ACCOUNT_DELETE,
 ];
 
 /// One account's part of the database: the narrow handle the front desk, the effects, the
@@ -291,5 +306,73 @@ impl<D: Database> AccountDb<'_, D> {
             .batch(&[self.statement(PURGE_LIMITS, vec![now.into()]), self.statement(PURGE_REQUESTS, vec![now.into()])])
             .await?;
         Ok(deleted)
+    }
+}
+
+/// The deployment's accounts (`accounts`): the narrow handle of the owner's account routes and of
+/// the lookup of a push's account.
+pub struct AccountsDb<'a, D> {
+    pub db: &'a D,
+}
+
+fn stored(row: &Row) -> Result<Stored, Error> {
+    let text = |column: &str| row.get(column).and_then(serde_json::Value::as_str).map(str::to_string);
+    let time = |column: &str| int(row, column).and_then(|n| u64::try_from(n).ok());
+    let bad = || unreadable("database: an accounts row");
+    Ok(Stored {
+        appid: text("appid").ok_or_else(bad)?,
+        name: text("name").ok_or_else(bad)?,
+        sealed: text("sealed").ok_or_else(bad)?,
+        settings: text("settings").and_then(|s| serde_json::from_str(&s).ok()).ok_or_else(bad)?,
+        created: time("created").ok_or_else(bad)?,
+        updated: time("updated").ok_or_else(bad)?,
+    })
+}
+
+fn settings_json(settings: &Settings) -> Result<String, Error> {
+    serde_json::to_string(settings).map_err(|_| Error::Internal("accounts: the settings do not serialize"))
+}
+
+impl<D: Database> AccountsDb<'_, D> {
+    /// Stores a new account; `false` when its appid is taken.
+    pub async fn insert(
+        &self,
+        appid: &str,
+        name: &str,
+        sealed: &str,
+        settings: &Settings,
+        now: u64,
+    ) -> Result<bool, Error> {
+        let params = vec![appid.into(), name.into(), sealed.into(), settings_json(settings)?.into(), now.into()];
+        Ok(self.db.execute(&Statement::new(ACCOUNT_INSERT, params)).await? == 1)
+    }
+
+    pub async fn get(&self, appid: &str) -> Result<Option<Stored>, Error> {
+        let rows = self.db.query(&Statement::new(ACCOUNT_GET, vec![appid.into()])).await?;
+        rows.first().map(stored).transpose()
+    }
+
+    /// At most `limit` accounts, in appid order.
+    pub async fn list(&self, limit: u64) -> Result<Vec<Stored>, Error> {
+        let rows = self.db.query(&Statement::new(ACCOUNT_LIST, vec![limit.into()])).await?;
+        rows.iter().map(stored).collect()
+    }
+
+    /// Replaces an account's name, secrets and settings; `false` when it is gone.
+    pub async fn update(
+        &self,
+        appid: &str,
+        name: &str,
+        sealed: &str,
+        settings: &Settings,
+        now: u64,
+    ) -> Result<bool, Error> {
+        let params = vec![appid.into(), name.into(), sealed.into(), settings_json(settings)?.into(), now.into()];
+        Ok(self.db.execute(&Statement::new(ACCOUNT_UPDATE, params)).await? == 1)
+    }
+
+    /// Removes an account; `false` when there was none.
+    pub async fn delete(&self, appid: &str) -> Result<bool, Error> {
+        Ok(self.db.execute(&Statement::new(ACCOUNT_DELETE, vec![appid.into()])).await? == 1)
     }
 }

@@ -32,6 +32,11 @@ pub enum Error {
     Unauthorized,
     /// No such route (also the whole admin API while `ADMIN_TOKEN` is unset).
     NotFound,
+    /// What the request would create exists already (an account's appid); names the field.
+    Conflict { field: &'static str, reason: &'static str },
+    /// The route needs a variable the deployment has not set (or set invalid): the body names
+    /// it (a name, never a value), since the caller is the owner who can set it.
+    NotConfigured { variable: &'static str, reason: &'static str },
     /// The route exists but not for this method; carries the `Allow` header's value.
     MethodNotAllowed(&'static str),
     /// A required variable is missing or invalid. Names the variable, never its value; the
@@ -102,6 +107,8 @@ impl Error {
             Error::Unauthorized => 401,
             Error::NotFound => 404,
             Error::MethodNotAllowed(_) => 405,
+            Error::Conflict { .. } => 409,
+            Error::NotConfigured { .. } => 503,
             Error::UnsupportedMediaType { .. } => 415,
             Error::WeChat { errcode, .. } => wechat_status(*errcode),
             Error::Upstream(_) => 502,
@@ -162,6 +169,8 @@ impl Error {
             Error::Unauthorized => "unauthorized",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::Conflict { .. } => "conflict",
+            Error::NotConfigured { .. } => "not_configured",
             Error::Config(_) => "server_misconfigured",
             Error::WeChat { .. } => "wechat_error",
             Error::Upstream(_) => "upstream_error",
@@ -185,6 +194,8 @@ impl Error {
             Error::Upstream(r) | Error::Internal(r) | Error::Busy(r) => (*r).to_string(),
             Error::Config(var) => format!("variable {var} is missing or invalid"),
             Error::InvalidRequest { field, reason } => format!("{field}: {reason}"),
+            Error::Conflict { field, reason } => format!("{field}: {reason}"),
+            Error::NotConfigured { variable, .. } => format!("variable {variable} is missing or invalid"),
             Error::BodyUnreadable => "body: the request body could not be read".to_string(),
             Error::FileTooLarge { kind, .. } | Error::UnsupportedMediaType { kind, .. } => (*kind).to_string(),
             Error::WeChat { errcode, .. } => format!("errcode {errcode}"),
@@ -218,6 +229,18 @@ impl Error {
             Error::InvalidRequest { field, reason } => Body {
                 error: Some(self.code()),
                 field: Some(field),
+                message: Some(Cow::Borrowed(reason)),
+                ..Body::default()
+            },
+            Error::Conflict { field, reason } => Body {
+                error: Some(self.code()),
+                field: Some(field),
+                message: Some(Cow::Borrowed(reason)),
+                ..Body::default()
+            },
+            Error::NotConfigured { variable, reason } => Body {
+                error: Some(self.code()),
+                field: Some(variable),
                 message: Some(Cow::Borrowed(reason)),
                 ..Body::default()
             },
@@ -277,6 +300,7 @@ impl Error {
             Error::Unauthorized => "missing or invalid bearer token",
             Error::NotFound => "not found",
             Error::MethodNotAllowed(_) => "method not allowed",
+            Error::Conflict { reason, .. } | Error::NotConfigured { reason, .. } => reason,
             Error::Config(_) => "the worker is not configured correctly; see its logs",
             Error::WeChat { .. } => "WeChat rejected the call",
             Error::Upstream(_) => "WeChat API could not be reached or answered unexpectedly",

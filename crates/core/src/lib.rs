@@ -18,6 +18,7 @@
 // Tests may index and slice freely; the product code may not (see [lints] in Cargo.toml).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod ledger;
 pub mod notes;
 pub mod push;
 pub mod runtime;
+pub mod seal;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -34,7 +34,11 @@ fn routes_and_their_body_limits() {
         ("POST", "/api/messages", Route::Admin, Some(64 * 1024)),
         ("GET", "/api", Route::NotFound, None),
         ("GET", "/", Route::NotFound, None),
-        ("GET", "/wechat/", Route::NotFound, None),
+        // A database account's callback (`/wechat/` alone names none: a 404 when served).
+        ("GET", "/wechat/", Route::AccountUrlCheck, None),
+        ("GET", "/wechat/wx0123456789abcdef", Route::AccountUrlCheck, None),
+        ("POST", "/wechat/wx0123456789abcdef", Route::AccountPush, Some(64 * 1024)),
+        ("PUT", "/wechat/wx0123456789abcdef", Route::MethodNotAllowed("GET, POST"), None),
     ];
     for (method, path, route, limit) in cases {
         assert_eq!(Route::of(method, path), route, "{method} {path}");

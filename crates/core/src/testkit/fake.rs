@@ -278,7 +278,10 @@ impl Upstream for ScriptedUpstream {
 }
 
 /// The project's migrations (`migrations/`), in order: what wrangler applies to D1.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_ledger.sql", include_str!("../../../../migrations/0001_ledger.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ledger.sql", include_str!("../../../../migrations/0001_ledger.sql")),
+    ("0002_accounts.sql", include_str!("../../../../migrations/0002_accounts.sql")),
+];
 
 /// SQLite in memory with [`MIGRATIONS`] applied: the same statements as D1 runs. It can be
 /// made to fail or to answer late, and it keeps every statement it ran (for the cost tests).

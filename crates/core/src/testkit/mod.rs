@@ -80,7 +80,7 @@ impl TestApp {
     }
 
     fn worker(&self) -> Worker<FakeRuntime> {
-        Worker { isolate: self.isolate.clone(), rt: Rc::new(self.rt.clone()), notes: self.notes.clone() }
+        Worker::with_notes(self.isolate.clone(), Rc::new(self.rt.clone()), self.notes.clone())
     }
 
     /// Serves one request (see [`TestApp::upload`]); its background work is left in
