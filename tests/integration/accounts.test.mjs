@@ -108,3 +108,28 @@ test('no response and no log line holds an account secret', async () => {
   const rows = JSON.stringify((await db.prepare('SELECT * FROM accounts').all()).results);
   for (const secret of [AES, SECRET, ...ACCOUNTS.map((a) => a.token)]) assert.ok(!rows.includes(secret), `${secret} in the table`);
 });
+
+test("an operator token reaches its account's routes only, and is refused once revoked", async () => {
+  const [a, b] = ACCOUNTS;
+  const issued = await api(`/api/accounts/${a.appid}/tokens`, { method: 'POST', body: JSON.stringify({ name: '小王' }) });
+  assert.equal(issued.status, 201);
+  const { id, token } = await issued.json();
+  const as = (path, init = {}) => mf.dispatchFetch(`${BASE}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
+  assert.equal((await as(`/api/accounts/${a.appid}/rules`, { method: 'PUT', body: '{"welcome":"欢迎关注 A"}' })).status, 200);
+  assert.equal((await (await as(`/api/accounts/${a.appid}/rules`)).json()).rules.welcome, '欢迎关注 A');
+  // WeChat's API with its own AppID (the mock knows only the environment's: 40013).
+  const asked = await as(`/api/accounts/${a.appid}/kf/accounts`);
+  assert.deepEqual([asked.status, (await asked.json()).errcode], [502, 40013]);
+  const request = mock.state.requests.filter((r) => r.path === '/cgi-bin/stable_token').at(-1);
+  assert.equal(JSON.parse(request.body).appid, a.appid);
+  for (const [path, status] of [[`/api/accounts/${b.appid}/rules`, 404], ['/api/rules', 404], ['/api/accounts', 403], [`/api/accounts/${a.appid}/tokens`, 403]]) {
+    assert.equal((await as(path)).status, status, path);
+  }
+  const listed = await (await api(`/api/accounts/${a.appid}/tokens`)).json();
+  assert.deepEqual(listed.tokens.map((t) => [t.id, t.name]), [[id, '小王']]);
+  assert.ok(!JSON.stringify(listed).includes(token.slice(21)), 'the token is shown once');
+  assert.equal((await api(`/api/accounts/${a.appid}/tokens/${id}`, { method: 'DELETE' })).status, 204);
+  assert.equal((await as(`/api/accounts/${a.appid}/rules`)).status, 401);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(!mf.logs.map((l) => l.line).join('\n').includes(token.slice(21)), 'never logged');
+});

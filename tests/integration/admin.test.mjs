@@ -88,7 +88,7 @@ test('every route of the OpenAPI description is served', async () => {
       count++;
     }
   }
-  assert.equal(count, 26);
+  assert.equal(count, 29);
 });
 
 test('the bearer scheme is matched in any case', async () => {

@@ -30,6 +30,7 @@ use crate::desk::rules::Capabilities;
 use crate::desk::{Desk, DeskState, Loaded};
 use crate::error::Error;
 use crate::notes::Notes;
+use crate::operators;
 use crate::push::Pipeline;
 use crate::runtime::{join, with_timeout, Background, Clock, Runtime, READ_LIMIT_MS};
 
@@ -63,6 +64,8 @@ pub struct Isolate {
     accounts: RefCell<HashMap<String, Cached>>,
     /// Their memory (tokens, online list, rules, limits), kept across re-reads of the account.
     states: RefCell<HashMap<String, AccountState>>,
+    /// Operator tokens checked lately, by id: `(account, hash of the secret, read at)`.
+    operators: RefCell<HashMap<String, (String, String, u64)>>,
 }
 
 /// How long an isolate serves a database account as it read it: a change made through another
@@ -99,6 +102,7 @@ impl Isolate {
             uploading: Cell::new(false),
             accounts: RefCell::default(),
             states: RefCell::default(),
+            operators: RefCell::default(),
         }
     }
 }
@@ -143,7 +147,7 @@ impl Route {
                 _ => Route::MethodNotAllowed("GET, HEAD"),
             },
             _ if path.starts_with("/api/") => {
-                if media::is_upload_path(below_api(path)) {
+                if media::is_upload_path(account_route(below_api(path)).map_or(below_api(path), |(_, rest)| rest)) {
                     Route::Upload
                 } else {
                     Route::Admin
@@ -184,6 +188,22 @@ impl Route {
 /// An admin path below `/api` (`/api/media` -> `/media`).
 fn below_api(path: &str) -> &str {
     path.strip_prefix("/api").unwrap_or(path)
+}
+
+/// A path below `/api` that names a database account, `/accounts/{appid}{rest}`: the appid and
+/// the rest (`""` for the account itself, `/rules`, `/tokens/{id}`, ...).
+fn account_route(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/accounts/")?;
+    Some(rest.split_at(rest.find('/').unwrap_or(rest.len())))
+}
+
+/// Who is calling the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Caller {
+    /// `ADMIN_TOKEN`: every route of every account.
+    Owner,
+    /// An operator token: the routes of this database account only.
+    Operator { appid: String, id: String },
 }
 
 /// `(path, query)` of an absolute URL as the runtime serializes it (no fragment); the query
@@ -484,9 +504,103 @@ impl<R: Runtime + 'static> Worker<R> {
         Ok(Served { response, outcome: reply.outcome, background: reply.background })
     }
 
+    /// The admin API: who calls (the owner, or an operator of one account), then which account
+    /// the route is for (the environment's, or `/api/accounts/{appid}/...`'s), then the route.
     async fn admin(&self, req: &Request) -> Result<Served, Error> {
-        admit(self.config(), Route::Admin, req.authorization.as_deref())?;
+        let caller = self.caller(req).await?;
+        let mut served = self.admin_as(&caller, req).await?;
+        if let Caller::Operator { id, .. } = caller {
+            // When the token was last used, after the reply (written at most once an hour).
+            let worker = self.clone();
+            let now = self.rt.clock().now();
+            let work: Background = Box::pin(async move {
+                if let Some(db) = worker.rt.database() {
+                    let accounts = AccountsDb { db };
+                    if accounts.token_used(&id, now).await.is_err() {
+                        worker.notes.add("operator token: its last use was not recorded (the database failed)");
+                    }
+                }
+            });
+            served.background = join(served.background, Some(work));
+        }
+        Ok(served)
+    }
+
+    async fn admin_as(&self, caller: &Caller, req: &Request) -> Result<Served, Error> {
         let path = below_api(&req.path);
+        if path == "/accounts" {
+            return match caller {
+                Caller::Owner => self.accounts(req).await,
+                Caller::Operator { .. } => Err(Error::Forbidden),
+            };
+        }
+        let Some((appid, rest)) = account_route(path) else {
+            // The environment's account: the owner's alone.
+            return match caller {
+                Caller::Owner => self.admin_routes(req, path).await,
+                Caller::Operator { .. } => Err(Error::NotFound),
+            };
+        };
+        if let Caller::Operator { appid: own, .. } = caller {
+            // Another account's routes do not exist for this token.
+            if own != appid {
+                return Err(Error::NotFound);
+            }
+        }
+        let owner = *caller == Caller::Owner;
+        match rest {
+            "" if owner || req.method == "GET" => self.one_account(req, appid).await,
+            "/tokens" if owner => self.tokens(req, appid, None).await,
+            _ if rest.starts_with("/tokens/") && owner => self.tokens(req, appid, rest.strip_prefix("/tokens/")).await,
+            "" | "/tokens" => Err(Error::Forbidden),
+            _ if rest.starts_with("/tokens/") => Err(Error::Forbidden),
+            _ => {
+                let worker = self.for_account(appid).await?;
+                if media::is_upload_path(rest) {
+                    worker.upload_for(req, rest).await
+                } else {
+                    worker.admin_routes(req, rest).await
+                }
+            }
+        }
+    }
+
+    /// Who calls: the owner (`ADMIN_TOKEN`) or an operator token that is still valid (this
+    /// isolate's check of it at most [`operators::TRUST_SECS`] old, else one indexed query).
+    async fn caller(&self, req: &Request) -> Result<Caller, Error> {
+        let expected = self.config().admin_token.as_deref().ok_or(Error::NotFound)?;
+        if authorize(req.authorization.as_deref(), expected).is_ok() {
+            return Ok(Caller::Owner);
+        }
+        let presented = bearer(req.authorization.as_deref()).and_then(operators::parse).ok_or(Error::Unauthorized)?;
+        let now = self.rt.clock().now();
+        let known = self.isolate.operators.borrow().get(&presented.id).cloned();
+        let (appid, hash) = match known.filter(|(_, _, at)| now < at.saturating_add(operators::TRUST_SECS)) {
+            Some((appid, hash, _)) => (appid, hash),
+            None => {
+                let db = self.rt.database().ok_or(Error::Unauthorized)?;
+                let (appid, hash) = AccountsDb { db }.token(&presented.id).await?.ok_or(Error::Unauthorized)?;
+                let mut cache = self.isolate.operators.borrow_mut();
+                if cache.len() >= MAX_CACHED_ACCOUNTS {
+                    cache.clear();
+                }
+                cache.insert(presented.id.clone(), (appid.clone(), hash.clone(), now));
+                (appid, hash)
+            }
+        };
+        if !wechat_mp::signature::secrets_match(&presented.hash, &hash) {
+            return Err(Error::Unauthorized);
+        }
+        self.notes.add(format!("operator token {}", presented.id));
+        Ok(Caller::Operator { appid, id: presented.id })
+    }
+
+    /// The admin routes of the account the worker acts for (`path` below `/api`, or below
+    /// `/api/accounts/{appid}`).
+    async fn admin_routes(&self, req: &Request, path: &str) -> Result<Served, Error> {
+        if media::is_upload_path(path) {
+            return self.upload_for(req, path).await;
+        }
         match path {
             "/rules" => return self.rules(req).await,
             "/status" if req.method == "GET" => return self.status().await,
@@ -495,10 +609,6 @@ impl<R: Runtime + 'static> Worker<R> {
             "/token/refresh" => return Err(Error::MethodNotAllowed("POST")),
             "/ledger" if req.method == "GET" => return self.ledger(req).await,
             "/ledger" => return Err(Error::MethodNotAllowed("GET")),
-            "/accounts" => return self.accounts(req).await,
-            _ if path.starts_with("/accounts/") => {
-                return self.one_account(req, path.trim_start_matches("/accounts/")).await
-            }
             _ => {}
         }
         let call = admin::plan(&req.method, path, &req.query, &req.body)?;
@@ -510,9 +620,14 @@ impl<R: Runtime + 'static> Worker<R> {
     /// then uploaded (with one refresh-and-retry, resending the same bytes); WeChat's answer as
     /// it is.
     async fn upload(&self, req: &Request) -> Result<Served, Error> {
-        admit(self.config(), Route::Upload, req.authorization.as_deref())?;
+        self.admin(req).await
+    }
+
+    /// An upload (`path` below `/api` or below the account's path) for the account the worker
+    /// acts for.
+    async fn upload_for(&self, req: &Request, path: &str) -> Result<Served, Error> {
         let file = media::File { content_type: req.content_type.as_deref(), bytes: &req.body };
-        let call = media::plan(&req.method, below_api(&req.path), &req.query, file)?;
+        let call = media::plan(&req.method, path, &req.query, file)?;
         let answer = self.api()?.call(&call).await?;
         let outcome = format!("{} {} bytes", call.path, req.body.len());
         Ok(Served::done(Response::new(200, ContentType::Json, answer), outcome))
@@ -584,7 +699,12 @@ impl<R: Runtime + 'static> Worker<R> {
     /// unknown or malformed appid, or a deployment without accounts, is a 404; secrets that do
     /// not open with `ACCOUNTS_KEY` a 500 whose log line names the account.
     async fn for_database_account(&self, path: &str) -> Result<Worker<R>, Error> {
-        let appid = path.trim_start_matches("/wechat/");
+        self.for_account(path.trim_start_matches("/wechat/")).await
+    }
+
+    /// This request's worker acting for the database account `appid` (see
+    /// [`Worker::for_database_account`]).
+    async fn for_account(&self, appid: &str) -> Result<Worker<R>, Error> {
         let (Some(sealer), Some(db)) = (self.config().sealer.clone(), self.rt.database()) else {
             return Err(Error::NotFound);
         };
@@ -748,9 +868,63 @@ impl<R: Runtime + 'static> Worker<R> {
                     return Err(Error::NotFound);
                 }
                 self.isolate.accounts.borrow_mut().remove(appid);
+                self.isolate.operators.borrow_mut().retain(|_, (of, _, _)| of != appid);
                 Ok(Served::done(Response::new(204, ContentType::Json, Vec::new()), format!("account {appid} removed")))
             }
             _ => Err(Error::MethodNotAllowed("GET, PUT, DELETE")),
+        }
+    }
+
+    /// `/api/accounts/{appid}/tokens` (`GET`: the list, `POST {"name"}`: a new token, shown
+    /// this once) and `/api/accounts/{appid}/tokens/{id}` (`DELETE`: revoked, at once in this
+    /// isolate). The owner's alone.
+    async fn tokens(&self, req: &Request, appid: &str, id: Option<&str>) -> Result<Served, Error> {
+        let db = self.accounts_db()?;
+        if !accounts::is_appid(appid) || db.get(appid).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        match (id, req.method.as_str()) {
+            (None, "GET") => {
+                let list = db.tokens(appid).await?;
+                let body = serde_json::to_vec(&serde_json::json!({ "tokens": list }))
+                    .map_err(|_| Error::Internal("operators: the list does not serialize"))?;
+                Ok(Served::done(Response::new(200, ContentType::Json, body), format!("tokens of {appid}")))
+            }
+            (None, "POST") => {
+                let name = operators::name(&req.body)?;
+                if db.tokens(appid).await?.len() as u64 >= operators::MAX_PER_ACCOUNT {
+                    return Err(Error::Conflict {
+                        field: "name",
+                        reason: "an account has at most 100 operator tokens",
+                    });
+                }
+                let now = self.rt.clock().now();
+                let random = [self.rt.random16(), self.rt.random16(), self.rt.random16()];
+                let (token, kept) = operators::issue(random);
+                if !db.insert_token(appid, &name, &kept, now).await? {
+                    return Err(Error::Internal("operators: a token id was taken; try again"));
+                }
+                #[derive(Serialize)]
+                struct Issued<'a> {
+                    id: &'a str,
+                    name: &'a str,
+                    token: &'a str,
+                    created: u64,
+                }
+                let answer = Issued { id: &kept.id, name: &name, token: &token, created: now };
+                let outcome = format!("token {} issued for {appid}", kept.id);
+                Ok(Served::done(Response { status: 201, ..Response::json(&answer) }, outcome))
+            }
+            (Some(id), "DELETE") if operators::is_id(id) => {
+                if !db.revoke(appid, id).await? {
+                    return Err(Error::NotFound);
+                }
+                self.isolate.operators.borrow_mut().remove(id);
+                Ok(Served::done(Response::new(204, ContentType::Json, Vec::new()), format!("token {id} revoked")))
+            }
+            (Some(id), _) if !operators::is_id(id) => Err(Error::NotFound),
+            (Some(_), _) => Err(Error::MethodNotAllowed("DELETE")),
+            (None, _) => Err(Error::MethodNotAllowed("GET, POST")),
         }
     }
 
@@ -867,7 +1041,9 @@ struct RulesReport {
 }
 
 /// Whether a request may go on to have its body read: admin routes need the admin token
-/// (checked before an upload of up to 10 MB is read).
+/// (checked before an upload of up to 10 MB is read), or a token shaped like an operator token
+/// (checked against the database once the body is read, before anything is done with it; the
+/// routes of another account than its own then answer 404, as if they did not exist).
 pub fn admit(config: &Config, route: Route, authorization: Option<&str>) -> Result<(), Error> {
     if !route.is_admin() {
         return Ok(());
@@ -875,7 +1051,17 @@ pub fn admit(config: &Config, route: Route, authorization: Option<&str>) -> Resu
     let Some(expected) = config.admin_token.as_deref() else {
         return Err(Error::NotFound);
     };
-    authorize(authorization, expected)
+    match authorize(authorization, expected) {
+        Err(_) if bearer(authorization).and_then(operators::parse).is_some() => Ok(()),
+        checked => checked,
+    }
+}
+
+/// The token of `Authorization: Bearer <token>` (the scheme in any case).
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let (scheme, token) = header?.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// `Authorization: Bearer <token>` (the scheme in any case), compared in constant time.
@@ -935,7 +1121,8 @@ pub fn prepare(isolate: &Rc<Isolate>, req: &Request) -> Result<Prepared, Error> 
     if route != Route::Upload {
         return Ok(Prepared { body_limit: route.body_limit(), drain_limit: DRAIN_BYTES, _slot: None });
     }
-    let kind = media::head(&req.method, below_api(&req.path), &req.query)?;
+    let below = below_api(&req.path);
+    let kind = media::head(&req.method, account_route(below).map_or(below, |(_, rest)| rest), &req.query)?;
     if isolate.uploading.replace(true) {
         return Err(Error::Busy("another upload in this isolate"));
     }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::accounts::{Settings, Stored};
 use crate::error::Error;
+use crate::operators::{Listed, Presented, LAST_USED_EVERY_SECS, MAX_PER_ACCOUNT};
 use crate::runtime::{Database, Param, Row, Statement};
 
 /// A push, as the ledger keeps it (never its text).
@@ -125,6 +126,16 @@ const ACCOUNT_LIST: &str =
     "SELECT appid, name, sealed, settings, created, updated FROM accounts ORDER BY appid LIMIT ?1";
 const ACCOUNT_UPDATE: &str = "UPDATE accounts SET name = ?2, sealed = ?3, settings = ?4, updated = ?5 WHERE appid = ?1";
 const ACCOUNT_DELETE: &str = "DELETE FROM accounts WHERE appid = ?1";
+const TOKEN_INSERT: &str =
+    "INSERT INTO operator_tokens (id, appid, name, hash, created) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING";
+const TOKEN_GET: &str = "SELECT appid, hash FROM operator_tokens WHERE id = ?1";
+const TOKEN_LIST: &str = "SELECT id, name, created, last_used FROM operator_tokens WHERE appid = ?1 \
+     ORDER BY created LIMIT ?2";
+const TOKEN_DELETE: &str = "DELETE FROM operator_tokens WHERE appid = ?1 AND id = ?2";
+/// `last_used`, written at most once per `?3` seconds.
+const TOKEN_USED: &str = "UPDATE operator_tokens SET last_used = ?2 WHERE id = ?1 \
+     AND (last_used IS NULL OR last_used <= ?2 - ?3)";
+const TOKENS_OF_ACCOUNT_DELETE: &str = "DELETE FROM operator_tokens WHERE appid = ?1";
 
 /// Every statement of the core, for the tests that check each one's query plan.
 pub const STATEMENTS: &[&str] = &[
@@ -145,6 +156,12 @@ pub const STATEMENTS: &[&str] = &[
     ACCOUNT_LIST,
     ACCOUNT_UPDATE,
     ACCOUNT_DELETE,
+    TOKEN_INSERT,
+    TOKEN_GET,
+    TOKEN_LIST,
+    TOKEN_DELETE,
+    TOKEN_USED,
+    TOKENS_OF_ACCOUNT_DELETE,
 ];
 
 /// One account's part of the database: the narrow handle the front desk, the effects, the
@@ -371,8 +388,62 @@ impl<D: Database> AccountsDb<'_, D> {
         Ok(self.db.execute(&Statement::new(ACCOUNT_UPDATE, params)).await? == 1)
     }
 
-    /// Removes an account; `false` when there was none.
+    /// Removes an account and its operator tokens; `false` when there was none.
     pub async fn delete(&self, appid: &str) -> Result<bool, Error> {
-        Ok(self.db.execute(&Statement::new(ACCOUNT_DELETE, vec![appid.into()])).await? == 1)
+        let changed = self
+            .db
+            .batch(&[
+                Statement::new(ACCOUNT_DELETE, vec![appid.into()]),
+                Statement::new(TOKENS_OF_ACCOUNT_DELETE, vec![appid.into()]),
+            ])
+            .await?;
+        Ok(changed.first() == Some(&1))
+    }
+
+    /// Stores an operator token of `appid` (its id and the hash of its secret); `false` when
+    /// the id is taken (a collision of 64 random bits: the caller tries again).
+    pub async fn insert_token(&self, appid: &str, name: &str, token: &Presented, now: u64) -> Result<bool, Error> {
+        let params = vec![token.id.as_str().into(), appid.into(), name.into(), token.hash.as_str().into(), now.into()];
+        Ok(self.db.execute(&Statement::new(TOKEN_INSERT, params)).await? == 1)
+    }
+
+    /// The account and the hash of the operator token `id`.
+    pub async fn token(&self, id: &str) -> Result<Option<(String, String)>, Error> {
+        let rows = self.db.query(&Statement::new(TOKEN_GET, vec![id.into()])).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let text = |column: &str| row.get(column).and_then(serde_json::Value::as_str).map(str::to_string);
+        match (text("appid"), text("hash")) {
+            (Some(appid), Some(hash)) => Ok(Some((appid, hash))),
+            _ => Err(unreadable("database: an operator_tokens row")),
+        }
+    }
+
+    /// An account's operator tokens, oldest first.
+    pub async fn tokens(&self, appid: &str) -> Result<Vec<Listed>, Error> {
+        let rows = self.db.query(&Statement::new(TOKEN_LIST, vec![appid.into(), MAX_PER_ACCOUNT.into()])).await?;
+        rows.iter()
+            .map(|row| {
+                let text = |column: &str| row.get(column).and_then(serde_json::Value::as_str).map(str::to_string);
+                let time = |column: &str| int(row, column).and_then(|n| u64::try_from(n).ok());
+                let bad = || unreadable("database: an operator_tokens row");
+                Ok(Listed {
+                    id: text("id").ok_or_else(bad)?,
+                    name: text("name").ok_or_else(bad)?,
+                    created: time("created").ok_or_else(bad)?,
+                    last_used: time("last_used"),
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes `appid`'s token `id`; `false` when it has none such.
+    pub async fn revoke(&self, appid: &str, id: &str) -> Result<bool, Error> {
+        Ok(self.db.execute(&Statement::new(TOKEN_DELETE, vec![appid.into(), id.into()])).await? == 1)
+    }
+
+    /// Notes that the token `id` was used at `now` (written at most once an hour).
+    pub async fn token_used(&self, id: &str, now: u64) -> Result<(), Error> {
+        let params = vec![id.into(), now.into(), LAST_USED_EVERY_SECS.into()];
+        self.db.execute(&Statement::new(TOKEN_USED, params)).await.map(drop)
     }
 }

@@ -30,6 +30,8 @@ pub enum Error {
     BodyUnreadable,
     /// No or wrong `Authorization: Bearer` on the admin API.
     Unauthorized,
+    /// A valid token that may not do this (an operator token on the owner's routes).
+    Forbidden,
     /// No such route (also the whole admin API while `ADMIN_TOKEN` is unset).
     NotFound,
     /// What the request would create exists already (an account's appid); names the field.
@@ -105,6 +107,7 @@ impl Error {
             Error::Push(P::NoAesKey) | Error::Config(_) | Error::Internal(_) => 500,
             Error::Push(_) | Error::InvalidRequest { .. } | Error::BodyUnreadable => 400,
             Error::Unauthorized => 401,
+            Error::Forbidden => 403,
             Error::NotFound => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict { .. } => 409,
@@ -167,6 +170,7 @@ impl Error {
             Error::UnsupportedMediaType { .. } => "unsupported_media_type",
             Error::InvalidRequest { .. } | Error::BodyUnreadable => "invalid_request",
             Error::Unauthorized => "unauthorized",
+            Error::Forbidden => "forbidden",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::Conflict { .. } => "conflict",
@@ -298,6 +302,7 @@ impl Error {
             Error::InvalidRequest { .. } => "invalid request",
             Error::BodyUnreadable => "the request body could not be read",
             Error::Unauthorized => "missing or invalid bearer token",
+            Error::Forbidden => "this token may not do that: an operator token reaches its own account's routes",
             Error::NotFound => "not found",
             Error::MethodNotAllowed(_) => "method not allowed",
             Error::Conflict { reason, .. } | Error::NotConfigured { reason, .. } => reason,

@@ -30,6 +30,7 @@ pub mod flight;
 pub mod http;
 pub mod ledger;
 pub mod notes;
+pub mod operators;
 pub mod push;
 pub mod runtime;
 pub mod seal;

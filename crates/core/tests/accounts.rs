@@ -310,3 +310,110 @@ fn a_deployment_of_database_accounts_only() {
     create(&app, PLAIN, false);
     assert_eq!(push(&app, PLAIN, "plain", &token_of(PLAIN)).0, 200);
 }
+
+/// An owner's or operator's call: `(status, body as JSON or null)`.
+fn call_as(app: &TestApp, token: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut served = app.request(method, path, Some(&format!("Bearer {token}")), body.as_bytes());
+    let status = served.response.status;
+    let answer = serde_json::from_slice(&served.response.body).unwrap_or(Value::Null);
+    app.finish(&mut served);
+    (status, answer)
+}
+
+#[test]
+fn an_operator_token_reaches_its_own_accounts_routes_only() {
+    let rt = FakeRuntime::at(NOW);
+    world(&rt);
+    let app = TestApp::on(&rt, with_key(KEY));
+    create(&app, PLAIN, false);
+    create(&app, SAFE, true);
+    let (status, issued) = call(&app, "POST", &format!("/api/accounts/{PLAIN}/tokens"), r#"{"name":"小王"}"#);
+    assert_eq!(status, 201, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_string();
+    let id = issued["id"].as_str().unwrap().to_string();
+    assert!(token.starts_with(&format!("kfo_{id}_")));
+    assert_eq!((&issued["name"], &issued["created"]), (&json!("小王"), &json!(NOW)));
+    // Its own account's routes: the rules (its own), the status, WeChat's API with its AppID.
+    let rules = r#"{"welcome":"欢迎关注 A"}"#;
+    assert_eq!(call_as(&app, &token, "PUT", &format!("/api/accounts/{PLAIN}/rules"), rules).0, 200);
+    assert_eq!(
+        call_as(&app, &token, "GET", &format!("/api/accounts/{PLAIN}/rules"), "").1["rules"]["welcome"],
+        "欢迎关注 A"
+    );
+    assert_eq!(call(&app, "GET", "/api/rules", "").1["stored"], false, "the environment's rules untouched");
+    assert_eq!(call_as(&app, &token, "GET", &format!("/api/accounts/{PLAIN}/status"), "").0, 200);
+    assert_eq!(call_as(&app, &token, "GET", &format!("/api/accounts/{PLAIN}/kf/accounts"), "").0, 200);
+    let asked = rt.upstream.calls().into_iter().find(|c| c.url.contains("stable_token")).unwrap();
+    let kf_core::http::Body::Json(sent) = &asked.body else { panic!("a JSON token request") };
+    assert!(String::from_utf8_lossy(sent).contains(PLAIN), "the token of its own AppID");
+    assert_eq!(call_as(&app, &token, "GET", &format!("/api/accounts/{PLAIN}"), "").1["appid"], PLAIN);
+    // Another account's routes and the environment's do not exist for it; management is 403.
+    for (method, path, status) in [
+        ("GET", format!("/api/accounts/{SAFE}/rules"), 404),
+        ("GET", format!("/api/accounts/{SAFE}"), 404),
+        ("GET", "/api/rules".to_string(), 404),
+        ("POST", "/api/messages".to_string(), 404),
+        ("GET", "/api/accounts".to_string(), 403),
+        ("POST", "/api/accounts".to_string(), 403),
+        ("PUT", format!("/api/accounts/{PLAIN}"), 403),
+        ("DELETE", format!("/api/accounts/{PLAIN}"), 403),
+        ("GET", format!("/api/accounts/{PLAIN}/tokens"), 403),
+        ("DELETE", format!("/api/accounts/{PLAIN}/tokens/{id}"), 403),
+    ] {
+        assert_eq!(call_as(&app, &token, method, &path, "{}").0, status, "{method} {path}");
+    }
+    // The owner's list: name, created, last used (after the reply); never the token.
+    let (_, list) = call(&app, "GET", &format!("/api/accounts/{PLAIN}/tokens"), "");
+    assert_eq!(list, json!({"tokens": [{"id": id, "name": "小王", "created": NOW, "last_used": NOW}]}));
+    assert!(!format!("{:?}", rt.db().rows("SELECT * FROM operator_tokens")).contains(&token[21..]), "only a hash kept");
+    // A wrong secret, a made-up token: 401.
+    let wrong = format!("{}x{}", &token[..token.len() - 1], "");
+    assert_eq!(call_as(&app, &wrong, "GET", &format!("/api/accounts/{PLAIN}/rules"), "").0, 401);
+    assert_eq!(
+        call_as(
+            &app,
+            "kfo_0123456789abcdef_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "GET",
+            &format!("/api/accounts/{PLAIN}/rules"),
+            ""
+        )
+        .0,
+        401
+    );
+}
+
+#[test]
+fn a_revoked_token_is_refused_at_once_here_and_within_30_seconds_everywhere() {
+    let rt = FakeRuntime::at(NOW);
+    world(&rt);
+    let (here, there) = (TestApp::on(&rt, with_key(KEY)), TestApp::on(&rt, with_key(KEY)));
+    create(&here, PLAIN, false);
+    let (_, issued) = call(&here, "POST", &format!("/api/accounts/{PLAIN}/tokens"), r#"{"name":"夜班"}"#);
+    let (token, id) = (issued["token"].as_str().unwrap(), issued["id"].as_str().unwrap());
+    let rules = format!("/api/accounts/{PLAIN}/rules");
+    assert_eq!(call_as(&here, token, "GET", &rules, "").0, 200);
+    assert_eq!(call_as(&there, token, "GET", &rules, "").0, 200);
+    assert_eq!(
+        here.request("DELETE", &format!("/api/accounts/{PLAIN}/tokens/{id}"), Some(&auth()), b"").response.status,
+        204
+    );
+    assert_eq!(call_as(&here, token, "GET", &rules, "").0, 401, "at once where it was revoked");
+    rt.clock.advance(29_000);
+    assert_eq!(call_as(&there, token, "GET", &rules, "").0, 200, "another isolate's check is at most 30 s old");
+    rt.clock.advance(1_000);
+    assert_eq!(call_as(&there, token, "GET", &rules, "").0, 401);
+    // Bad input.
+    assert_eq!(
+        call(&here, "POST", &format!("/api/accounts/{PLAIN}/tokens"), r#"{"name":""}"#),
+        (
+            400,
+            json!({"error": "invalid_request", "field": "name", "message": "must be 1 to 64 characters, no control characters"})
+        )
+    );
+    assert_eq!(
+        call(&here, "POST", &format!("/api/accounts/{SAFE}/tokens"), r#"{"name":"x"}"#).0,
+        404,
+        "no such account"
+    );
+    assert_eq!(call(&here, "DELETE", &format!("/api/accounts/{PLAIN}/tokens/{id}"), "").0, 404, "revoked already");
+}

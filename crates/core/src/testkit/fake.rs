@@ -281,6 +281,7 @@ impl Upstream for ScriptedUpstream {
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger.sql", include_str!("../../../../migrations/0001_ledger.sql")),
     ("0002_accounts.sql", include_str!("../../../../migrations/0002_accounts.sql")),
+    ("0003_operator_tokens.sql", include_str!("../../../../migrations/0003_operator_tokens.sql")),
 ];
 
 /// SQLite in memory with [`MIGRATIONS`] applied: the same statements as D1 runs. It can be
