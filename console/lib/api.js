@@ -3,12 +3,49 @@
 import { explain } from './i18n.js';
 
 const KEY = 'wechat-kf-console:token';
+const ACCOUNT = 'wechat-kf-console:account';
+const ROLE = 'wechat-kf-console:role';
+const NAME = 'wechat-kf-console:account-name';
 
 export const token = {
   get: () => sessionStorage.getItem(KEY),
   set: (t) => sessionStorage.setItem(KEY, t),
-  clear: () => sessionStorage.removeItem(KEY),
+  /** Forgets the token and everything that came with it (the role, the account). */
+  clear: () => {
+    sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(ACCOUNT);
+    sessionStorage.removeItem(ROLE);
+    sessionStorage.removeItem(NAME);
+  },
 };
+
+/** Who is logged in: `owner` (ADMIN_TOKEN) or `operator` (one account's token). */
+export const role = {
+  get: () => sessionStorage.getItem(ROLE),
+  set: (r) => sessionStorage.setItem(ROLE, r),
+};
+
+/**
+ * The Official Account the console acts for: `null` for the deployment's own (`/wechat`), else
+ * the appid of a database account, whose routes are `/api/accounts/{appid}/...`.
+ */
+export const account = {
+  get: () => sessionStorage.getItem(ACCOUNT),
+  set: (appid) => (appid ? sessionStorage.setItem(ACCOUNT, appid) : sessionStorage.removeItem(ACCOUNT)),
+  /** An operator's account name, as `/api/whoami` said it. */
+  name: () => sessionStorage.getItem(NAME),
+  setName: (name) => sessionStorage.setItem(NAME, name),
+};
+
+/**
+ * `path` for the account the console acts for: `/api/rules` → `/api/accounts/{appid}/rules`.
+ * The deployment's own routes (`/api/accounts...`, `/api/whoami`) stay as they are.
+ */
+export function scoped(path) {
+  const appid = account.get();
+  if (!appid || !path.startsWith('/api/') || path.startsWith('/api/accounts') || path.startsWith('/api/whoami')) return path;
+  return `/api/accounts/${encodeURIComponent(appid)}${path.slice('/api'.length)}`;
+}
 
 /** An error answer: `status` 0 when the server could not be reached; `body` as answered. */
 export class ApiError extends Error {
@@ -43,7 +80,7 @@ export async function api(path, { method = 'GET', json, body, type, auth = true 
   }
   let res;
   try {
-    res = await fetch(path, { method, headers, body, cache: 'no-store', credentials: 'omit', redirect: 'error' });
+    res = await fetch(scoped(path), { method, headers, body, cache: 'no-store', credentials: 'omit', redirect: 'error' });
   } catch {
     throw new ApiError(0, { error: 'network' });
   }

@@ -69,6 +69,22 @@ const REASONS = {
   'internal error': '内部错误',
   'called too recently; retry after the seconds given': '操作太频繁，请稍后再试',
   'the request body could not be read': '请求内容没有完整收到',
+  'must be wx followed by 16 lowercase hexadecimal digits': '必须是 wx 加 16 位小写十六进制数字',
+  'must be the appid of the path (an account\'s appid never changes)': '必须是这个账号的 AppID（AppID 不能修改）',
+  'must be 1 to 64 characters, no control characters': '必须是 1 到 64 个字符',
+  'must be 3 to 32 letters or digits': '必须是 3 到 32 个英文字母或数字',
+  'must be 43 characters of the base64 alphabet': '必须是 43 个字符（英文字母、数字、+ 或 /）',
+  'must be 16 to 64 letters or digits': '必须是 16 到 64 个英文字母或数字',
+  'must list at most 20 accounts': '最多 20 个客服账号',
+  'must be a customer-service account such as kf2001@gh_xxx': '格式应为“前缀@公众号微信号”，如 kf2001@gh_xxx',
+  'must be static or online': '必须是 static 或 online',
+  'must be stable or classic': '必须是 stable 或 classic',
+  'an account with this appid exists': '这个 AppID 的账号已经存在',
+  'an account has at most 100 operator tokens': '一个账号最多 100 个运营令牌',
+  'set ACCOUNTS_KEY (32 random bytes, base64) to keep accounts\' secrets': '需要先设置 ACCOUNTS_KEY（32 字节随机数的 base64）才能保存公众号账号',
+  'bind the D1 database WECHAT_DB to keep accounts': '需要先绑定 D1 数据库 WECHAT_DB 才能保存公众号账号',
+  "the account has no AppSecret: set its secret to call WeChat's API": '这个公众号没有设置 AppSecret，不能调用微信接口（在“账号”页填写）',
+  "this token may not do that: an operator token reaches its own account's routes": '这个令牌没有权限：运营令牌只能管理它自己的公众号',
 };
 
 const CODES = {
@@ -85,6 +101,9 @@ const CODES = {
   upstream_timeout: '微信接口超时',
   internal_error: '内部错误',
   too_many_requests: '操作太频繁，请稍后再试',
+  conflict: '已存在',
+  not_configured: '尚未配置',
+  forbidden: '没有权限',
 };
 
 /** Chinese for the errcodes an operator meets most (the API's own hint is shown otherwise). */

@@ -36,6 +36,9 @@ function chromePath() {
 }
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+/** Accounts kept in the database: the 账号 page and the switcher. */
+const ACCOUNTS_KEY = 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=';
+const LOGIN_LABEL = '令牌（ADMIN_TOKEN 或公众号的运营令牌）';
 let mock;
 let mf;
 let base;
@@ -70,7 +73,7 @@ before(async () => {
     { openid: 'oUserB', opercode: 2001, text: '<script>window.__xss=2</script>在吗', time: now - 1200, worker: '' },
   ];
   // A webhook (never called here) so that rules with alerts can be saved.
-  mf = startWorker({ wechat: mock.handler, assets: true, quiet: true, bindings: { ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/hook' }, options: { host: '127.0.0.1', port: 0 } });
+  mf = startWorker({ wechat: mock.handler, assets: true, quiet: true, bindings: { ALERT_WEBHOOK_URL: 'http://127.0.0.1:9/hook', ACCOUNTS_KEY }, options: { host: '127.0.0.1', port: 0 } });
   base = String(await mf.ready);
   browser = await chromium.launch({ executablePath: chromePath(), args: ['--lang=zh-CN'] });
   context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
@@ -188,8 +191,8 @@ test('login: a wrong token is refused, the right one opens the overview', async 
   const res = await page.goto(`${base}console`);
   assert.equal(new URL(page.url()).pathname, '/console/');
   assert.match(res.headers()['content-security-policy'], /default-src 'self'/);
-  const input = page.getByLabel('管理令牌（ADMIN_TOKEN）');
-  expectFailure(401, '/api/status');
+  const input = page.getByLabel(LOGIN_LABEL);
+  expectFailure(401, '/api/whoami');
   await input.fill('not-the-token');
   await page.getByRole('button', { name: '登录' }).click();
   await page.locator('#login-error', { hasText: '令牌不正确' }).waitFor();
@@ -460,6 +463,73 @@ test('a 401 on any call goes back to the login', async () => {
   // The overview's three calls all answer 401; the login shows after the first, and Chromium's
   // "Failed to load resource" lines for the other two may arrive later.
   await seenAllFailures();
+});
+
+test('accounts: the owner adds an account and issues an operator token; the operator sees that account alone', async () => {
+  const A = 'wx00000000000000a1';
+  // The owner logs in again (the step before left the login showing).
+  await page.getByLabel(LOGIN_LABEL).fill(ADMIN_TOKEN);
+  await page.getByRole('button', { name: '登录' }).click();
+  await ready('overview');
+  assert.equal(await page.locator('#account-box').isHidden(), true, 'no switcher while there are no accounts');
+  await open('accounts', '账号');
+  const add = page.getByRole('form', { name: '添加公众号' });
+  await add.getByLabel('AppID').fill(A);
+  await add.getByLabel('名称').fill('<b>服务号</b> A');
+  await add.getByLabel('令牌（Token）').fill('ab');
+  await add.getByLabel('AppSecret（可选）').fill('0f1e2d3c4b5a69788796a5b4c3d2e1f0');
+  expectFailure(400, '/api/accounts');
+  await add.getByRole('button', { name: '添加账号' }).click();
+  await add.locator('.field-error', { hasText: '必须是 3 到 32 个英文字母或数字' }).waitFor();
+  assert.equal(await add.getByLabel('令牌（Token）').getAttribute('aria-invalid'), 'true');
+  await add.getByLabel('令牌（Token）').fill('Tok3nA1');
+  await add.getByRole('button', { name: '添加账号' }).click();
+  const done = page.locator('.add-account .issued');
+  await done.waitFor();
+  assert.equal(await done.getByRole('textbox', { name: '服务器地址（URL）' }).inputValue(), `${base}wechat/${A}`);
+  assert.equal(await done.getByRole('textbox', { name: '令牌（Token）' }).inputValue(), 'Tok3nA1', 'the Token to paste, right after it was typed');
+  const item = page.locator(`li[data-appid="${A}"]`);
+  await item.getByRole('heading', { name: '<b>服务号</b> A' }).waitFor();
+  assert.ok(!(await item.innerText()).includes('Tok3nA1'), 'the Token is never shown again');
+  // An operator token, shown once.
+  await item.getByText('运营令牌', { exact: true }).click();
+  await item.getByLabel('令牌名称（谁在用）').fill('小王');
+  await item.getByRole('button', { name: '签发令牌' }).click();
+  const issued = item.locator('.issued');
+  await issued.waitFor();
+  const operatorToken = await issued.getByRole('textbox', { name: '运营令牌' }).inputValue();
+  assert.match(operatorToken, /^kfo_[0-9a-f]{16}_/);
+  await item.getByRole('list', { name: '<b>服务号</b> A 的运营令牌' }).getByText('小王', { exact: true }).waitFor();
+  await capture('accounts');
+  // The switcher lists it; the rules page then acts on that account.
+  await page.locator('#account-box').waitFor();
+  const rulesOfA = page.waitForRequest((r) => r.url().endsWith(`/api/accounts/${A}/rules`));
+  await page.getByRole('combobox', { name: '公众号', exact: true }).selectOption(A);
+  await open('rules', '规则');
+  await rulesOfA;
+  await page.getByRole('combobox', { name: '公众号', exact: true }).selectOption('');
+  await page.getByRole('button', { name: '退出' }).click();
+
+  // The operator: that account alone, no switcher, no 账号. WeChat's API is asked with the
+  // account's AppID, which the mock does not know (40013): the overview shows that.
+  expectFailure(502, `/api/accounts/${A}/kf/online`);
+  expectFailure(502, `/api/accounts/${A}/kf/waitcase`);
+  await page.getByLabel(LOGIN_LABEL).fill(operatorToken);
+  await page.getByRole('button', { name: '登录' }).click();
+  await ready('rules'); // where the owner left off: the operator's own account's rules
+  await open('overview', '概览');
+  await page.locator('#account-name', { hasText: '公众号：<b>服务号</b> A' }).waitFor();
+  assert.equal(await page.locator('#account-box').isHidden(), true);
+  assert.equal(await page.locator('#nav-accounts').isHidden(), true);
+  await page.locator('[data-page="overview"]', { hasText: '40013' }).first().waitFor();
+  await capture('operator');
+  // 账号 is not the operator's: the overview again (and its two answers again).
+  expectFailure(502, `/api/accounts/${A}/kf/online`);
+  expectFailure(502, `/api/accounts/${A}/kf/waitcase`);
+  await page.evaluate(() => { location.hash = '#accounts'; });
+  await ready('overview');
+  await seenAllFailures();
+  await page.getByRole('button', { name: '退出' }).click();
 });
 
 test('no page error, no console error, nothing fetched from outside', () => {

@@ -528,6 +528,9 @@ impl<R: Runtime + 'static> Worker<R> {
 
     async fn admin_as(&self, caller: &Caller, req: &Request) -> Result<Served, Error> {
         let path = below_api(&req.path);
+        if path == "/whoami" {
+            return self.whoami(caller, req).await;
+        }
         if path == "/accounts" {
             return match caller {
                 Caller::Owner => self.accounts(req).await,
@@ -563,6 +566,22 @@ impl<R: Runtime + 'static> Worker<R> {
                 }
             }
         }
+    }
+
+    /// `GET /api/whoami`: `{"role":"owner"}`, or `{"role":"operator","appid","name"}` (the
+    /// account's name): what the console shows to whom.
+    async fn whoami(&self, caller: &Caller, req: &Request) -> Result<Served, Error> {
+        if req.method != "GET" {
+            return Err(Error::MethodNotAllowed("GET"));
+        }
+        let answer = match caller {
+            Caller::Owner => serde_json::json!({ "role": "owner" }),
+            Caller::Operator { appid, .. } => {
+                let stored = self.accounts_db()?.get(appid).await?.ok_or(Error::NotFound)?;
+                serde_json::json!({ "role": "operator", "appid": appid, "name": stored.name })
+            }
+        };
+        Ok(Served::done(Response::json(&answer), "whoami"))
     }
 
     /// Who calls: the owner (`ADMIN_TOKEN`) or an operator token that is still valid (this
@@ -769,7 +788,10 @@ impl<R: Runtime + 'static> Worker<R> {
                 api_base: self.config().api_base.clone(),
                 endpoint: account.token_endpoint,
             })),
-            None => Err(Error::Config("secret (the account's AppSecret)")),
+            None => Err(Error::NotConfigured {
+                variable: "secret",
+                reason: "the account has no AppSecret: set its secret to call WeChat's API",
+            }),
         };
         DbAccount { key: Rc::from(stored.appid.as_str()), account, state, credentials }
     }

@@ -417,3 +417,17 @@ fn a_revoked_token_is_refused_at_once_here_and_within_30_seconds_everywhere() {
     );
     assert_eq!(call(&here, "DELETE", &format!("/api/accounts/{PLAIN}/tokens/{id}"), "").0, 404, "revoked already");
 }
+
+#[test]
+fn whoami_tells_the_owner_from_an_operator() {
+    let rt = FakeRuntime::at(NOW);
+    let app = TestApp::on(&rt, with_key(KEY));
+    create(&app, PLAIN, false);
+    let (_, issued) = call(&app, "POST", &format!("/api/accounts/{PLAIN}/tokens"), r#"{"name":"小王"}"#);
+    assert_eq!(call(&app, "GET", "/api/whoami", ""), (200, json!({"role": "owner"})));
+    assert_eq!(
+        call_as(&app, issued["token"].as_str().unwrap(), "GET", "/api/whoami", ""),
+        (200, json!({"role": "operator", "appid": PLAIN, "name": format!("公众号 {PLAIN}")}))
+    );
+    assert_eq!(call_as(&app, "wrong", "GET", "/api/whoami", "").0, 401);
+}
