@@ -351,6 +351,20 @@ fn settings_json(settings: &Settings) -> Result<String, Error> {
 }
 
 impl<D: Database> AccountsDb<'_, D> {
+    /// Writes an account's row with `sql` (its insert or its update): whether a row changed.
+    async fn write(
+        &self,
+        sql: &'static str,
+        appid: &str,
+        name: &str,
+        sealed: &str,
+        settings: &Settings,
+        now: u64,
+    ) -> Result<bool, Error> {
+        let params = vec![appid.into(), name.into(), sealed.into(), settings_json(settings)?.into(), now.into()];
+        Ok(self.db.execute(&Statement::new(sql, params)).await? == 1)
+    }
+
     /// Stores a new account; `false` when its appid is taken.
     pub async fn insert(
         &self,
@@ -360,8 +374,7 @@ impl<D: Database> AccountsDb<'_, D> {
         settings: &Settings,
         now: u64,
     ) -> Result<bool, Error> {
-        let params = vec![appid.into(), name.into(), sealed.into(), settings_json(settings)?.into(), now.into()];
-        Ok(self.db.execute(&Statement::new(ACCOUNT_INSERT, params)).await? == 1)
+        self.write(ACCOUNT_INSERT, appid, name, sealed, settings, now).await
     }
 
     pub async fn get(&self, appid: &str) -> Result<Option<Stored>, Error> {
@@ -384,8 +397,7 @@ impl<D: Database> AccountsDb<'_, D> {
         settings: &Settings,
         now: u64,
     ) -> Result<bool, Error> {
-        let params = vec![appid.into(), name.into(), sealed.into(), settings_json(settings)?.into(), now.into()];
-        Ok(self.db.execute(&Statement::new(ACCOUNT_UPDATE, params)).await? == 1)
+        self.write(ACCOUNT_UPDATE, appid, name, sealed, settings, now).await
     }
 
     /// Removes an account and its operator tokens; `false` when there was none.
