@@ -229,7 +229,7 @@ async fn serve_request(
     }
     let worker = worker(&env);
     let mut drain = app::drain_limit(None);
-    let served = match app::prepare(&worker.isolate, &head) {
+    let served = match app::prepare_request(&worker, &head).await {
         Err(e) => Served::failed(&e),
         Ok(prepared) => {
             drain = app::drain_limit(Some(&prepared));

@@ -218,6 +218,15 @@ pub fn create(body: &[u8]) -> Result<Checked, Error> {
     Ok(Checked { appid, name, secrets, settings })
 }
 
+/// Whether a `PUT` body gives every secret anew: the Token, and the AES key and the AppSecret
+/// (each a value or `null`): then the account's secrets need not be opened (after a change of
+/// `ACCOUNTS_KEY`, this is how an account is repaired).
+pub fn replaces_secrets(body: &[u8]) -> bool {
+    let Ok(object) = document::object(body) else { return false };
+    matches!(object.get("token"), Some(Value::String(_)))
+        && ["aes_key", "secret"].iter().all(|key| matches!(object.get(*key), Some(Value::String(_) | Value::Null)))
+}
+
 /// `PUT /api/accounts/{appid}`'s body over the account as it is (`secrets` opened): a field left
 /// out keeps its value, `aes_key` or `secret` set to `null` removes it; `appid`, if given, must
 /// be the path's.

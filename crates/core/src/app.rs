@@ -508,6 +508,9 @@ impl<R: Runtime + 'static> Worker<R> {
     /// the route is for (the environment's, or `/api/accounts/{appid}/...`'s), then the route.
     async fn admin(&self, req: &Request) -> Result<Served, Error> {
         let caller = self.caller(req).await?;
+        if let Caller::Operator { id, .. } = &caller {
+            self.notes.add(format!("operator token {id}"));
+        }
         let mut served = self.admin_as(&caller, req).await?;
         if let Caller::Operator { id, .. } = caller {
             // When the token was last used, after the reply (written at most once an hour).
@@ -585,7 +588,8 @@ impl<R: Runtime + 'static> Worker<R> {
     }
 
     /// Who calls: the owner (`ADMIN_TOKEN`) or an operator token that is still valid (this
-    /// isolate's check of it at most [`operators::TRUST_SECS`] old, else one indexed query).
+    /// isolate's check of it at most [`operators::TRUST_SECS`] old, else one indexed query
+    /// within [`READ_LIMIT_MS`]; an unknown id is remembered as long).
     async fn caller(&self, req: &Request) -> Result<Caller, Error> {
         let expected = self.config().admin_token.as_deref().ok_or(Error::NotFound)?;
         if authorize(req.authorization.as_deref(), expected).is_ok() {
@@ -598,7 +602,14 @@ impl<R: Runtime + 'static> Worker<R> {
             Some((appid, hash, _)) => (appid, hash),
             None => {
                 let db = self.rt.database().ok_or(Error::Unauthorized)?;
-                let (appid, hash) = AccountsDb { db }.token(&presented.id).await?.ok_or(Error::Unauthorized)?;
+                let tokens = AccountsDb { db };
+                let found =
+                    match with_timeout(self.rt.clock(), READ_LIMIT_MS, Box::pin(tokens.token(&presented.id))).await {
+                        Ok(found) => found?,
+                        Err(_) => return Err(Error::Internal("operators: the token could not be read in time")),
+                    };
+                // An unknown id is remembered too (an empty hash matches nothing).
+                let (appid, hash) = found.unwrap_or_default();
                 let mut cache = self.isolate.operators.borrow_mut();
                 if cache.len() >= MAX_CACHED_ACCOUNTS {
                     cache.clear();
@@ -607,10 +618,9 @@ impl<R: Runtime + 'static> Worker<R> {
                 (appid, hash)
             }
         };
-        if !wechat_mp::signature::secrets_match(&presented.hash, &hash) {
+        if hash.is_empty() || !wechat_mp::signature::secrets_match(&presented.hash, &hash) {
             return Err(Error::Unauthorized);
         }
-        self.notes.add(format!("operator token {}", presented.id));
         Ok(Caller::Operator { appid, id: presented.id })
     }
 
@@ -796,6 +806,16 @@ impl<R: Runtime + 'static> Worker<R> {
         DbAccount { key: Rc::from(stored.appid.as_str()), account, state, credentials }
     }
 
+    /// 16 random bytes for a secret (a nonce, a token): the runtime's, refused when they are all
+    /// zero (what the glue hands back if the runtime's randomness ever failed).
+    fn random16(&self) -> Result<[u8; 16], Error> {
+        let random = self.rt.random16();
+        if random == [0; 16] {
+            return Err(Error::Internal("the runtime's randomness failed"));
+        }
+        Ok(random)
+    }
+
     /// The deployment's accounts, or why there are none to manage: `ACCOUNTS_KEY` or the
     /// database named (the owner can set them).
     fn accounts_db(&self) -> Result<AccountsDb<'_, R::Database>, Error> {
@@ -816,7 +836,7 @@ impl<R: Runtime + 'static> Worker<R> {
 
     /// Seals `checked`'s secrets (a fresh nonce each time).
     fn seal(&self, checked: &Checked) -> Result<String, Error> {
-        let random = self.rt.random16();
+        let random = self.random16()?;
         let mut nonce = [0u8; 12];
         nonce.copy_from_slice(random.get(..12).ok_or(Error::Internal("accounts: a nonce"))?);
         self.sealer()?.seal(&checked.appid, &checked.secrets, nonce)
@@ -836,6 +856,12 @@ impl<R: Runtime + 'static> Worker<R> {
             }
             "POST" => {
                 let checked = accounts::create(&req.body)?;
+                if self.config().account.appid.as_deref() == Some(checked.appid.as_str()) {
+                    return Err(Error::Conflict {
+                        field: "appid",
+                        reason: "is the environment's account (WECHAT_APPID), served at /wechat",
+                    });
+                }
                 let sealed = self.seal(&checked)?;
                 let now = self.rt.clock().now();
                 if !db.insert(&checked.appid, &checked.name, &sealed, &checked.settings, now).await? {
@@ -872,9 +898,16 @@ impl<R: Runtime + 'static> Worker<R> {
             "PUT" => {
                 let sealer = self.sealer()?;
                 let current = db.get(appid).await?.ok_or(Error::NotFound)?;
-                let secrets = sealer.open(appid, &current.sealed).inspect_err(|_| {
-                    self.notes.add(format!("account {appid}: its secrets do not open with ACCOUNTS_KEY"));
-                })?;
+                // Secrets that do not open (ACCOUNTS_KEY was changed) are replaced when the body
+                // gives all three anew (the Token, and the AES key and AppSecret or null).
+                let secrets = match sealer.open(appid, &current.sealed) {
+                    Ok(secrets) => secrets,
+                    Err(_) if accounts::replaces_secrets(&req.body) => accounts::Secrets::default(),
+                    Err(e) => {
+                        self.notes.add(format!("account {appid}: its secrets do not open with ACCOUNTS_KEY"));
+                        return Err(e);
+                    }
+                };
                 let checked = accounts::update(&current, secrets, &req.body)?;
                 let sealed = self.seal(&checked)?;
                 let now = self.rt.clock().now();
@@ -921,7 +954,7 @@ impl<R: Runtime + 'static> Worker<R> {
                     });
                 }
                 let now = self.rt.clock().now();
-                let random = [self.rt.random16(), self.rt.random16(), self.rt.random16()];
+                let random = [self.random16()?, self.random16()?, self.random16()?];
                 let (token, kept) = operators::issue(random);
                 if !db.insert_token(appid, &name, &kept, now).await? {
                     return Err(Error::Internal("operators: a token id was taken; try again"));
@@ -978,7 +1011,7 @@ impl<R: Runtime + 'static> Worker<R> {
     /// What the deployment can do, for the rules that need it.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            api: self.config().credentials().is_ok(),
+            api: self.api().is_ok(),
             webhook: self.config().alert_webhook.is_some(),
             database: self.rt.database().is_some(),
         }
@@ -1062,21 +1095,37 @@ struct RulesReport {
     age_secs: u64,
 }
 
-/// Whether a request may go on to have its body read: admin routes need the admin token
-/// (checked before an upload of up to 10 MB is read), or a token shaped like an operator token
-/// (checked against the database once the body is read, before anything is done with it; the
-/// routes of another account than its own then answer 404, as if they did not exist).
-pub fn admit(config: &Config, route: Route, authorization: Option<&str>) -> Result<(), Error> {
+/// Whether a request may go on to have its body read: admin routes need the admin token, or an
+/// operator token this isolate checked against the database within the last
+/// [`operators::TRUST_SECS`] ([`prepare_request`] checks it first): nobody else makes the
+/// worker read a body of up to 10 MB. (Which routes an operator token reaches is decided after.)
+pub fn admit(isolate: &Isolate, now: u64, route: Route, authorization: Option<&str>) -> Result<(), Error> {
     if !route.is_admin() {
         return Ok(());
     }
-    let Some(expected) = config.admin_token.as_deref() else {
+    let Some(expected) = isolate.config.admin_token.as_deref() else {
         return Err(Error::NotFound);
     };
-    match authorize(authorization, expected) {
-        Err(_) if bearer(authorization).and_then(operators::parse).is_some() => Ok(()),
-        checked => checked,
+    authorize(authorization, expected).or_else(|e| {
+        let presented = bearer(authorization).and_then(operators::parse).ok_or(e.clone())?;
+        let operators = isolate.operators.borrow();
+        let (_, hash, at) = operators.get(&presented.id).ok_or(e.clone())?;
+        let fresh = now < at.saturating_add(operators::TRUST_SECS);
+        if fresh && !hash.is_empty() && wechat_mp::signature::secrets_match(&presented.hash, hash) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// [`prepare`] once who calls is known: an operator token is checked against the database (or
+/// this isolate's check of it) before any body is read.
+pub async fn prepare_request<R: Runtime + 'static>(worker: &Worker<R>, req: &Request) -> Result<Prepared, Error> {
+    if req.route().is_admin() {
+        worker.caller(req).await?;
     }
+    prepare(&worker.isolate, worker.rt.clock().now(), req)
 }
 
 /// The token of `Authorization: Bearer <token>` (the scheme in any case).
@@ -1137,9 +1186,9 @@ impl Drop for UploadSlot {
 /// body), and the body's limit: the route's, or the upload kind's plus its multipart envelope.
 /// An isolate reads and sends one upload at a time (each holds several copies of a file of up
 /// to 10 MB, and wasm memory never shrinks): another one meanwhile is a 503 with `Retry-After`.
-pub fn prepare(isolate: &Rc<Isolate>, req: &Request) -> Result<Prepared, Error> {
+pub fn prepare(isolate: &Rc<Isolate>, now: u64, req: &Request) -> Result<Prepared, Error> {
     let route = req.route();
-    admit(&isolate.config, route, req.authorization.as_deref())?;
+    admit(isolate, now, route, req.authorization.as_deref())?;
     if route != Route::Upload {
         return Ok(Prepared { body_limit: route.body_limit(), drain_limit: DRAIN_BYTES, _slot: None });
     }
@@ -1160,7 +1209,10 @@ pub fn prepare(isolate: &Rc<Isolate>, req: &Request) -> Result<Prepared, Error> 
 /// limit, the limit of the kind it asked for.
 pub fn body_refused(req: &Request, err: Error) -> Served {
     match (req.route(), err) {
-        (Route::Upload, Error::PayloadTooLarge) => Served::failed(&media::too_large(below_api(&req.path), &req.query)),
+        (Route::Upload, Error::PayloadTooLarge) => {
+            let below = below_api(&req.path);
+            Served::failed(&media::too_large(account_route(below).map_or(below, |(_, rest)| rest), &req.query))
+        }
         (_, err) => Served::failed(&err),
     }
 }

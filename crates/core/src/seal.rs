@@ -64,7 +64,7 @@ impl Sealer {
 }
 
 /// An account's secrets (printed redacted).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Secrets {
     pub token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

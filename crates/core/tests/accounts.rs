@@ -351,6 +351,7 @@ fn an_operator_token_reaches_its_own_accounts_routes_only() {
     for (method, path, status) in [
         ("GET", format!("/api/accounts/{SAFE}/rules"), 404),
         ("GET", format!("/api/accounts/{SAFE}"), 404),
+        ("GET", format!("/api/accounts/{SAFE}/tokens"), 404),
         ("GET", "/api/rules".to_string(), 404),
         ("POST", "/api/messages".to_string(), 404),
         ("GET", "/api/accounts".to_string(), 403),
@@ -430,4 +431,118 @@ fn whoami_tells_the_owner_from_an_operator() {
         (200, json!({"role": "operator", "appid": PLAIN, "name": format!("公众号 {PLAIN}")}))
     );
     assert_eq!(call_as(&app, "wrong", "GET", "/api/whoami", "").0, 401);
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\0\0\0\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\0\x05\0\x01\xff\x89\x99=\x1d\0\0\0\0IEND\xaeB`\x82";
+
+#[test]
+fn an_upload_needs_a_checked_token_before_its_body_is_read() {
+    let rt = FakeRuntime::at(NOW);
+    world(&rt);
+    let app = TestApp::on(&rt, with_key(KEY));
+    create(&app, PLAIN, false);
+    create(&app, SAFE, false);
+    let (_, issued) = call(&app, "POST", &format!("/api/accounts/{PLAIN}/tokens"), r#"{"name":"小王"}"#);
+    let token = format!("Bearer {}", issued["token"].as_str().unwrap());
+    // A made-up token shaped like an operator token: refused before the body (nothing read,
+    // the isolate's one upload slot untouched), and its id remembered (one query, not one each).
+    let forged = "Bearer kfo_0123456789abcdef_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    rt.db().clear_log();
+    for _ in 0..3 {
+        let refused = app.upload(
+            "POST",
+            &format!("/api/accounts/{PLAIN}/media?type=image"),
+            Some(forged),
+            Some("image/png"),
+            PNG,
+        );
+        assert_eq!(refused.response.status, 401);
+    }
+    assert_eq!(rt.db().statements().len(), 1, "an unknown token id is read once");
+    assert!(kf_core::app::admit(&app.isolate, NOW, kf_core::app::Route::Upload, Some(forged)).is_err());
+    // The operator's own account: uploaded with its token; another account's or the
+    // environment's upload route: 404.
+    let ok =
+        app.upload("POST", &format!("/api/accounts/{PLAIN}/media?type=image"), Some(&token), Some("image/png"), PNG);
+    assert_eq!(ok.response.status, 200, "{}", String::from_utf8_lossy(&ok.response.body));
+    let sent = rt.upstream.calls().into_iter().filter(|c| c.url.contains("/cgi-bin/media/upload")).count();
+    assert_eq!(sent, 1);
+    for path in [format!("/api/accounts/{SAFE}/media?type=image"), "/api/media?type=image".to_string()] {
+        assert_eq!(app.upload("POST", &path, Some(&token), Some("image/png"), PNG).response.status, 404, "{path}");
+    }
+    // Over its kind's limit under an account's path: the 413 names that kind's limit.
+    let big = vec![0u8; 11 << 20];
+    let served =
+        app.upload("POST", &format!("/api/accounts/{PLAIN}/media?type=voice"), Some(&auth()), Some("audio/mpeg"), &big);
+    assert_eq!(served.response.status, 413);
+    assert!(
+        String::from_utf8_lossy(&served.response.body).contains("voice"),
+        "{}",
+        String::from_utf8_lossy(&served.response.body)
+    );
+}
+
+#[test]
+fn the_environments_appid_is_not_a_database_account_and_secrets_are_sealed_afresh() {
+    let rt = FakeRuntime::at(NOW);
+    let app = TestApp::on(&rt, with_key(KEY));
+    let env = json!({"appid": kf_core::testkit::APPID, "name": "n", "token": "tok123"}).to_string();
+    assert_eq!(
+        call(&app, "POST", "/api/accounts", &env),
+        (
+            409,
+            json!({"error": "conflict", "field": "appid", "message": "is the environment's account (WECHAT_APPID), served at /wechat"})
+        )
+    );
+    create(&app, PLAIN, false);
+    let first = rt.db().rows("SELECT sealed FROM accounts")[0]["sealed"].clone();
+    assert_eq!(call(&app, "PUT", &format!("/api/accounts/{PLAIN}"), r#"{"name":"同一个"}"#).0, 200);
+    let second = rt.db().rows("SELECT sealed FROM accounts")[0]["sealed"].clone();
+    assert_ne!(first, second, "the same secrets sealed with another nonce");
+    // Two tokens of one account: two ids.
+    let ids: Vec<String> = (0..2)
+        .map(|i| {
+            call(&app, "POST", &format!("/api/accounts/{PLAIN}/tokens"), &format!(r#"{{"name":"t{i}"}}"#)).1["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+}
+
+#[test]
+fn after_a_key_change_an_account_is_repaired_by_giving_its_secrets_anew() {
+    let rt = FakeRuntime::at(NOW);
+    world(&rt);
+    create(&TestApp::on(&rt, with_key(KEY)), PLAIN, false);
+    let app = TestApp::on(&rt, with_key(OTHER_KEY));
+    let path = format!("/api/accounts/{PLAIN}");
+    assert_eq!(call(&app, "PUT", &path, r#"{"token":"fresh1"}"#).0, 500, "the AES key and AppSecret are not given");
+    assert_eq!(app.take_notes(), [format!("account {PLAIN}: its secrets do not open with ACCOUNTS_KEY")]);
+    assert_eq!(
+        call(&app, "PUT", &path, &json!({"token": "fresh1", "aes_key": null, "secret": SECRET}).to_string()).0,
+        200
+    );
+    assert_eq!(push(&app, PLAIN, "plain", "fresh1").0, 200);
+}
+
+#[test]
+fn a_database_accounts_rules_are_checked_against_its_own_credentials() {
+    let rt = FakeRuntime::at(NOW);
+    world(&rt);
+    let vars = [
+        ("ACCOUNTS_KEY", KEY),
+        ("WECHAT_TOKEN", ""),
+        ("WECHAT_APPID", ""),
+        ("WECHAT_ENCODING_AES_KEY", ""),
+        ("WECHAT_APPSECRET", ""),
+    ];
+    let app = TestApp::on(&rt, Rc::new(Isolate::new(config(&vars))));
+    create(&app, PLAIN, false); // with an AppSecret
+    let greeting = r#"{"sessions":{"greeting":"您好"}}"#;
+    assert_eq!(call(&app, "PUT", &format!("/api/accounts/{PLAIN}/rules"), greeting).0, 200);
+    let bare = json!({"appid": SAFE, "name": "n", "token": "tok123"}).to_string();
+    assert_eq!(call(&app, "POST", "/api/accounts", &bare).0, 201);
+    assert_eq!(call(&app, "PUT", &format!("/api/accounts/{SAFE}/rules"), greeting).0, 400, "no AppSecret: no greeting");
 }

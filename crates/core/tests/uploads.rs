@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use kf_core::app::{body_refused, Isolate, Route, Served};
 use kf_core::http::{Body, HttpMethod};
+use kf_core::runtime::Clock;
 use kf_core::testkit::fake::{FakeRuntime, Scripted};
 use kf_core::testkit::{config, request, TestApp, ADMIN_TOKEN, NOW};
 use kf_core::Error;
@@ -186,22 +187,25 @@ fn an_upload_is_checked_before_its_body_is_read_and_one_runs_at_a_time() {
         (head("PUT", "/api/kf/accounts/nobody/avatar", Some(&auth)), 400),
     ];
     for (req, status) in refused {
-        let e = prepare(&app.isolate, &req).err().expect("refused before the body");
+        let e = prepare(&app.isolate, app.rt.clock.now(), &req).err().expect("refused before the body");
         assert_eq!(e.status(), status, "{} {}?{}", req.method, req.path, req.query);
     }
     // Each kind's body is read up to its limit and the envelope, no further.
-    let limit = |target: &str| prepare(&app.isolate, &head("POST", target, Some(&auth))).unwrap().body_limit;
+    let limit = |target: &str| {
+        prepare(&app.isolate, app.rt.clock.now(), &head("POST", target, Some(&auth))).unwrap().body_limit
+    };
     assert_eq!(limit("/api/media?type=thumb"), Some(64 * 1024 + 64 * 1024));
     assert_eq!(limit("/api/media?type=voice"), Some(2 * 1024 * 1024 + 64 * 1024));
     assert_eq!(limit("/api/media?type=video"), Some(10 * 1024 * 1024 + 64 * 1024));
     // While one upload holds the isolate's slot, another is a 503 with Retry-After.
-    let first = prepare(&app.isolate, &head("POST", "/api/media?type=image", Some(&auth))).unwrap();
-    let busy = prepare(&app.isolate, &head("POST", "/api/media?type=image", Some(&auth))).err().unwrap();
+    let first = prepare(&app.isolate, app.rt.clock.now(), &head("POST", "/api/media?type=image", Some(&auth))).unwrap();
+    let busy =
+        prepare(&app.isolate, app.rt.clock.now(), &head("POST", "/api/media?type=image", Some(&auth))).err().unwrap();
     assert_eq!((busy.status(), busy.headers()), (503, vec![("retry-after", "5".to_string())]));
     // Other admin calls are not held up.
-    assert!(prepare(&app.isolate, &head("GET", "/api/kf/accounts", Some(&auth))).is_ok());
+    assert!(prepare(&app.isolate, app.rt.clock.now(), &head("GET", "/api/kf/accounts", Some(&auth))).is_ok());
     drop(first);
-    assert!(prepare(&app.isolate, &head("POST", "/api/media?type=image", Some(&auth))).is_ok());
+    assert!(prepare(&app.isolate, app.rt.clock.now(), &head("POST", "/api/media?type=image", Some(&auth))).is_ok());
     let auth = auth.as_str();
     // A thumb past its limit is refused by the glue unread, naming the thumb's limit.
     let served = app.upload("POST", "/api/media?type=thumb", Some(auth), Some("image/jpeg"), &vec![0xFF; 200 * 1024]);

@@ -427,6 +427,9 @@ pub struct FakeRuntime {
     pub upstream: ScriptedUpstream,
     /// `None`: a deployment without `WECHAT_DB`.
     pub database: Option<SqliteDatabase>,
+    /// How many random blocks were drawn: each is different (a nonce, a token), and the same in
+    /// every run.
+    draws: Rc<Cell<u64>>,
 }
 
 impl FakeRuntime {
@@ -439,6 +442,7 @@ impl FakeRuntime {
             upstream: ScriptedUpstream::new(clock.clone(), |_| Scripted::answer(404, "unscripted")),
             database: Some(SqliteDatabase::new(clock.clone())),
             clock,
+            draws: Rc::default(),
         }
     }
 
@@ -471,7 +475,13 @@ impl Runtime for FakeRuntime {
         self.database.as_ref()
     }
     fn random16(&self) -> [u8; 16] {
-        *b"fake-random-16by"
+        let n = self.draws.get();
+        self.draws.set(n + 1);
+        let mut block = *b"fake-random-16by";
+        for (b, x) in block.iter_mut().zip(n.to_le_bytes()) {
+            *b ^= x;
+        }
+        block
     }
 }
 

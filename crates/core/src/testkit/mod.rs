@@ -101,7 +101,7 @@ impl TestApp {
         body: &[u8],
     ) -> Served {
         let req = request(method, target, authorization, body);
-        let prepared = match app::prepare(&self.isolate, &req) {
+        let prepared = match fake::block_on(&self.rt.clock, app::prepare_request(&self.worker(), &req)) {
             Ok(prepared) => prepared,
             Err(e) => return Served::failed(&e),
         };
