@@ -53,8 +53,12 @@ test-native:
 test-unit:
 	node --test --test-force-exit 'tests/unit/*.test.mjs'
 
+# Every worker's log lines of the whole suite are kept under artifacts/worker-logs and checked
+# for secrets afterwards.
 test-integration:
-	node --test --test-force-exit --test-concurrency=1 'tests/integration/*.test.mjs'
+	rm -rf artifacts/worker-logs && mkdir -p artifacts/worker-logs
+	WORKER_LOG_DIR=$(CURDIR)/artifacts/worker-logs node --test --test-force-exit --test-concurrency=1 'tests/integration/*.test.mjs'
+	node tests/support/no-secrets.mjs artifacts/worker-logs
 
 # The operator console in Chromium against the built worker and its static assets, WeChat mocked;
 # screenshots in artifacts/console/.

@@ -4,7 +4,7 @@
 // refused; no response and no log line holds a secret.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, bundle, BASE, ADMIN_TOKEN, DATABASE_ID, defaultBindings } from '../support/worker.mjs';
+import { startWorker, bundle, noteSecret, BASE, ADMIN_TOKEN, DATABASE_ID, defaultBindings } from '../support/worker.mjs';
 import { mockWeChat } from '../support/mock-wechat.mjs';
 import { wechatPeer, field, now } from '../support/wechat.mjs';
 
@@ -21,6 +21,7 @@ const ACCOUNTS = [
 let mock;
 let mf;
 before(async () => {
+  for (const secret of [ACCOUNTS_KEY, AES, SECRET, ...ACCOUNTS.map((a) => a.token)]) noteSecret(secret);
   mock = mockWeChat();
   mf = startWorker({
     wechat: mock.handler,
@@ -33,6 +34,14 @@ before(async () => {
       kvNamespaces: ['WECHAT_KV'],
       d1Databases: { WECHAT_DB: DATABASE_ID },
       bindings: { ...defaultBindings, ACCOUNTS_KEY },
+      outboundService: mock.handler,
+    }, {
+      // A third isolate of the same bundle and database whose ACCOUNTS_KEY is another.
+      name: 'rekeyed',
+      ...bundle(),
+      kvNamespaces: ['WECHAT_KV'],
+      d1Databases: { WECHAT_DB: DATABASE_ID },
+      bindings: { ...defaultBindings, ACCOUNTS_KEY: 'Hx4dHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=' },
       outboundService: mock.handler,
     }],
   });
@@ -114,6 +123,7 @@ test("an operator token reaches its account's routes only, and is refused once r
   const issued = await api(`/api/accounts/${a.appid}/tokens`, { method: 'POST', body: JSON.stringify({ name: '小王' }) });
   assert.equal(issued.status, 201);
   const { id, token } = await issued.json();
+  noteSecret(token);
   const as = (path, init = {}) => mf.dispatchFetch(`${BASE}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
   assert.equal((await as(`/api/accounts/${a.appid}/rules`, { method: 'PUT', body: '{"welcome":"欢迎关注 A"}' })).status, 200);
   assert.equal((await (await as(`/api/accounts/${a.appid}/rules`)).json()).rules.welcome, '欢迎关注 A');
@@ -132,4 +142,36 @@ test("an operator token reaches its account's routes only, and is refused once r
   assert.equal((await as(`/api/accounts/${a.appid}/rules`)).status, 401);
   await new Promise((r) => setTimeout(r, 300));
   assert.ok(!mf.logs.map((l) => l.line).join('\n').includes(token.slice(21)), 'never logged');
+});
+
+test('secrets sealed under another key fail that account alone, with one log line naming it', async () => {
+  const rekeyed = await mf.getWorker('rekeyed');
+  const account = ACCOUNTS[0];
+  const peer = wechatPeer({ token: account.token, aesKey: null, appid: account.appid });
+  const res = await rekeyed.fetch(`${BASE}/wechat/${account.appid}?${peer.plainQuery()}`, { method: 'POST', body: text('oUserK') });
+  assert.equal(res.status, 500);
+  await new Promise((r) => setTimeout(r, 100));
+  const lines = mf.logLines().filter((l) => l.route === '/wechat/{appid}' && l.status === 500);
+  assert.equal(lines.length, 1);
+  assert.deepEqual(lines[0].notes, [`account ${account.appid}: its secrets do not open with ACCOUNTS_KEY`]);
+  // The other accounts (sealed under their key) are served by the isolates that have it.
+  assert.equal((await push({ fetch: (url, init) => mf.dispatchFetch(url, init) }, ACCOUNTS[1])).status, 200);
+});
+
+test('a deployment of database accounts only; without ACCOUNTS_KEY nothing is kept and the answer names it', async () => {
+  const only = startWorker({
+    wechat: mock.handler,
+    bindings: { ACCOUNTS_KEY, WECHAT_TOKEN: undefined, WECHAT_APPID: undefined, WECHAT_ENCODING_AES_KEY: undefined, WECHAT_APPSECRET: undefined },
+  });
+  const none = startWorker({ wechat: mock.handler, bindings: { ACCOUNTS_KEY: undefined } });
+  try {
+    await Promise.all([only.ready, none.ready]);
+    const health = await (await only.dispatchFetch(`${BASE}/healthz`)).json();
+    assert.deepEqual([health.ok, health.features.callback, health.features.accounts], [true, false, true]);
+    assert.equal((await only.dispatchFetch(`${BASE}/wechat?echostr=1`)).status, 404);
+    const refused = await none.dispatchFetch(`${BASE}/api/accounts`, { method: 'POST', headers: auth, body: JSON.stringify({ appid: 'wx00000000000000e7', name: 'n', token: 'abc' }) });
+    assert.deepEqual([refused.status, (await refused.json()).field], [503, 'ACCOUNTS_KEY']);
+  } finally {
+    await Promise.all([only.dispose(), none.dispose()]);
+  }
 });

@@ -2,7 +2,7 @@
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
 import { fileURLToPath } from 'node:url';
 import { join, relative } from 'node:path';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
 import { mockWeChat } from './mock-wechat.mjs';
@@ -53,8 +53,13 @@ export function startWorker({ bindings = {}, wechat, persist, quiet = false, cap
     ...(persist ? { resourcePersistencePath: persist } : {}),
     cf: false,
     // Benchmarks discard the worker's log lines instead of echoing them through this process.
-    ...(quiet ? { handleStructuredLogs: () => {} } : {}),
-    ...(captureLogs ? { handleStructuredLogs: keep } : {}),
+    // With WORKER_LOG_DIR (make test-integration) every line is also kept on disk, for the check
+    // that no line of the whole suite holds a secret (tests/support/no-secrets.mjs).
+    handleStructuredLogs: (log) => {
+      record(String(log.message));
+      if (captureLogs) keep(log);
+      else if (!quiet) (log.level === 'error' || log.level === 'warn' ? console.error : console.log)(log.message);
+    },
     ...options,
     workers: [
       {
@@ -107,6 +112,18 @@ export function startWorker({ bindings = {}, wechat, persist, quiet = false, cap
  * is `persist`; logs go through `handleStructuredLogs`; a fake binding through `wrapEntry`.)
  */
 const MINIFLARE_4_ONLY = ['kvPersist', 'd1Persist', 'cachePersist', 'handleRuntimeStdio', 'wrappedBindings', 'modulesRules'];
+
+const LOG_DIR = process.env.WORKER_LOG_DIR;
+/** Appends a worker's log line to this process's file under WORKER_LOG_DIR (when set). */
+const record = LOG_DIR ? (line) => appendFileSync(join(LOG_DIR, `${process.pid}.log`), `${line}\n`) : () => {};
+
+/**
+ * Names a secret a test made (an operator token, an account's Token): the suite's log check
+ * looks for it too (with WORKER_LOG_DIR; else nothing happens).
+ */
+export function noteSecret(value) {
+  if (LOG_DIR) appendFileSync(join(LOG_DIR, `secrets-${process.pid}.txt`), `${value}\n`);
+}
 
 /** The id of the tests' D1 database: workers of one Miniflare bound to it share it. */
 export const DATABASE_ID = 'wechat-kf-test-db';
