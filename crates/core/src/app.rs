@@ -34,6 +34,11 @@ use crate::operators;
 use crate::push::Pipeline;
 use crate::runtime::{join, with_timeout, Background, Clock, Runtime, READ_LIMIT_MS};
 
+/// Database accounts whose expired limits and requests one cron run deletes, and where the
+/// next run starts (a row of the `cache` table of the deployment, appid `""`).
+const ACCOUNTS_PURGED_PER_RUN: u64 = 20;
+const PURGE_CURSOR: &str = "accounts_purged_to";
+
 /// The rate limit (in the database) of `POST /api/token/refresh`.
 const TOKEN_REFRESH_LIMIT: &str = "token_refresh";
 
@@ -1014,6 +1019,7 @@ impl<R: Runtime + 'static> Worker<R> {
             api: self.api().is_ok(),
             webhook: self.config().alert_webhook.is_some(),
             database: self.rt.database().is_some(),
+            cron: self.acting.is_none(),
         }
     }
 
@@ -1038,8 +1044,33 @@ impl<R: Runtime + 'static> Worker<R> {
                     .add(format!("ledger: {n} rows past {} days deleted", rules.document.rules.retention_days)),
                 Err(e) => self.notes.add(format!("ledger retention failed: {e}")),
             }
+            if self.config().sealer.is_some() {
+                self.purge_database_accounts(now).await;
+            }
         }
         outcome
+    }
+
+    /// The expired rate limits and requests for a human of the database's accounts, a few
+    /// accounts a run in appid order (the cursor kept in the database), so that a run stays
+    /// bounded however many accounts there are.
+    async fn purge_database_accounts(&self, now: u64) {
+        let Some(db) = self.rt.database() else { return };
+        let deployment = AccountDb { db, appid: "" };
+        let cursor = deployment.cached(PURGE_CURSOR).await.ok().flatten().map(|(appid, _)| appid).unwrap_or_default();
+        let batch = match (AccountsDb { db }).after(&cursor, ACCOUNTS_PURGED_PER_RUN).await {
+            Ok(batch) => batch,
+            Err(e) => return self.notes.add(format!("accounts' expired limits: {e}")),
+        };
+        for appid in &batch {
+            if let Err(e) = (AccountDb { db, appid }).purge_expired(now).await {
+                return self.notes.add(format!("accounts' expired limits: {e}"));
+            }
+        }
+        // Past the last account, the next run starts again from the first.
+        let next =
+            if (batch.len() as u64) < ACCOUNTS_PURGED_PER_RUN { "" } else { batch.last().map_or("", String::as_str) };
+        let _ = deployment.cache(PURGE_CURSOR, next, now).await;
     }
 }
 

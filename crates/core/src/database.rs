@@ -126,6 +126,11 @@ const ACCOUNT_LIST: &str =
     "SELECT appid, name, sealed, settings, created, updated FROM accounts ORDER BY appid LIMIT ?1";
 const ACCOUNT_UPDATE: &str = "UPDATE accounts SET name = ?2, sealed = ?3, settings = ?4, updated = ?5 WHERE appid = ?1";
 const ACCOUNT_DELETE: &str = "DELETE FROM accounts WHERE appid = ?1";
+/// The accounts after `?1` in appid order (the cron's round of database accounts).
+const ACCOUNTS_AFTER: &str = "SELECT appid FROM accounts WHERE appid > ?1 ORDER BY appid LIMIT ?2";
+const ACCOUNT_LIMITS_DELETE: &str = "DELETE FROM limits WHERE appid = ?1";
+const ACCOUNT_REQUESTS_DELETE: &str = "DELETE FROM requests WHERE appid = ?1";
+const ACCOUNT_CACHE_DELETE: &str = "DELETE FROM cache WHERE appid = ?1";
 const TOKEN_INSERT: &str =
     "INSERT INTO operator_tokens (id, appid, name, hash, created) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING";
 const TOKEN_GET: &str = "SELECT appid, hash FROM operator_tokens WHERE id = ?1";
@@ -162,6 +167,10 @@ pub const STATEMENTS: &[&str] = &[
     TOKEN_DELETE,
     TOKEN_USED,
     TOKENS_OF_ACCOUNT_DELETE,
+    ACCOUNTS_AFTER,
+    ACCOUNT_LIMITS_DELETE,
+    ACCOUNT_REQUESTS_DELETE,
+    ACCOUNT_CACHE_DELETE,
 ];
 
 /// One account's part of the database: the narrow handle the front desk, the effects, the
@@ -319,10 +328,16 @@ impl<D: Database> AccountDb<'_, D> {
                 break;
             }
         }
+        self.purge_expired(now).await?;
+        Ok(deleted)
+    }
+
+    /// Deletes the account's rate limits and requests for a human that ran out by `now`.
+    pub async fn purge_expired(&self, now: u64) -> Result<(), Error> {
         self.db
             .batch(&[self.statement(PURGE_LIMITS, vec![now.into()]), self.statement(PURGE_REQUESTS, vec![now.into()])])
-            .await?;
-        Ok(deleted)
+            .await
+            .map(drop)
     }
 }
 
@@ -400,16 +415,32 @@ impl<D: Database> AccountsDb<'_, D> {
         self.write(ACCOUNT_UPDATE, appid, name, sealed, settings, now).await
     }
 
-    /// Removes an account and its operator tokens; `false` when there was none.
+    /// Removes an account with its operator tokens, rate limits, requests for a human and shared
+    /// lists (its ledger rows stay until the retention deletes them); `false` when there was none.
     pub async fn delete(&self, appid: &str) -> Result<bool, Error> {
-        let changed = self
-            .db
-            .batch(&[
-                Statement::new(ACCOUNT_DELETE, vec![appid.into()]),
-                Statement::new(TOKENS_OF_ACCOUNT_DELETE, vec![appid.into()]),
-            ])
-            .await?;
+        let of = |sql| Statement::new(sql, vec![appid.into()]);
+        let statements = [
+            of(ACCOUNT_DELETE),
+            of(TOKENS_OF_ACCOUNT_DELETE),
+            of(ACCOUNT_LIMITS_DELETE),
+            of(ACCOUNT_REQUESTS_DELETE),
+            of(ACCOUNT_CACHE_DELETE),
+        ];
+        let changed = self.db.batch(&statements).await?;
         Ok(changed.first() == Some(&1))
+    }
+
+    /// At most `limit` appids after `after`, in order.
+    pub async fn after(&self, after: &str, limit: u64) -> Result<Vec<String>, Error> {
+        let rows = self.db.query(&Statement::new(ACCOUNTS_AFTER, vec![after.into(), limit.into()])).await?;
+        rows.iter()
+            .map(|row| {
+                row.get("appid")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+                    .ok_or(unreadable("database: an accounts row"))
+            })
+            .collect()
     }
 
     /// Stores an operator token of `appid` (its id and the hash of its secret); `false` when

@@ -546,3 +546,52 @@ fn a_database_accounts_rules_are_checked_against_its_own_credentials() {
     assert_eq!(call(&app, "POST", "/api/accounts", &bare).0, 201);
     assert_eq!(call(&app, "PUT", &format!("/api/accounts/{SAFE}/rules"), greeting).0, 400, "no AppSecret: no greeting");
 }
+
+#[test]
+fn what_the_cron_does_for_database_accounts() {
+    let rt = FakeRuntime::at(NOW);
+    world(&rt);
+    let app = TestApp::on(&rt, with_key(KEY));
+    // Rules that only the environment's cron would act on are refused for a database account.
+    create(&app, PLAIN, false);
+    let queue = r#"{"alerts":{"on":["queue"]}}"#;
+    let hook = TestApp::on(
+        &rt,
+        Rc::new(Isolate::new(config(&[("ACCOUNTS_KEY", KEY), ("ALERT_WEBHOOK_URL", "https://hooks.example.com/x")]))),
+    );
+    assert_eq!(
+        call(&hook, "PUT", &format!("/api/accounts/{PLAIN}/rules"), queue),
+        (
+            400,
+            json!({"error": "invalid_request", "field": "alerts.on", "message": "queue is checked by the cron, for the environment's account only"})
+        )
+    );
+    assert_eq!(call(&hook, "PUT", "/api/rules", queue).0, 200, "the environment's account may");
+    assert_eq!(
+        call(&app, "PUT", &format!("/api/accounts/{PLAIN}/rules"), r#"{"ledger":{"retention_days":30}}"#).1["field"],
+        "ledger.retention_days"
+    );
+    // The expired limits and requests of 25 more accounts: 20 accounts a run, in appid order,
+    // then the rest.
+    let appids: Vec<String> = (0..25).map(|i| format!("wx00000000000001{i:02x}")).collect();
+    for appid in &appids {
+        create(&app, appid, false);
+        rt.db()
+            .connection
+            .execute("INSERT INTO limits (appid, name, until) VALUES (?1, 'notice:closed:o1', ?2)", (appid, NOW - 1))
+            .unwrap();
+        rt.db()
+            .connection
+            .execute("INSERT INTO requests (appid, openid, until) VALUES (?1, 'o1', ?2)", (appid, NOW + 600))
+            .unwrap();
+    }
+    let left = || rt.db().rows("SELECT count(*) AS n FROM limits")[0]["n"].as_u64().unwrap();
+    app.scheduled();
+    assert_eq!(left(), 6, "20 accounts a run (the first is PLAIN, which has none)");
+    app.scheduled();
+    assert_eq!(left(), 0);
+    assert_eq!(rt.db().rows("SELECT count(*) AS n FROM requests")[0]["n"], 25, "requests still running stay");
+    // Removing an account removes its limits, requests and shared lists.
+    assert_eq!(app.request("DELETE", &format!("/api/accounts/{}", appids[0]), Some(&auth()), b"").response.status, 204);
+    assert_eq!(rt.db().rows("SELECT count(*) AS n FROM requests")[0]["n"], 24);
+}

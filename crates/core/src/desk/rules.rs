@@ -171,10 +171,13 @@ pub struct Capabilities {
     /// The database (`WECHAT_DB`) is bound: effects run once and rate limits hold across
     /// locations, requests for a human are remembered by every isolate.
     pub database: bool,
+    /// The cron runs for this account (the environment's): queue alerts, and the ledger's
+    /// retention, which covers every account's rows.
+    pub cron: bool,
 }
 
 impl Capabilities {
-    pub const ALL: Capabilities = Capabilities { api: true, webhook: true, database: true };
+    pub const ALL: Capabilities = Capabilities { api: true, webhook: true, database: true, cron: true };
 }
 
 /// Validates a document against what the deployment can do.
@@ -671,6 +674,12 @@ mod raw {
                 if (alerts.waiting || alerts.queue) && !can.api {
                     return Err(invalid("alerts.on", NEEDS_API));
                 }
+                if alerts.queue && !can.cron {
+                    return Err(invalid(
+                        "alerts.on",
+                        "queue is checked by the cron, for the environment's account only",
+                    ));
+                }
                 rules.alerts = Some(alerts);
             }
             if let Some(sessions) = self.sessions {
@@ -686,6 +695,12 @@ mod raw {
                 }
             }
             if let Some(ledger) = self.ledger {
+                if ledger.retention_days.is_some() && !can.cron {
+                    return Err(invalid(
+                        "ledger.retention_days",
+                        "is the environment's account's: its cron deletes every account's old rows",
+                    ));
+                }
                 rules.retention_days = ledger.retention_days.map_or(DEFAULT_RETENTION_DAYS, |d| d.0);
             }
             Ok(rules)
@@ -752,7 +767,7 @@ mod tests {
 
     #[test]
     fn the_defaults_reproduce_todays_behaviour() {
-        let none = Capabilities { api: false, webhook: false, database: true };
+        let none = Capabilities { api: false, webhook: false, database: true, cron: true };
         let defaults = validate(DEFAULTS_JSON.as_bytes(), none).unwrap();
         assert_eq!(defaults.rules, Rules::default());
         assert_eq!(validate(b"{}", none).unwrap().rules, Rules::default());
@@ -905,8 +920,8 @@ mod tests {
 
     #[test]
     fn rules_that_need_the_api_or_the_webhook_are_refused_without_them() {
-        let no_api = Capabilities { api: false, webhook: true, database: true };
-        let no_webhook = Capabilities { api: true, webhook: false, database: true };
+        let no_api = Capabilities { api: false, webhook: true, database: true, cron: true };
+        let no_webhook = Capabilities { api: true, webhook: false, database: true, cron: true };
         let cases: [(&[u8], Capabilities, &str, &str); 6] = [
             (br#"{"no_agent":{"action":"reply","text":"nobody"}}"#, no_api, "no_agent", NEEDS_API),
             (br#"{"closed":{"action":"transfer_and_notify","text":"later"}}"#, no_api, "closed", NEEDS_API),
@@ -926,7 +941,7 @@ mod tests {
         }
         assert!(validate(
             br#"{"no_agent":{"action":"transfer"}}"#,
-            Capabilities { api: false, webhook: false, database: true }
+            Capabilities { api: false, webhook: false, database: true, cron: true }
         )
         .is_ok());
         assert!(validate(br#"{"alerts":{"on":["credentials"]}}"#, no_api).is_ok(), "credential alerts need no API");
