@@ -1,6 +1,7 @@
-// 概览: what is configured (GET /healthz), the token's state (GET /api/status), who is online
-// with what load (GET /api/kf/online), and the queue (GET /api/kf/waitcase).
-import { api } from '../lib/api.js';
+// 概览: what is configured (GET /healthz, or a database account's settings), the token's state
+// (GET /api/status), who is online with what load (GET /api/kf/online), and the queue
+// (GET /api/kf/waitcase).
+import { api, account, seg } from '../lib/api.js';
 import { h, dateTime, duration, busy } from '../lib/dom.js';
 import { pageHead, card, fill, onlineLabel, load } from '../lib/ui.js';
 
@@ -31,6 +32,21 @@ function health(d) {
     ]),
     d.missing?.length ? h('p', { class: 'error' }, `缺少变量：${d.missing.join('、')}`) : null,
     d.invalid?.length ? h('p', { class: 'error' }, `变量无效：${d.invalid.join('、')}`) : null,
+  ];
+}
+
+/** A database account's settings (GET /api/accounts/{appid}): never its secrets. */
+function accountSettings(a) {
+  return [
+    h('p', {}, h('strong', {}, a.name), ' ', h('code', {}, a.appid)),
+    list([
+      ['回调地址', h('code', {}, `${location.origin}${a.callback_path}`)],
+      ['安全模式加解密', yesNo(a.aes_key_set)],
+      ['微信接口（AppSecret）', yesNo(a.secret_set)],
+      ['指定接待客服', a.kf_accounts.length ? a.kf_accounts.join('、') : yesNo(false)],
+      ['客服路由', a.kf_routing === 'online' ? '在线优先（online）' : '固定（static）'],
+      ['access_token 接口', a.token_endpoint === 'classic' ? '普通（classic）' : '稳定版（stable）'],
+    ]),
   ];
 }
 
@@ -96,7 +112,9 @@ export function render(root, ctx) {
   root.replaceChildren(pageHead(title, refresh), h('div', { class: 'grid' }, cards.map((c) => c.el)));
   root.dataset.state = 'loading';
   Promise.all([
-    fill(cards[0].body, api('/healthz', { auth: false }), health),
+    account.get()
+      ? fill(cards[0].body, api(`/api/accounts/${seg(account.get())}`), accountSettings)
+      : fill(cards[0].body, api('/healthz', { auth: false }), health),
     fill(cards[1].body, api('/api/status'), function again(d) {
       return status(d, ctx, () => fill(cards[1].body, api('/api/status'), again));
     }),

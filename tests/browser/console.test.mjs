@@ -522,6 +522,7 @@ test('accounts: the owner adds an account and issues an operator token; the oper
   assert.equal(await page.locator('#account-box').isHidden(), true);
   assert.equal(await page.locator('#nav-accounts').isHidden(), true);
   await page.locator('[data-page="overview"]', { hasText: '40013' }).first().waitFor();
+  await page.locator('[data-page="overview"]', { hasText: `/wechat/${A}` }).first().waitFor(); // its own settings
   await capture('operator');
   // 账号 is not the operator's: the overview again (and its two answers again).
   expectFailure(502, `/api/accounts/${A}/kf/online`);
