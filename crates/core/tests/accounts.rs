@@ -27,6 +27,18 @@ fn with_key(key: &str) -> Rc<Isolate> {
     Rc::new(Isolate::new(config(&[("ACCOUNTS_KEY", key)])))
 }
 
+/// A deployment with no account of its own: database accounts only.
+fn accounts_only(rt: &FakeRuntime) -> TestApp {
+    let vars = [
+        ("ACCOUNTS_KEY", KEY),
+        ("WECHAT_TOKEN", ""),
+        ("WECHAT_APPID", ""),
+        ("WECHAT_ENCODING_AES_KEY", ""),
+        ("WECHAT_APPSECRET", ""),
+    ];
+    TestApp::on(rt, Rc::new(Isolate::new(config(&vars))))
+}
+
 fn world(rt: &FakeRuntime) {
     rt.upstream.script(|call| {
         if call.url.contains("stable_token") {
@@ -293,14 +305,7 @@ fn secrets_that_do_not_open_fail_that_account_alone() {
 fn a_deployment_of_database_accounts_only() {
     let rt = FakeRuntime::at(NOW);
     world(&rt);
-    let vars = [
-        ("ACCOUNTS_KEY", KEY),
-        ("WECHAT_TOKEN", ""),
-        ("WECHAT_APPID", ""),
-        ("WECHAT_ENCODING_AES_KEY", ""),
-        ("WECHAT_APPSECRET", ""),
-    ];
-    let app = TestApp::on(&rt, Rc::new(Isolate::new(config(&vars))));
+    let app = accounts_only(&rt);
     let health: Value = serde_json::from_slice(&app.request("GET", "/healthz", None, b"").response.body).unwrap();
     assert_eq!(
         (&health["ok"], &health["missing"], &health["features"]["callback"]),
@@ -531,14 +536,7 @@ fn after_a_key_change_an_account_is_repaired_by_giving_its_secrets_anew() {
 fn a_database_accounts_rules_are_checked_against_its_own_credentials() {
     let rt = FakeRuntime::at(NOW);
     world(&rt);
-    let vars = [
-        ("ACCOUNTS_KEY", KEY),
-        ("WECHAT_TOKEN", ""),
-        ("WECHAT_APPID", ""),
-        ("WECHAT_ENCODING_AES_KEY", ""),
-        ("WECHAT_APPSECRET", ""),
-    ];
-    let app = TestApp::on(&rt, Rc::new(Isolate::new(config(&vars))));
+    let app = accounts_only(&rt);
     create(&app, PLAIN, false); // with an AppSecret
     let greeting = r#"{"sessions":{"greeting":"您好"}}"#;
     assert_eq!(call(&app, "PUT", &format!("/api/accounts/{PLAIN}/rules"), greeting).0, 200);
