@@ -869,10 +869,6 @@ impl<R: Runtime + 'static> Worker<R> {
                 }
                 let sealed = self.seal(&checked)?;
                 let now = self.rt.clock().now();
-                if !db.insert(&checked.appid, &checked.name, &sealed, &checked.settings, now).await? {
-                    return Err(Error::Conflict { field: "appid", reason: "an account with this appid exists" });
-                }
-                self.isolate.accounts.borrow_mut().remove(&checked.appid);
                 let stored = Stored {
                     appid: checked.appid,
                     name: checked.name,
@@ -881,6 +877,10 @@ impl<R: Runtime + 'static> Worker<R> {
                     created: now,
                     updated: now,
                 };
+                if !db.insert(&stored).await? {
+                    return Err(Error::Conflict { field: "appid", reason: "an account with this appid exists" });
+                }
+                self.isolate.accounts.borrow_mut().remove(&stored.appid);
                 let outcome = format!("account {} created", stored.appid);
                 Ok(Served::done(Response { status: 201, ..Response::json(&stored.view()) }, outcome))
             }
@@ -916,11 +916,11 @@ impl<R: Runtime + 'static> Worker<R> {
                 let checked = accounts::update(&current, secrets, &req.body)?;
                 let sealed = self.seal(&checked)?;
                 let now = self.rt.clock().now();
-                if !db.update(appid, &checked.name, &sealed, &checked.settings, now).await? {
+                let stored = Stored { sealed, settings: checked.settings, name: checked.name, updated: now, ..current };
+                if !db.update(&stored).await? {
                     return Err(Error::NotFound);
                 }
                 self.isolate.accounts.borrow_mut().remove(appid);
-                let stored = Stored { sealed, settings: checked.settings, name: checked.name, updated: now, ..current };
                 Ok(Served::done(Response::json(&stored.view()), format!("account {appid} changed")))
             }
             "DELETE" => {

@@ -189,6 +189,20 @@ fn int(row: &Row, column: &str) -> Option<i64> {
     row.get(column).and_then(serde_json::Value::as_i64)
 }
 
+/// A column holding a time (Unix seconds) or another count.
+fn time(row: &Row, column: &str) -> Option<u64> {
+    int(row, column).and_then(|n| u64::try_from(n).ok())
+}
+
+fn text(row: &Row, column: &str) -> Option<String> {
+    row.get(column).and_then(serde_json::Value::as_str).map(str::to_string)
+}
+
+/// The one column `until` of the first row, if any.
+fn until(rows: &[Row], what: &'static str) -> Result<Option<u64>, Error> {
+    rows.first().map(|row| time(row, "until").ok_or(unreadable(what))).transpose()
+}
+
 impl<D: Database> AccountDb<'_, D> {
     fn statement(&self, sql: &'static str, mut params: Vec<Param>) -> Statement {
         params.insert(0, self.appid.into());
@@ -247,13 +261,7 @@ impl<D: Database> AccountDb<'_, D> {
     /// Until when the rate limit `name` runs (`None`: never taken).
     pub async fn limit_until(&self, name: &str) -> Result<Option<u64>, Error> {
         let rows = self.db.query(&self.statement(LIMIT_UNTIL, vec![name.into()])).await?;
-        match rows.first() {
-            None => Ok(None),
-            Some(row) => {
-                let until = int(row, "until").ok_or(unreadable("database: limits.until"))?;
-                Ok(Some(u64::try_from(until).map_err(|_| unreadable("database: limits.until"))?))
-            }
-        }
+        until(&rows, "database: limits.until")
     }
 
     /// Remembers that the user asked for a human, until `until` (never shortening it).
@@ -266,24 +274,16 @@ impl<D: Database> AccountDb<'_, D> {
     pub async fn requested_until(&self, openid: &str, now: u64) -> Result<Option<u64>, Error> {
         let statement = self.statement(REQUESTED_UNTIL, vec![openid.into(), now.into()]);
         let rows = self.db.query(&statement).await?;
-        match rows.first() {
-            None => Ok(None),
-            Some(row) => {
-                let until = int(row, "until").ok_or(unreadable("database: requests.until"))?;
-                Ok(Some(u64::try_from(until).map_err(|_| unreadable("database: requests.until"))?))
-            }
-        }
+        until(&rows, "database: requests.until")
     }
 
     /// The shared copy `name` and when it was fetched.
     pub async fn cached(&self, name: &str) -> Result<Option<(String, u64)>, Error> {
         let rows = self.db.query(&self.statement(CACHED, vec![name.into()])).await?;
         let Some(row) = rows.first() else { return Ok(None) };
-        let value = row.get("value").and_then(serde_json::Value::as_str).ok_or(unreadable("database: cache.value"))?;
-        let fetched_at = int(row, "fetched_at")
-            .and_then(|t| u64::try_from(t).ok())
-            .ok_or(unreadable("database: cache.fetched_at"))?;
-        Ok(Some((value.to_string(), fetched_at)))
+        let value = text(row, "value").ok_or(unreadable("database: cache.value"))?;
+        let fetched_at = time(row, "fetched_at").ok_or(unreadable("database: cache.fetched_at"))?;
+        Ok(Some((value, fetched_at)))
     }
 
     /// Stores the shared copy `name`, unless a newer one is there.
@@ -348,16 +348,14 @@ pub struct AccountsDb<'a, D> {
 }
 
 fn stored(row: &Row) -> Result<Stored, Error> {
-    let text = |column: &str| row.get(column).and_then(serde_json::Value::as_str).map(str::to_string);
-    let time = |column: &str| int(row, column).and_then(|n| u64::try_from(n).ok());
     let bad = || unreadable("database: an accounts row");
     Ok(Stored {
-        appid: text("appid").ok_or_else(bad)?,
-        name: text("name").ok_or_else(bad)?,
-        sealed: text("sealed").ok_or_else(bad)?,
-        settings: text("settings").and_then(|s| serde_json::from_str(&s).ok()).ok_or_else(bad)?,
-        created: time("created").ok_or_else(bad)?,
-        updated: time("updated").ok_or_else(bad)?,
+        appid: text(row, "appid").ok_or_else(bad)?,
+        name: text(row, "name").ok_or_else(bad)?,
+        sealed: text(row, "sealed").ok_or_else(bad)?,
+        settings: text(row, "settings").and_then(|s| serde_json::from_str(&s).ok()).ok_or_else(bad)?,
+        created: time(row, "created").ok_or_else(bad)?,
+        updated: time(row, "updated").ok_or_else(bad)?,
     })
 }
 
@@ -367,29 +365,21 @@ fn settings_json(settings: &Settings) -> Result<String, Error> {
 
 impl<D: Database> AccountsDb<'_, D> {
     /// Writes an account's row with `sql` (its insert or its update): whether a row changed.
-    async fn write(
-        &self,
-        sql: &'static str,
-        appid: &str,
-        name: &str,
-        sealed: &str,
-        settings: &Settings,
-        now: u64,
-    ) -> Result<bool, Error> {
-        let params = vec![appid.into(), name.into(), sealed.into(), settings_json(settings)?.into(), now.into()];
+    async fn write(&self, sql: &'static str, account: &Stored, at: u64) -> Result<bool, Error> {
+        let params = vec![
+            account.appid.as_str().into(),
+            account.name.as_str().into(),
+            account.sealed.as_str().into(),
+            settings_json(&account.settings)?.into(),
+            at.into(),
+        ];
         Ok(self.db.execute(&Statement::new(sql, params)).await? == 1)
     }
 
-    /// Stores a new account; `false` when its appid is taken.
-    pub async fn insert(
-        &self,
-        appid: &str,
-        name: &str,
-        sealed: &str,
-        settings: &Settings,
-        now: u64,
-    ) -> Result<bool, Error> {
-        self.write(ACCOUNT_INSERT, appid, name, sealed, settings, now).await
+    /// Stores a new account (created and updated at `account.created`); `false` when its appid is
+    /// taken.
+    pub async fn insert(&self, account: &Stored) -> Result<bool, Error> {
+        self.write(ACCOUNT_INSERT, account, account.created).await
     }
 
     pub async fn get(&self, appid: &str) -> Result<Option<Stored>, Error> {
@@ -403,16 +393,10 @@ impl<D: Database> AccountsDb<'_, D> {
         rows.iter().map(stored).collect()
     }
 
-    /// Replaces an account's name, secrets and settings; `false` when it is gone.
-    pub async fn update(
-        &self,
-        appid: &str,
-        name: &str,
-        sealed: &str,
-        settings: &Settings,
-        now: u64,
-    ) -> Result<bool, Error> {
-        self.write(ACCOUNT_UPDATE, appid, name, sealed, settings, now).await
+    /// Replaces an account's name, secrets and settings (updated at `account.updated`); `false`
+    /// when it is gone.
+    pub async fn update(&self, account: &Stored) -> Result<bool, Error> {
+        self.write(ACCOUNT_UPDATE, account, account.updated).await
     }
 
     /// Removes an account with its operator tokens, rate limits, requests for a human and shared
@@ -433,14 +417,7 @@ impl<D: Database> AccountsDb<'_, D> {
     /// At most `limit` appids after `after`, in order.
     pub async fn after(&self, after: &str, limit: u64) -> Result<Vec<String>, Error> {
         let rows = self.db.query(&Statement::new(ACCOUNTS_AFTER, vec![after.into(), limit.into()])).await?;
-        rows.iter()
-            .map(|row| {
-                row.get("appid")
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_string)
-                    .ok_or(unreadable("database: an accounts row"))
-            })
-            .collect()
+        rows.iter().map(|row| text(row, "appid").ok_or(unreadable("database: an accounts row"))).collect()
     }
 
     /// Stores an operator token of `appid` (its id and the hash of its secret); `false` when
@@ -454,8 +431,7 @@ impl<D: Database> AccountsDb<'_, D> {
     pub async fn token(&self, id: &str) -> Result<Option<(String, String)>, Error> {
         let rows = self.db.query(&Statement::new(TOKEN_GET, vec![id.into()])).await?;
         let Some(row) = rows.first() else { return Ok(None) };
-        let text = |column: &str| row.get(column).and_then(serde_json::Value::as_str).map(str::to_string);
-        match (text("appid"), text("hash")) {
+        match (text(row, "appid"), text(row, "hash")) {
             (Some(appid), Some(hash)) => Ok(Some((appid, hash))),
             _ => Err(unreadable("database: an operator_tokens row")),
         }
@@ -466,14 +442,12 @@ impl<D: Database> AccountsDb<'_, D> {
         let rows = self.db.query(&Statement::new(TOKEN_LIST, vec![appid.into(), MAX_PER_ACCOUNT.into()])).await?;
         rows.iter()
             .map(|row| {
-                let text = |column: &str| row.get(column).and_then(serde_json::Value::as_str).map(str::to_string);
-                let time = |column: &str| int(row, column).and_then(|n| u64::try_from(n).ok());
                 let bad = || unreadable("database: an operator_tokens row");
                 Ok(Listed {
-                    id: text("id").ok_or_else(bad)?,
-                    name: text("name").ok_or_else(bad)?,
-                    created: time("created").ok_or_else(bad)?,
-                    last_used: time("last_used"),
+                    id: text(row, "id").ok_or_else(bad)?,
+                    name: text(row, "name").ok_or_else(bad)?,
+                    created: time(row, "created").ok_or_else(bad)?,
+                    last_used: time(row, "last_used"),
                 })
             })
             .collect()
