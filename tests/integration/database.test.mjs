@@ -3,36 +3,24 @@
 // isolate's memory can be what runs a push's effects once: the database's row is.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { startWorker, bundle, BASE, ADMIN_TOKEN, DATABASE_ID, defaultBindings } from '../support/worker.mjs';
 import { mockWeChat } from '../support/mock-wechat.mjs';
 import { plainQuery } from '../support/wechat.mjs';
+import { startWebhook } from '../support/webhook.mjs';
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
 let mock;
 let mf;
 let second; // the second isolate: another worker of the same bundle, the same D1 database
 let hook;
-const hooks = [];
-
-async function outbound(req) {
-  if (new URL(req.url).hostname !== '127.0.0.1') return mock.handler(req);
-  return fetch(req.url, { method: req.method, headers: req.headers, body: await req.text() });
-}
+let hooks; // the webhook's calls
 
 before(async () => {
-  hook = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => { body += c; });
-    req.on('end', () => {
-      hooks.push(JSON.parse(body));
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"errcode":0,"errmsg":"ok"}');
-    });
-  });
-  await new Promise((r) => hook.listen(0, '127.0.0.1', r));
+  hook = await startWebhook();
+  hooks = hook.calls;
   mock = mockWeChat();
-  const bindings = { ...defaultBindings, ALERT_WEBHOOK_URL: `http://127.0.0.1:${hook.address().port}/hook?key=K` };
+  const outbound = hook.outbound(mock.handler);
+  const bindings = { ...defaultBindings, ALERT_WEBHOOK_URL: hook.url('/hook?key=K') };
   mf = startWorker({
     bindings,
     wechat: outbound,

@@ -3,39 +3,27 @@
 // through two isolates at once).
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { startWorker, BASE, ADMIN_TOKEN } from '../support/worker.mjs';
 import { mockWeChat } from '../support/mock-wechat.mjs';
 import { plainQuery, field } from '../support/wechat.mjs';
+import { startWebhook } from '../support/webhook.mjs';
 
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
 let mock;
 let mf;
 let hook;
-const hooks = [];
-
+let hooks; // the webhook's calls, `{ path, body }`
 /** The worker's outbound fetches: the webhook over loopback, WeChat to the in-process mock. */
-async function outbound(req) {
-  if (new URL(req.url).hostname !== '127.0.0.1') return mock.handler(req);
-  return fetch(req.url, { method: req.method, headers: req.headers, body: await req.text() });
-}
+let outbound;
 
 before(async () => {
-  // The agents' webhook: a real HTTP server on 127.0.0.1 that answers like a WeCom robot.
-  hook = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => { body += c; });
-    req.on('end', () => {
-      hooks.push({ path: req.url, body: JSON.parse(body) });
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"errcode":0,"errmsg":"ok"}');
-    });
-  });
-  await new Promise((r) => hook.listen(0, '127.0.0.1', r));
+  hook = await startWebhook();
+  hooks = hook.calls;
+  outbound = hook.outbound((req) => mock.handler(req));
   mock = mockWeChat();
   mf = startWorker({
     captureLogs: true,
-    bindings: { ALERT_WEBHOOK_URL: `http://127.0.0.1:${hook.address().port}/hook?key=SECRET-KEY` },
+    bindings: { ALERT_WEBHOOK_URL: hook.url('/hook?key=SECRET-KEY') },
     // WeChat is mocked in-process; the webhook is reached over the loopback network.
     wechat: outbound,
   });
@@ -102,7 +90,7 @@ test('a user waiting while nobody is online raises a WeCom alert on the webhook'
   await putRules({ no_agent: { action: 'transfer' }, alerts: { on: ['waiting'], format: 'wecom' } });
   // A fresh look at who is online: wait out the isolate's 30 s list? No: a new worker.
   const w = startWorker({
-    bindings: { ALERT_WEBHOOK_URL: `http://127.0.0.1:${hook.address().port}/hook?key=SECRET-KEY` },
+    bindings: { ALERT_WEBHOOK_URL: hook.url('/hook?key=SECRET-KEY') },
     wechat: outbound,
     captureLogs: true,
   });
