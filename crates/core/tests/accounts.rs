@@ -40,12 +40,7 @@ fn accounts_only(rt: &FakeRuntime) -> TestApp {
 }
 
 fn world(rt: &FakeRuntime) {
-    rt.upstream.script(|call| {
-        if call.url.contains("stable_token") {
-            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
-        }
-        Scripted::json(r#"{"errcode":0,"errmsg":"ok"}"#)
-    });
+    rt.upstream.script_behind_token(|_| Scripted::json(r#"{"errcode":0,"errmsg":"ok"}"#));
 }
 
 fn auth() -> String {

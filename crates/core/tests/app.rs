@@ -232,10 +232,7 @@ fn push_text(app: &TestApp) -> (String, u64, Served) {
 #[test]
 fn online_routing_targets_a_free_agent_and_caches_the_list() {
     let rt = FakeRuntime::at(NOW);
-    rt.upstream.script(|call| {
-        if call.url.contains("stable_token") {
-            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
-        }
+    rt.upstream.script_behind_token(|_| {
         Scripted::json(r#"{"kf_online_list":[{"kf_account":"a@gh_1","status":1,"auto_accept":2,"accepted_case":2},{"kf_account":"b@gh_1","status":1,"auto_accept":2,"accepted_case":1}]}"#)
     });
     let app = online_app(&rt);
@@ -257,10 +254,7 @@ fn online_routing_targets_a_free_agent_and_caches_the_list() {
 #[test]
 fn a_hanging_online_list_never_delays_a_transfer_past_the_budget() {
     let rt = FakeRuntime::at(NOW);
-    rt.upstream.script(|call| {
-        if call.url.contains("stable_token") {
-            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
-        }
+    rt.upstream.script_behind_token(|_| {
         Scripted::json(r#"{"kf_online_list":[{"kf_account":"a@gh_1","status":1}]}"#).after(4_000)
     });
     let app = online_app(&rt);
@@ -294,10 +288,7 @@ fn the_cron_line_names_its_outcome_and_notes_only_when_there_are_some() {
 #[test]
 fn pushes_at_once_look_the_online_list_up_once() {
     let rt = FakeRuntime::at(NOW);
-    rt.upstream.script(|call| {
-        if call.url.contains("stable_token") {
-            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
-        }
+    rt.upstream.script_behind_token(|_| {
         Scripted::json(r#"{"kf_online_list":[{"kf_account":"b@gh_1","status":1,"auto_accept":9,"accepted_case":1}]}"#)
             .after(100)
     });

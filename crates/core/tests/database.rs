@@ -28,10 +28,7 @@ fn isolate() -> Rc<Isolate> {
 
 /// WeChat and the webhook answering everything well.
 fn world(rt: &FakeRuntime) {
-    rt.upstream.script(|call| {
-        if call.url.contains("stable_token") {
-            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
-        }
+    rt.upstream.script_behind_token(|call| {
         if call.url.contains("getkflist") {
             return Scripted::json(r#"{"kf_list":[{"kf_account":"kf2001@gh_1","kf_nick":"小美"}]}"#);
         }
@@ -146,10 +143,7 @@ fn a_request_for_a_human_is_known_to_every_isolate() {
 #[test]
 fn a_reply_queries_the_database_at_most_once() {
     let rt = FakeRuntime::at(MONDAY_22);
-    rt.upstream.script(|call| {
-        if call.url.contains("stable_token") {
-            return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
-        }
+    rt.upstream.script_behind_token(|_| {
         Scripted::json(
             r#"{"kf_online_list":[{"kf_account":"kf2001@gh_1","status":1,"auto_accept":5,"accepted_case":0}]}"#,
         )

@@ -252,6 +252,17 @@ impl ScriptedUpstream {
         *self.handler.borrow_mut() = Box::new(handler);
     }
 
+    /// Replaces the script: the stable token endpoint issues `T` for 7200 s, `handler` answers
+    /// everything else.
+    pub fn script_behind_token(&self, mut handler: impl FnMut(&HttpCall) -> Scripted + 'static) {
+        self.script(move |call| {
+            if call.url.contains("stable_token") {
+                return Scripted::json(r#"{"access_token":"T","expires_in":7200}"#);
+            }
+            handler(call)
+        });
+    }
+
     pub fn calls(&self) -> Vec<HttpCall> {
         self.calls.borrow().clone()
     }
