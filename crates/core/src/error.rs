@@ -236,24 +236,10 @@ impl Error {
                 message: Some(Cow::Borrowed(reason)),
                 ..Body::default()
             },
-            Error::Conflict { field, reason } => Body {
-                error: Some(self.code()),
-                field: Some(field),
-                message: Some(Cow::Borrowed(reason)),
-                ..Body::default()
-            },
-            Error::NotConfigured { variable, reason } => Body {
-                error: Some(self.code()),
-                field: Some(variable),
-                message: Some(Cow::Borrowed(reason)),
-                ..Body::default()
-            },
-            Error::BodyUnreadable => Body {
-                error: Some(self.code()),
-                field: Some("body"),
-                message: Some(Cow::Borrowed("the request body could not be read")),
-                ..Body::default()
-            },
+            // Their public message is their reason.
+            Error::Conflict { field, .. } => coded(Some(field)),
+            Error::NotConfigured { variable, .. } => coded(Some(variable)),
+            Error::BodyUnreadable => coded(Some("body")),
             Error::Push(P::MissingParameter(n) | P::InvalidParameter(n) | P::MissingField(n) | P::InvalidField(n)) => {
                 coded(Some(n))
             }
