@@ -8,8 +8,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::api::answer::read_body;
 use crate::api::client::WeChatApi;
@@ -29,33 +28,21 @@ pub const NEGATIVE_TTL_SECS: u64 = 30;
 pub const LOOKUP_BUDGET_MS: u64 = 1_500;
 
 /// One entry of `getonlinekflist`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnlineKf {
     pub kf_account: String,
     /// 0 offline; 1 web client online (other non-zero values: other clients). Absent: 0.
+    #[serde(default)]
     pub status: i64,
     /// Maximum sessions auto-accepted; 0 means auto-accept is off. Absent: not reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_accept: Option<i64>,
     /// Sessions being served now. Absent: 0.
+    #[serde(default)]
     pub accepted_case: i64,
 }
 
 impl OnlineKf {
-    /// An entry as WeChat writes it: `kf_account` a string, the numbers integers when present.
-    fn from_json(entry: &Value) -> Option<OnlineKf> {
-        let int = |name: &str| match entry.get(name) {
-            None => Some(None),
-            Some(v) => v.as_i64().map(Some),
-        };
-        Some(OnlineKf {
-            kf_account: entry.get("kf_account")?.as_str()?.to_string(),
-            status: int("status")?.unwrap_or_default(),
-            auto_accept: int("auto_accept")?,
-            accepted_case: int("accepted_case")?.unwrap_or_default(),
-        })
-    }
-
     /// Online, and either below its auto-accept limit or with no limit reported.
     pub fn has_capacity(&self) -> bool {
         self.status != 0 && self.auto_accept.is_none_or(|max| max > 0 && self.accepted_case < max)
@@ -63,7 +50,7 @@ impl OnlineKf {
 }
 
 /// An online list with the time it was fetched, as cached: `{"fetched_at":..,"list":[..]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedOnlineList {
     pub fetched_at: u64,
     pub list: Vec<OnlineKf>,
@@ -79,23 +66,19 @@ impl CachedOnlineList {
     }
 
     pub fn from_json(raw: &str) -> Option<Self> {
-        let v = crate::document::parse(raw.as_bytes())?;
-        Some(CachedOnlineList { fetched_at: v.get("fetched_at")?.as_u64()?, list: entries(v.get("list"))? })
+        serde_json::from_str(raw).ok()
     }
 }
 
-/// The entries of a list; absent is empty.
-fn entries(list: Option<&Value>) -> Option<Vec<OnlineKf>> {
-    match list {
-        None => Some(Vec::new()),
-        Some(list) => list.as_array()?.iter().map(OnlineKf::from_json).collect(),
-    }
-}
-
-/// Reads `getonlinekflist`'s answer (already checked for `errcode`).
+/// Reads `getonlinekflist`'s answer (already checked for `errcode`): a JSON object whose
+/// `kf_online_list` (absent: empty) holds the entries.
 pub fn parse_online_list(body: &[u8]) -> Result<Vec<OnlineKf>, Error> {
     const UNEXPECTED: &str = "getonlinekflist answered an unexpected shape";
-    entries(read_body(body, UNEXPECTED)?.get("kf_online_list")).ok_or(Error::Upstream(UNEXPECTED))
+    let mut answer = read_body(body, UNEXPECTED)?;
+    match answer.remove("kf_online_list") {
+        None => Ok(Vec::new()),
+        Some(list) => serde_json::from_value(list).map_err(|_| Error::Upstream(UNEXPECTED)),
+    }
 }
 
 /// The first configured account that is online with free capacity.

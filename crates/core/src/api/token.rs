@@ -2,7 +2,7 @@
 //! what to do when WeChat rejects one or the endpoint fails. The clock is always passed in
 //! (`now`, seconds). [`crate::api::token_cache`] applies it over the runtime traits.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::answer::read_answer;
@@ -29,7 +29,7 @@ pub const BACKOFF_MAX_SECS: u64 = 60;
 pub const CREDENTIAL_BACKOFF_SECS: u64 = 300;
 
 /// A token as cached in memory and in KV (JSON, see [`CachedToken::to_json`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedToken {
     pub access_token: String,
     /// When WeChat said it expires (seconds since the epoch).
@@ -37,7 +37,7 @@ pub struct CachedToken {
     /// When we received it.
     pub fetched_at: u64,
     /// It was fetched because WeChat rejected the token before it.
-    #[serde(skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub after_rejection: bool,
 }
 
@@ -63,16 +63,7 @@ impl CachedToken {
 
     /// Reads [`to_json`](Self::to_json)'s output; `None` for anything else.
     pub fn from_json(raw: &str) -> Option<Self> {
-        let v = crate::document::parse(raw.as_bytes())?;
-        Some(CachedToken {
-            access_token: v.get("access_token")?.as_str()?.to_string(),
-            expires_at: v.get("expires_at")?.as_u64()?,
-            fetched_at: v.get("fetched_at")?.as_u64()?,
-            after_rejection: match v.get("after_rejection") {
-                None => false,
-                Some(flag) => flag.as_bool()?,
-            },
-        })
+        serde_json::from_str(raw).ok()
     }
 
     /// Safety margin before the real expiry: a quarter of the lifetime, at most 5 minutes, so a
