@@ -26,10 +26,8 @@ pub const MAX_LISTED: u64 = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub kf_accounts: Vec<String>,
-    /// `static` or `online`.
-    pub kf_routing: String,
-    /// `stable` or `classic`.
-    pub token_endpoint: String,
+    pub kf_routing: KfRouting,
+    pub token_endpoint: TokenEndpoint,
     /// Whether the sealed secrets hold an EncodingAESKey, an AppSecret (never the values).
     pub aes_key: bool,
     pub secret: bool,
@@ -69,8 +67,8 @@ impl Stored {
             name: &self.name,
             callback_path: format!("/wechat/{}", self.appid),
             kf_accounts: &self.settings.kf_accounts,
-            kf_routing: &self.settings.kf_routing,
-            token_endpoint: &self.settings.token_endpoint,
+            kf_routing: self.settings.kf_routing.as_str(),
+            token_endpoint: self.settings.token_endpoint.as_str(),
             aes_key_set: self.settings.aes_key,
             secret_set: self.settings.secret,
             created: self.created,
@@ -87,12 +85,8 @@ impl Stored {
             crypto,
             secret: secrets.secret,
             kf_accounts: self.settings.kf_accounts.clone(),
-            kf_routing: if self.settings.kf_routing == "online" { KfRouting::Online } else { KfRouting::Static },
-            token_endpoint: if self.settings.token_endpoint == "classic" {
-                TokenEndpoint::Classic
-            } else {
-                TokenEndpoint::Stable
-            },
+            kf_routing: self.settings.kf_routing,
+            token_endpoint: self.settings.token_endpoint,
             max_clock_skew_secs,
         }
     }
@@ -142,8 +136,8 @@ fn check_token(token: &str) -> Result<String, Error> {
 }
 
 fn check_aes_key(key: &str, appid: &str) -> Result<String, Error> {
-    let alphabet = key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
-    if key.len() != 43 || !alphabet || WeChatCrypto::new(key, appid).is_none() {
+    // 43 characters of the base64 alphabet (`wechat_mp::crypto::is_encoding_aes_key`).
+    if WeChatCrypto::new(key, appid).is_none() {
         return Err(invalid("aes_key", "must be 43 characters of the base64 alphabet"));
     }
     Ok(key.to_string())
@@ -166,18 +160,14 @@ fn check_kf_accounts(list: Vec<String>) -> Result<Vec<String>, Error> {
     Ok(list)
 }
 
-fn check_routing(routing: String) -> Result<String, Error> {
-    match routing.as_str() {
-        "static" | "online" => Ok(routing),
-        _ => Err(invalid("kf_routing", "must be static or online")),
-    }
+fn check_routing(routing: Option<String>, current: KfRouting) -> Result<KfRouting, Error> {
+    routing.map_or(Ok(current), |word| KfRouting::parse(&word).ok_or(invalid("kf_routing", "must be static or online")))
 }
 
-fn check_endpoint(endpoint: String) -> Result<String, Error> {
-    match endpoint.as_str() {
-        "stable" | "classic" => Ok(endpoint),
-        _ => Err(invalid("token_endpoint", "must be stable or classic")),
-    }
+fn check_endpoint(endpoint: Option<String>, current: TokenEndpoint) -> Result<TokenEndpoint, Error> {
+    endpoint.map_or(Ok(current), |word| {
+        TokenEndpoint::parse(&word).ok_or(invalid("token_endpoint", "must be stable or classic"))
+    })
 }
 
 /// An account as the owner gave it, checked: appid, name, secrets, settings.
@@ -189,7 +179,12 @@ pub struct Checked {
     pub settings: Settings,
 }
 
-fn settings(secrets: &Secrets, kf_accounts: Vec<String>, kf_routing: String, token_endpoint: String) -> Settings {
+fn settings(
+    secrets: &Secrets,
+    kf_accounts: Vec<String>,
+    kf_routing: KfRouting,
+    token_endpoint: TokenEndpoint,
+) -> Settings {
     Settings {
         kf_accounts,
         kf_routing,
@@ -211,8 +206,8 @@ pub fn create(body: &[u8]) -> Result<Checked, Error> {
     let aes_key = b.aes_key.as_deref().map(|k| check_aes_key(k, &appid)).transpose()?;
     let secret = b.secret.as_deref().map(check_secret).transpose()?;
     let kf_accounts = check_kf_accounts(b.kf_accounts.unwrap_or_default())?;
-    let kf_routing = check_routing(b.kf_routing.unwrap_or_else(|| "static".into()))?;
-    let token_endpoint = check_endpoint(b.token_endpoint.unwrap_or_else(|| "stable".into()))?;
+    let kf_routing = check_routing(b.kf_routing, KfRouting::Static)?;
+    let token_endpoint = check_endpoint(b.token_endpoint, TokenEndpoint::Stable)?;
     let secrets = Secrets { token, aes_key, secret };
     let settings = settings(&secrets, kf_accounts, kf_routing, token_endpoint);
     Ok(Checked { appid, name, secrets, settings })
@@ -261,8 +256,8 @@ pub fn update(current: &Stored, secrets: Secrets, body: &[u8]) -> Result<Checked
         Some(list) => check_kf_accounts(list)?,
         None => current.settings.kf_accounts.clone(),
     };
-    let kf_routing = check_routing(b.kf_routing.unwrap_or_else(|| current.settings.kf_routing.clone()))?;
-    let token_endpoint = check_endpoint(b.token_endpoint.unwrap_or_else(|| current.settings.token_endpoint.clone()))?;
+    let kf_routing = check_routing(b.kf_routing, current.settings.kf_routing)?;
+    let token_endpoint = check_endpoint(b.token_endpoint, current.settings.token_endpoint)?;
     let secrets = Secrets { token, aes_key, secret };
     let settings = settings(&secrets, kf_accounts, kf_routing, token_endpoint);
     Ok(Checked { appid, name, secrets, settings })

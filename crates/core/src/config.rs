@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wechat_mp::callback::CallbackSettings;
 use wechat_mp::WeChatCrypto;
 
@@ -49,8 +49,10 @@ pub fn variables() -> impl Iterator<Item = &'static str> {
 pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
 
-/// How the access_token is obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the access_token is obtained (`stable` or `classic` in the environment and in an
+/// account's settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TokenEndpoint {
     /// `POST /cgi-bin/stable_token`: the same token for every caller while valid (default).
     Stable,
@@ -59,6 +61,14 @@ pub enum TokenEndpoint {
 }
 
 impl TokenEndpoint {
+    pub fn parse(word: &str) -> Option<TokenEndpoint> {
+        match word {
+            "stable" => Some(TokenEndpoint::Stable),
+            "classic" => Some(TokenEndpoint::Classic),
+            _ => None,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             TokenEndpoint::Stable => "stable",
@@ -67,8 +77,9 @@ impl TokenEndpoint {
     }
 }
 
-/// How the inline transfer picks its `KfAccount`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the inline transfer picks its `KfAccount` (`static` or `online`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum KfRouting {
     /// The first account of the list, as configured.
     Static,
@@ -77,6 +88,14 @@ pub enum KfRouting {
 }
 
 impl KfRouting {
+    pub fn parse(word: &str) -> Option<KfRouting> {
+        match word {
+            "static" => Some(KfRouting::Static),
+            "online" => Some(KfRouting::Online),
+            _ => None,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             KfRouting::Static => "static",
@@ -192,13 +211,12 @@ impl Config {
         if kf_accounts.iter().any(|a| !is_kf_account(a)) {
             problems.push(Problem::Invalid("WECHAT_KF_ACCOUNT"));
         }
-        let kf_routing = match get("WECHAT_KF_ROUTING").as_deref() {
-            None | Some("static") => KfRouting::Static,
-            Some("online") => KfRouting::Online,
-            Some(_) => {
+        let kf_routing = match get("WECHAT_KF_ROUTING") {
+            None => KfRouting::Static,
+            Some(word) => KfRouting::parse(&word).unwrap_or_else(|| {
                 problems.push(Problem::Invalid("WECHAT_KF_ROUTING"));
                 KfRouting::Static
-            }
+            }),
         };
         let max_clock_skew_secs = match get("WECHAT_MAX_CLOCK_SKEW_SECS") {
             None => DEFAULT_MAX_CLOCK_SKEW_SECS,
@@ -215,13 +233,12 @@ impl Config {
                 DEFAULT_API_BASE.to_string()
             }
         };
-        let token_endpoint = match get("WECHAT_TOKEN_ENDPOINT").as_deref() {
-            None | Some("stable") => TokenEndpoint::Stable,
-            Some("classic") => TokenEndpoint::Classic,
-            Some(_) => {
+        let token_endpoint = match get("WECHAT_TOKEN_ENDPOINT") {
+            None => TokenEndpoint::Stable,
+            Some(word) => TokenEndpoint::parse(&word).unwrap_or_else(|| {
                 problems.push(Problem::Invalid("WECHAT_TOKEN_ENDPOINT"));
                 TokenEndpoint::Stable
-            }
+            }),
         };
         let store_bound = get("WECHAT_KV").is_some();
         if !store_bound {
