@@ -119,7 +119,9 @@ fn alphanumeric(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn check_name(name: &str) -> Result<String, Error> {
+/// A name (an account's, an operator token's): 1 to 64 characters once trimmed, no control
+/// characters.
+pub fn check_name(name: &str) -> Result<String, Error> {
     let name = name.trim();
     let chars = name.chars().count();
     if chars == 0 || chars > 64 || name.chars().any(char::is_control) {

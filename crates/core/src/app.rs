@@ -472,15 +472,9 @@ impl<R: Runtime + 'static> Worker<R> {
     fn callback(&self) -> Result<callback::CallbackSettings<'_>, Error> {
         match &self.acting {
             None => self.config().callback(),
-            Some(acting) => Ok(callback::CallbackSettings {
-                token: acting
-                    .account
-                    .token
-                    .as_deref()
-                    .ok_or(Error::Internal("accounts: an account without a Token"))?,
-                crypto: acting.account.crypto.as_ref(),
-                max_clock_skew_secs: acting.account.max_clock_skew_secs,
-            }),
+            Some(acting) => {
+                acting.account.callback_settings().ok_or(Error::Internal("accounts: an account without a Token"))
+            }
         }
     }
 
@@ -796,18 +790,11 @@ impl<R: Runtime + 'static> Worker<R> {
     fn db_account(&self, stored: &Stored, secrets: accounts::Secrets) -> DbAccount {
         let account = stored.account(secrets, self.config().account.max_clock_skew_secs);
         let state = self.isolate.states.borrow_mut().entry(stored.appid.clone()).or_default().clone();
-        let credentials = match &account.secret {
-            Some(secret) => Ok(Rc::new(Credentials {
-                appid: stored.appid.clone(),
-                secret: secret.clone(),
-                api_base: self.config().api_base.clone(),
-                endpoint: account.token_endpoint,
-            })),
-            None => Err(Error::NotConfigured {
-                variable: "secret",
-                reason: "the account has no AppSecret: set its secret to call WeChat's API",
-            }),
-        };
+        // A database account always has its AppID: only the AppSecret can be missing.
+        let credentials = account.credentials(&self.config().api_base).map(Rc::new).map_err(|_| Error::NotConfigured {
+            variable: "secret",
+            reason: "the account has no AppSecret: set its secret to call WeChat's API",
+        });
         DbAccount { key: Rc::from(stored.appid.as_str()), account, state, credentials }
     }
 

@@ -143,6 +143,26 @@ impl Account {
     pub fn key(&self) -> &str {
         self.appid.as_deref().unwrap_or("default")
     }
+
+    /// The callback's settings; `None` without a Token.
+    pub fn callback_settings(&self) -> Option<CallbackSettings<'_>> {
+        Some(CallbackSettings {
+            token: self.token.as_deref()?,
+            crypto: self.crypto.as_ref(),
+            max_clock_skew_secs: self.max_clock_skew_secs,
+        })
+    }
+
+    /// The credentials for WeChat API calls through `api_base`; `Err` names what is missing:
+    /// `appid` or `secret`.
+    pub fn credentials(&self, api_base: &str) -> Result<Credentials, &'static str> {
+        Ok(Credentials {
+            appid: self.appid.clone().ok_or("appid")?,
+            secret: self.secret.clone().ok_or("secret")?,
+            api_base: api_base.to_string(),
+            endpoint: self.token_endpoint,
+        })
+    }
 }
 
 /// What an account's WeChat API calls need. Never logged (the secret).
@@ -311,13 +331,7 @@ impl Config {
         if let Some(p) = self.problem_with(CALLBACK_VARIABLES) {
             return Err(Error::Config(p.variable()));
         }
-        let account = &self.account;
-        let token = account.token.as_deref().ok_or(Error::Config("WECHAT_TOKEN"))?;
-        Ok(CallbackSettings {
-            token,
-            crypto: account.crypto.as_ref(),
-            max_clock_skew_secs: account.max_clock_skew_secs,
-        })
+        self.account.callback_settings().ok_or(Error::Config("WECHAT_TOKEN"))
     }
 
     /// The credentials for WeChat API calls, or the first variable that is missing or invalid.
@@ -329,12 +343,9 @@ impl Config {
         if let Some(p) = self.problem_with(API_VARIABLES) {
             return Err(Error::Config(p.variable()));
         }
-        let account = &self.account;
-        Ok(Credentials {
-            appid: account.appid.clone().ok_or(Error::Config("WECHAT_APPID"))?,
-            secret: account.secret.clone().ok_or(Error::Config("WECHAT_APPSECRET"))?,
-            api_base: self.api_base.clone(),
-            endpoint: account.token_endpoint,
+        self.account.credentials(&self.api_base).map_err(|missing| match missing {
+            "appid" => Error::Config("WECHAT_APPID"),
+            _ => Error::Config("WECHAT_APPSECRET"),
         })
     }
 

@@ -38,7 +38,7 @@ pub fn parse(token: &str) -> Option<Presented> {
     let rest = token.strip_prefix(PREFIX)?;
     let (id, secret) = rest.split_at_checked(ID_LEN)?;
     let secret = secret.strip_prefix('_')?;
-    let valid_id = id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let valid_id = is_id(id);
     let valid_secret = (40..=64).contains(&secret.len())
         && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     (valid_id && valid_secret).then(|| Presented { id: id.to_string(), hash: hash(secret) })
@@ -70,15 +70,7 @@ pub fn name(body: &[u8]) -> Result<String, Error> {
     }
     let (body, _) = document::read::<Body>(body)?;
     let name = body.name.ok_or(Error::InvalidRequest { field: "name".into(), reason: "is required" })?;
-    let name = name.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > 64 || name.chars().any(char::is_control) {
-        return Err(Error::InvalidRequest {
-            field: "name".into(),
-            reason: "must be 1 to 64 characters, no control characters",
-        });
-    }
-    Ok(name.to_string())
+    crate::accounts::check_name(&name)
 }
 
 /// A token as the owner's list shows it (never the token, never its hash).
