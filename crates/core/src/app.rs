@@ -152,7 +152,7 @@ impl Route {
                 _ => Route::MethodNotAllowed("GET, HEAD"),
             },
             _ if path.starts_with("/api/") => {
-                if media::is_upload_path(account_route(below_api(path)).map_or(below_api(path), |(_, rest)| rest)) {
+                if media::is_upload_path(route_path(path)) {
                     Route::Upload
                 } else {
                     Route::Admin
@@ -193,6 +193,13 @@ impl Route {
 /// An admin path below `/api` (`/api/media` -> `/media`).
 fn below_api(path: &str) -> &str {
     path.strip_prefix("/api").unwrap_or(path)
+}
+
+/// An admin path as its route knows it: below `/api`, and below `/accounts/{appid}` for a
+/// database account's (`/api/accounts/wx…/media` -> `/media`).
+fn route_path(path: &str) -> &str {
+    let below = below_api(path);
+    account_route(below).map_or(below, |(_, rest)| rest)
 }
 
 /// A path below `/api` that names a database account, `/accounts/{appid}{rest}`: the appid and
@@ -454,8 +461,8 @@ impl<R: Runtime + 'static> Worker<R> {
             match route {
                 Route::UrlCheck => self.url_check(req),
                 Route::Health => Ok(self.health()),
-                Route::Admin => self.admin(req).await,
-                Route::Upload => self.upload(req).await,
+                // An upload is an admin route whose body the glue read within its kind's limit.
+                Route::Admin | Route::Upload => self.admin(req).await,
                 Route::Push | Route::AccountPush | Route::AccountUrlCheck | Route::NotFound => Err(Error::NotFound),
                 Route::MethodNotAllowed(allow) => Err(Error::MethodNotAllowed(allow)),
             }
@@ -559,14 +566,7 @@ impl<R: Runtime + 'static> Worker<R> {
             _ if rest.starts_with("/tokens/") && owner => self.tokens(req, appid, rest.strip_prefix("/tokens/")).await,
             "" | "/tokens" => Err(Error::Forbidden),
             _ if rest.starts_with("/tokens/") => Err(Error::Forbidden),
-            _ => {
-                let worker = self.for_account(appid).await?;
-                if media::is_upload_path(rest) {
-                    worker.upload_for(req, rest).await
-                } else {
-                    worker.admin_routes(req, rest).await
-                }
-            }
+            _ => self.for_account(appid).await?.admin_routes(req, rest).await,
         }
     }
 
@@ -644,15 +644,9 @@ impl<R: Runtime + 'static> Worker<R> {
         Ok(Served::done(Response::new(200, ContentType::Json, answer), call.path))
     }
 
-    /// `POST /api/media?type=`, `PUT /api/kf/accounts/{kf_account}/avatar`: the file checked,
-    /// then uploaded (with one refresh-and-retry, resending the same bytes); WeChat's answer as
-    /// it is.
-    async fn upload(&self, req: &Request) -> Result<Served, Error> {
-        self.admin(req).await
-    }
-
-    /// An upload (`path` below `/api` or below the account's path) for the account the worker
-    /// acts for.
+    /// `POST /api/media?type=`, `PUT /api/kf/accounts/{kf_account}/avatar` (`path` below `/api`
+    /// or below the account's path) for the account the worker acts for: the file checked, then
+    /// uploaded (with one refresh-and-retry, resending the same bytes); WeChat's answer as it is.
     async fn upload_for(&self, req: &Request, path: &str) -> Result<Served, Error> {
         let file = media::File { content_type: req.content_type.as_deref(), bytes: &req.body };
         let call = media::plan(&req.method, path, &req.query, file)?;
@@ -1210,8 +1204,7 @@ pub fn prepare(isolate: &Rc<Isolate>, now: u64, req: &Request) -> Result<Prepare
     if route != Route::Upload {
         return Ok(Prepared { body_limit: route.body_limit(), drain_limit: DRAIN_BYTES, _slot: None });
     }
-    let below = below_api(&req.path);
-    let kind = media::head(&req.method, account_route(below).map_or(below, |(_, rest)| rest), &req.query)?;
+    let kind = media::head(&req.method, route_path(&req.path), &req.query)?;
     if isolate.uploading.replace(true) {
         return Err(Error::Busy("another upload in this isolate"));
     }
@@ -1227,10 +1220,7 @@ pub fn prepare(isolate: &Rc<Isolate>, now: u64, req: &Request) -> Result<Prepare
 /// limit, the limit of the kind it asked for.
 pub fn body_refused(req: &Request, err: Error) -> Served {
     match (req.route(), err) {
-        (Route::Upload, Error::PayloadTooLarge) => {
-            let below = below_api(&req.path);
-            Served::failed(&media::too_large(account_route(below).map_or(below, |(_, rest)| rest), &req.query))
-        }
+        (Route::Upload, Error::PayloadTooLarge) => Served::failed(&media::too_large(route_path(&req.path), &req.query)),
         (_, err) => Served::failed(&err),
     }
 }
