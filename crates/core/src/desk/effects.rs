@@ -80,12 +80,9 @@ pub enum Effect {
     Session { kind: SessionKind, kf_account: String, template: String },
 }
 
-/// A push's effects, with what running them needs.
+/// A push's effects (the push itself, its key and its user, is the [`Recorded`] they run with).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
-    /// [`Message::dedup_key`].
-    pub key: String,
-    pub openid: String,
     pub effects: Vec<Effect>,
 }
 
@@ -198,7 +195,7 @@ pub fn plan(message: &Message, decision: &Decision<'_>, rules: &Rules) -> Option
     if let Some((kind, kf_account, template)) = session {
         effects.push(Effect::Session { kind, kf_account: kf_account.clone(), template: template.clone() });
     }
-    (!effects.is_empty()).then(|| Planned { key: message.dedup_key(), openid: message.from_user_name.clone(), effects })
+    (!effects.is_empty()).then_some(Planned { effects })
 }
 
 /// What an alert says.
@@ -486,7 +483,7 @@ impl<R: Runtime> Effects<R> {
             Some(true) => {}
             // No database, or it failed: once per isolate.
             None => {
-                if !self.state.first_time(&planned.key, self.now()) {
+                if !self.state.first_time(&push.key, self.now()) {
                     self.notes.add("effects skipped: already run for this push (a retry)");
                     return;
                 }
@@ -494,7 +491,7 @@ impl<R: Runtime> Effects<R> {
         }
         let mut rows = Vec::with_capacity(planned.effects.len());
         for effect in planned.effects {
-            rows.push(self.run_one(rules, &planned.openid, effect).await);
+            rows.push(self.run_one(rules, &push.openid, effect).await);
         }
         if let (Some(true), Some(db)) = (first, self.db()) {
             if db.record_effects(&rows).await.is_err() {
