@@ -42,7 +42,7 @@ pub fn encode_into(response: &Response, log_line: Option<&str>, out: &mut Vec<u8
     }
     let (level, line) = match log_line {
         None => (0, ""),
-        Some(line) => (if response.status >= 500 { 2 } else { 1 }, line),
+        Some(line) => (if kf_core::app::logged_as_error(response.status) { 2 } else { 1 }, line),
     };
     out.push(level | if response.replayable { 0x80 } else { 0 });
     out.extend_from_slice(&u32::try_from(line.len()).unwrap_or(0).to_le_bytes());

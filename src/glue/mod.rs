@@ -186,7 +186,7 @@ fn finish(
         WorkerClock.sleep(AFTER_REPLY_MS).await;
         work.await;
         let line = app::log_line(route, &method, status, &outcome, ms, &notes.take());
-        if status >= 500 {
+        if app::logged_as_error(status) {
             worker::console_error!("{line}");
         } else {
             worker::console_log!("{line}");

@@ -59,12 +59,7 @@ impl Store for KvBacked {
         if let Some(read) = crate::reads::by_entry(key, within_ms) {
             return read.await;
         }
-        let read = std::pin::pin!(self.get(key));
-        let late = std::pin::pin!(Timer::new(within_ms));
-        match futures_util::future::select(read, late).await {
-            futures_util::future::Either::Left((read, _)) => Ok(read),
-            futures_util::future::Either::Right(_) => Err(Late),
-        }
+        kf_core::runtime::with_timeout(&WorkerClock, within_ms, Box::pin(self.get(key))).await.map_err(|_| Late)
     }
     async fn put(&self, key: &str, value: &str, ttl_secs: Option<u64>) -> Result<(), Error> {
         let options = js_sys::Object::new();
@@ -82,8 +77,8 @@ impl Store for KvBacked {
 /// D1 (the `WECHAT_DB` binding), through the `worker` crate.
 pub(crate) struct D1Backed(worker::D1Database);
 
-/// Integers D1 takes exactly: JS numbers (bound as doubles) up to 2^53.
-const MAX_EXACT: u64 = 1 << 53;
+/// Integers D1 takes exactly: JS numbers (bound as doubles), up to the core's `MAX_EXACT`.
+use kf_core::database::MAX_EXACT;
 
 fn failed(_: worker::Error) -> Error {
     Error::Internal("database: a statement failed")

@@ -1225,6 +1225,12 @@ pub fn body_refused(req: &Request, err: Error) -> Served {
     }
 }
 
+/// Whether a request's log line is written at error level: a 5xx, the worker's fault or its
+/// configuration's; the caller's faults (4xx) are not errors of the worker.
+pub fn logged_as_error(status: u16) -> bool {
+    status >= 500
+}
+
 /// The request's one log line (JSON): route, method, status, outcome, ms, and notes if any.
 pub fn log_line(route: Route, method: &str, status: u16, outcome: &str, ms: u64, notes: &[String]) -> String {
     #[derive(Serialize)]
