@@ -5,7 +5,7 @@ import { join, relative } from 'node:path';
 import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { TOKEN, APPID, AES_KEY } from './wechat.mjs';
-import { mockWeChat } from './mock-wechat.mjs';
+import { mockWeChat, APPSECRET } from './mock-wechat.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -16,7 +16,7 @@ export const defaultBindings = {
   WECHAT_TOKEN: TOKEN,
   WECHAT_APPID: APPID,
   WECHAT_ENCODING_AES_KEY: AES_KEY,
-  WECHAT_APPSECRET: 'test-app-secret',
+  WECHAT_APPSECRET: APPSECRET,
   WECHAT_API_BASE: 'https://api.weixin.qq.com',
   ADMIN_TOKEN,
 };
