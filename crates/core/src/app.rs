@@ -24,7 +24,7 @@ use crate::api::kf::OnlineState;
 use crate::api::media;
 use crate::api::token_cache::{TokenState, MANUAL_REFRESH_SPACING_MS};
 use crate::config::{Account, Config, Credentials};
-use crate::database::{AccountDb, AccountsDb, PAGE_ROWS};
+use crate::database::{AccountDb, AccountsDb, StatsDb, FOLD_ROWS, PAGE_ROWS};
 use crate::desk::effects::{Effects, EffectsState};
 use crate::desk::rules::Capabilities;
 use crate::desk::{Desk, DeskState, Loaded};
@@ -32,6 +32,7 @@ use crate::error::Error;
 use crate::notes::Notes;
 use crate::operators;
 use crate::push::Pipeline;
+use crate::report;
 use crate::runtime::{join, with_timeout, Background, Clock, Runtime, READ_LIMIT_MS};
 
 /// Database accounts whose expired limits and requests one cron run deletes, and where the
@@ -41,6 +42,12 @@ const PURGE_CURSOR: &str = "accounts_purged_to";
 
 /// The rate limit (in the database) of `POST /api/token/refresh`.
 const TOKEN_REFRESH_LIMIT: &str = "token_refresh";
+/// Folds of the ledger before a report (the rows the cron has not folded yet), and per cron
+/// run: up to 1,000 and 3,000 ledger rows.
+const REPORT_FOLDS: usize = 2;
+const CRON_FOLDS: usize = 6;
+/// A user who waited this long for an agent and never wrote again is no longer followed.
+const WAITING_FORGOTTEN_SECS: u64 = 2 * 86_400;
 
 /// What one account keeps in one isolate's memory, a piece for each subsystem.
 #[derive(Debug, Default, Clone)]
@@ -272,17 +279,19 @@ pub enum ContentType {
     Json,
     Text,
     Xml,
+    Csv,
 }
 
 impl ContentType {
     /// Every content type answered, in a fixed order (the wire format sends the index).
-    pub const ALL: [ContentType; 3] = [ContentType::Json, ContentType::Text, ContentType::Xml];
+    pub const ALL: [ContentType; 4] = [ContentType::Json, ContentType::Text, ContentType::Xml, ContentType::Csv];
 
     pub fn as_str(&self) -> &'static str {
         match self {
             ContentType::Json => "application/json; charset=utf-8",
             ContentType::Text => "text/plain; charset=utf-8",
             ContentType::Xml => "application/xml; charset=utf-8",
+            ContentType::Csv => "text/csv; charset=utf-8",
         }
     }
 }
@@ -637,6 +646,8 @@ impl<R: Runtime + 'static> Worker<R> {
             "/token/refresh" => return Err(Error::MethodNotAllowed("POST")),
             "/ledger" if req.method == "GET" => return self.ledger(req).await,
             "/ledger" => return Err(Error::MethodNotAllowed("GET")),
+            "/stats" if req.method == "GET" => return self.stats(req).await,
+            "/stats" => return Err(Error::MethodNotAllowed("GET")),
             _ => {}
         }
         let call = admin::plan(&req.method, path, &req.query, &req.body)?;
@@ -982,6 +993,66 @@ impl<R: Runtime + 'static> Worker<R> {
         ))
     }
 
+    /// `GET /api/stats`: the account's service levels (see [`crate::report`]), the ledger's
+    /// newest rows folded first so that the figures reach this request.
+    async fn stats(&self, req: &Request) -> Result<Served, Error> {
+        let now = self.rt.clock().now();
+        let query = report::query(&req.query, now)?;
+        let db = self.rt.database().ok_or(Error::Config("WECHAT_DB"))?;
+        let stats = StatsDb { db };
+        self.fold_ledger(&stats, REPORT_FOLDS, now).await;
+        let rules = self.desk().current_rules().await;
+        let rules = &rules.document.rules;
+        let buckets = report::Buckets::new(&query, rules.timezone);
+        let appid = self.account().key();
+        let rows = stats.hours(appid, buckets.first, query.to, query.kf_account.as_deref()).await?;
+        let rows: Vec<report::HourRow> = rows
+            .into_iter()
+            .map(|(key, figures)| report::HourRow { hour: key.hour, kf_account: key.kf_account, figures })
+            .collect();
+        // The episodes not decided yet: waiting less than the rules' delay, or since today.
+        let n = rules.stats.unanswered_after_secs;
+        let (today, _) = crate::desk::hours::local(now, rules.timezone);
+        let today = u64::try_from(today.days() * 86_400 - i64::from(rules.timezone.0) * 60).unwrap_or(0);
+        let waiting = stats.waiting(appid, now.saturating_sub(n).min(today)).await?;
+        let ctx = report::Context { now, offset: rules.timezone, unanswered_after_secs: n, waiting };
+        let answer = report::report(&query, &rows, &ctx);
+        let response = match query.format {
+            report::Format::Json => Response::json(&answer),
+            report::Format::Csv => {
+                let mut response = Response::new(200, ContentType::Csv, report::csv(&answer, rules.timezone));
+                let name = format!("attachment; filename=\"stats-{}-{}.csv\"", query.from, query.to);
+                response.headers.push(("content-disposition", name));
+                response
+            }
+        };
+        Ok(Served::done(response, format!("stats {} hourly rows", rows.len())))
+    }
+
+    /// Folds the ledger's newest rows into the hourly figures, at most `folds` times
+    /// [`FOLD_ROWS`]: how many rows it read. A failure is noted, and the figures stay as they
+    /// were (the next fold takes the same rows).
+    async fn fold_ledger(&self, stats: &StatsDb<'_, R::Database>, folds: usize, now: u64) -> u64 {
+        let mut read = 0;
+        for _ in 0..folds {
+            match stats.fold(now).await {
+                Ok(Some(outcome)) => {
+                    read += outcome.rows;
+                    if outcome.rows < FOLD_ROWS {
+                        break;
+                    }
+                }
+                // Another isolate folds the same rows.
+                Ok(None) => break,
+                Err(e) => {
+                    self.notes.add(format!("stats: the fold failed: {e}"));
+                    break;
+                }
+            }
+        }
+        read
+    }
+
     /// `GET|PUT|DELETE /api/rules`: `{"stored": bool, "rules": <document>}`.
     async fn rules(&self, req: &Request) -> Result<Served, Error> {
         let desk = self.desk();
@@ -1027,6 +1098,26 @@ impl<R: Runtime + 'static> Worker<R> {
             }
             if self.config().sealer.is_some() {
                 self.purge_database_accounts(now).await;
+            }
+            if rules.document.rules.stats.first_response {
+                if let Ok(api) = self.api() {
+                    match crate::first_responses::import(&api, &db, now).await {
+                        Ok(i) if i.pages > 0 => self.notes.add(format!(
+                            "stats: {} records read in {} pages, {} first responses",
+                            i.records, i.pages, i.first_responses
+                        )),
+                        Ok(_) => {}
+                        Err(e) => self.notes.add(format!("stats: first responses: {e}")),
+                    }
+                }
+            }
+            let stats = StatsDb { db: db.db };
+            let folded = self.fold_ledger(&stats, CRON_FOLDS, now).await;
+            if folded > 0 {
+                self.notes.add(format!("stats: {folded} ledger rows folded"));
+            }
+            if let Err(e) = stats.purge_waiting(now.saturating_sub(WAITING_FORGOTTEN_SECS)).await {
+                self.notes.add(format!("stats: {e}"));
             }
         }
         outcome

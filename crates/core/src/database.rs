@@ -18,6 +18,7 @@ use crate::accounts::{Settings, Stored};
 use crate::error::Error;
 use crate::operators::{Listed, Presented, LAST_USED_EVERY_SECS, MAX_PER_ACCOUNT};
 use crate::runtime::{Database, Param, Row, Statement};
+use crate::stats::{FoldRow, Hour, HourKey, UserState};
 
 /// A push, as the ledger keeps it (never its text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,26 @@ pub struct EffectRow {
     pub kf_account: Option<String>,
     /// Why skipped, or what failed (`errcode 45015`).
     pub detail: Option<String>,
+}
+
+/// A session's start or end, from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub openid: String,
+    pub at: u64,
+    /// `kf_create_session` (else `kf_close_session`).
+    pub created: bool,
+}
+
+/// A session's first response: the agent's first message after the session started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstResponse {
+    pub openid: String,
+    /// The session's start (`kf_create_session`).
+    pub start: u64,
+    /// The agent's message.
+    pub at: u64,
+    pub kf_account: String,
 }
 
 /// One row of a user's timeline.
@@ -142,6 +163,64 @@ const TOKEN_USED: &str = "UPDATE operator_tokens SET last_used = ?2 WHERE id = ?
      AND (last_used IS NULL OR last_used <= ?2 - ?3)";
 const TOKENS_OF_ACCOUNT_DELETE: &str = "DELETE FROM operator_tokens WHERE appid = ?1";
 
+/// The session events of the users `?2` (a JSON array of OpenIDs) from `?3` through `?4`.
+const SESSION_EVENTS: &str = "SELECT l.openid, l.at, l.what FROM json_each(?2) AS j JOIN ledger AS l \
+     ON l.appid = ?1 AND l.openid = j.value AND l.at >= ?3 AND l.at <= ?4 \
+     WHERE l.what IN ('event:kf_create_session', 'event:kf_close_session')";
+/// Sessions' first responses (`?2`: `[openid, session start, response time, agent]`), one row per
+/// session: its key is `first_response` at the session's start, so a second import conflicts.
+const RECORD_FIRST_RESPONSES: &str =
+    "INSERT INTO ledger (appid, openid, at, entry, push_key, what, outcome, kf_account, detail) \
+     SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'push', 'first_response', \
+     'first_response', 'seen', json_extract(value, '$[3]'), CAST(json_extract(value, '$[2]') AS TEXT) \
+     FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING";
+
+/// Where the fold stopped: the newest fold's last ledger row (none yet: 0).
+const STATS_CURSOR: &str = "SELECT last_id FROM stats_folds ORDER BY first_id DESC LIMIT 1";
+/// The ledger's rows after the fold's cursor, in insertion order (the table's key: a bounded
+/// read however large the ledger).
+const STATS_LEDGER_AFTER: &str = "SELECT id, appid, openid, at, entry, what, outcome, kf_account, detail \
+     FROM ledger WHERE id > ?1 ORDER BY id LIMIT ?2";
+/// The fold's state of the users `?1` (a JSON array of `[appid, openid]`), one lookup by key each.
+const STATS_USERS_GET: &str = "SELECT u.appid, u.openid, u.waiting_since, u.session_agent, u.session_start \
+     FROM json_each(?1) AS j JOIN stats_users AS u \
+     ON u.appid = json_extract(j.value, '$[0]') AND u.openid = json_extract(j.value, '$[1]')";
+/// The hourly rows `?1` (a JSON array of `[appid, hour, kf_account]`), one lookup by key each.
+const STATS_HOURS_GET: &str = "SELECT h.* FROM json_each(?1) AS j JOIN stats_hours AS h \
+     ON h.appid = json_extract(j.value, '$[0]') AND h.hour = json_extract(j.value, '$[1]') \
+     AND h.kf_account = json_extract(j.value, '$[2]')";
+/// A fold's claim on the rows after `?1`: a plain insert, so that a second fold from the same
+/// cursor fails and its whole batch rolls back.
+const STATS_CLAIM: &str = "INSERT INTO stats_folds (first_id, last_id, at) VALUES (?1, ?2, ?3)";
+const STATS_FOLDS_PRUNE: &str = "DELETE FROM stats_folds WHERE first_id < ?1";
+/// The hourly rows `?1`, whole (a JSON array of arrays in the table's column order).
+const STATS_HOURS_PUT: &str = "INSERT OR REPLACE INTO stats_hours \
+     (appid, hour, kf_account, pushes, after_hours, episodes, sessions, switches, \
+     notices_sent, notices_skipped, notices_failed, alerts_sent, alerts_skipped, alerts_failed, \
+     users, transferred, waits, first_responses, session_secs) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+     json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), \
+     json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'), \
+     json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'), \
+     json_extract(value, '$[12]'), json_extract(value, '$[13]'), json_extract(value, '$[14]'), \
+     json_extract(value, '$[15]'), json_extract(value, '$[16]'), json_extract(value, '$[17]'), \
+     json_extract(value, '$[18]') FROM json_each(?1)";
+/// The users `?1` to follow (`[appid, openid, waiting_since, session_agent, session_start]`).
+const STATS_USERS_PUT: &str = "INSERT OR REPLACE INTO stats_users \
+     (appid, openid, waiting_since, session_agent, session_start) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
+     json_extract(value, '$[3]'), json_extract(value, '$[4]') FROM json_each(?1)";
+/// The users `?1` (`[appid, openid]`) the fold no longer follows.
+const STATS_USERS_DELETE: &str = "DELETE FROM stats_users WHERE (appid, openid) IN \
+     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))";
+/// An account's hourly rows of a range (the key's order), all or the account's and one agent's.
+const STATS_REPORT: &str = "SELECT * FROM stats_hours WHERE appid = ?1 AND hour >= ?2 AND hour <= ?3 \
+     AND (?4 IS NULL OR kf_account = '' OR kf_account = ?4)";
+/// When an account's users still waiting started, from `?2` on (the partial index).
+const STATS_WAITING: &str = "SELECT waiting_since FROM stats_users WHERE waiting_since >= ?2 AND appid = ?1";
+/// Users who waited since before `?1` and were never picked up (nor wrote again).
+const STATS_WAITING_PURGE: &str = "DELETE FROM stats_users WHERE waiting_since < ?1 AND session_start IS NULL";
+
 /// Every statement of the core, for the tests that check each one's query plan.
 pub const STATEMENTS: &[&str] = &[
     RECORD_PUSH,
@@ -171,6 +250,20 @@ pub const STATEMENTS: &[&str] = &[
     ACCOUNT_LIMITS_DELETE,
     ACCOUNT_REQUESTS_DELETE,
     ACCOUNT_CACHE_DELETE,
+    SESSION_EVENTS,
+    RECORD_FIRST_RESPONSES,
+    STATS_CURSOR,
+    STATS_LEDGER_AFTER,
+    STATS_USERS_GET,
+    STATS_HOURS_GET,
+    STATS_CLAIM,
+    STATS_FOLDS_PRUNE,
+    STATS_HOURS_PUT,
+    STATS_USERS_PUT,
+    STATS_USERS_DELETE,
+    STATS_REPORT,
+    STATS_WAITING,
+    STATS_WAITING_PURGE,
 ];
 
 /// One account's part of the database: the narrow handle the front desk, the effects, the
@@ -313,6 +406,43 @@ impl<D: Database> AccountDb<'_, D> {
                 serde_json::from_value(serde_json::Value::Object(row)).map_err(|_| unreadable("database: a ledger row"))
             })
             .collect()
+    }
+
+    /// The session events of `users` from `from` through `to`.
+    pub async fn session_events(
+        &self,
+        users: &std::collections::BTreeSet<&str>,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<SessionEvent>, Error> {
+        let users = serde_json::json!(users);
+        let statement = self.statement(SESSION_EVENTS, vec![json_param(&users), from.into(), to.into()]);
+        self.db
+            .query(&statement)
+            .await?
+            .iter()
+            .map(|row| {
+                let bad = || unreadable("database: a ledger row");
+                Ok(SessionEvent {
+                    openid: text(row, "openid").ok_or_else(bad)?,
+                    at: time(row, "at").ok_or_else(bad)?,
+                    created: text(row, "what").ok_or_else(bad)? == "event:kf_create_session",
+                })
+            })
+            .collect()
+    }
+
+    /// Records sessions' first responses, each once: how many were new.
+    pub async fn record_first_responses(&self, found: &[FirstResponse]) -> Result<usize, Error> {
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let rows = serde_json::json!(found
+            .iter()
+            .map(|f| serde_json::json!([f.openid, f.start, f.at, f.kf_account]))
+            .collect::<Vec<_>>());
+        let changed = self.db.execute(&self.statement(RECORD_FIRST_RESPONSES, vec![json_param(&rows)])).await?;
+        Ok(usize::try_from(changed).unwrap_or(usize::MAX))
     }
 
     /// Deletes the ledger's rows older than `before` (a bounded number per call: the cron calls
@@ -462,5 +592,200 @@ impl<D: Database> AccountsDb<'_, D> {
     pub async fn token_used(&self, id: &str, now: u64) -> Result<(), Error> {
         let params = vec![id.into(), now.into(), LAST_USED_EVERY_SECS.into()];
         self.db.execute(&Statement::new(TOKEN_USED, params)).await.map(drop)
+    }
+}
+
+/// The service-level statistics (`stats_*`): the narrow handle of the fold and the reports.
+pub struct StatsDb<'a, D> {
+    pub db: &'a D,
+}
+
+/// The ledger rows one fold reads at most.
+pub const FOLD_ROWS: u64 = 500;
+
+/// A space-separated list of numbers, or of `start:wait` pairs.
+fn numbers(text: &str) -> Option<Vec<u64>> {
+    text.split_ascii_whitespace().map(|n| n.parse().ok()).collect()
+}
+
+fn pairs(text: &str) -> Option<Vec<(u64, u64)>> {
+    text.split_ascii_whitespace()
+        .map(|p| p.split_once(':').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))))
+        .collect()
+}
+
+fn joined<T: ToString>(values: impl IntoIterator<Item = T>) -> String {
+    values.into_iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ")
+}
+
+/// An hourly row's key and figures.
+fn hour_row(row: &Row) -> Result<(HourKey, Hour), Error> {
+    let bad = || unreadable("database: a stats_hours row");
+    let count = |c: &str| time(row, c).ok_or_else(bad);
+    let key = HourKey {
+        appid: text(row, "appid").ok_or_else(bad)?,
+        hour: count("hour")?,
+        kf_account: text(row, "kf_account").ok_or_else(bad)?,
+    };
+    let list = |c: &str| text(row, c).ok_or_else(bad);
+    let hour = Hour {
+        pushes: count("pushes")?,
+        after_hours: count("after_hours")?,
+        episodes: count("episodes")?,
+        sessions: count("sessions")?,
+        switches: count("switches")?,
+        notices: [count("notices_sent")?, count("notices_skipped")?, count("notices_failed")?],
+        alerts: [count("alerts_sent")?, count("alerts_skipped")?, count("alerts_failed")?],
+        users: list("users")?.split_ascii_whitespace().map(str::to_string).collect(),
+        transferred: list("transferred")?.split_ascii_whitespace().map(str::to_string).collect(),
+        waits: pairs(&list("waits")?).ok_or_else(bad)?,
+        first_responses: numbers(&list("first_responses")?).ok_or_else(bad)?,
+        session_secs: numbers(&list("session_secs")?).ok_or_else(bad)?,
+    };
+    Ok((key, hour))
+}
+
+fn hour_json(key: &HourKey, h: &Hour) -> serde_json::Value {
+    serde_json::json!([
+        key.appid,
+        key.hour,
+        key.kf_account,
+        h.pushes,
+        h.after_hours,
+        h.episodes,
+        h.sessions,
+        h.switches,
+        h.notices[0],
+        h.notices[1],
+        h.notices[2],
+        h.alerts[0],
+        h.alerts[1],
+        h.alerts[2],
+        joined(&h.users),
+        joined(&h.transferred),
+        joined(h.waits.iter().map(|(s, w)| format!("{s}:{w}"))),
+        joined(&h.first_responses),
+        joined(&h.session_secs),
+    ])
+}
+
+fn json_param(value: &serde_json::Value) -> Param {
+    Param::Text(value.to_string())
+}
+
+/// What a fold did: the ledger rows it read, and the cursor after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoldOutcome {
+    pub rows: u64,
+    pub cursor: i64,
+}
+
+impl<D: Database> StatsDb<'_, D> {
+    async fn cursor(&self) -> Result<i64, Error> {
+        let rows = self.db.query(&Statement::new(STATS_CURSOR, vec![])).await?;
+        match rows.first() {
+            None => Ok(0),
+            Some(row) => int(row, "last_id").ok_or(unreadable("database: stats_folds.last_id")),
+        }
+    }
+
+    /// Folds at most [`FOLD_ROWS`] ledger rows after the cursor into the hourly rows, in one
+    /// transaction with the fold's claim: `Ok(None)` when another fold took the same rows first
+    /// (nothing written), else how many rows it read.
+    pub async fn fold(&self, now: u64) -> Result<Option<FoldOutcome>, Error> {
+        let cursor = self.cursor().await?;
+        let statement = Statement::new(STATS_LEDGER_AFTER, vec![Param::Int(cursor), FOLD_ROWS.into()]);
+        let rows: Vec<FoldRow> = self
+            .db
+            .query(&statement)
+            .await?
+            .into_iter()
+            .map(|row| {
+                serde_json::from_value(serde_json::Value::Object(row)).map_err(|_| unreadable("database: a ledger row"))
+            })
+            .collect::<Result<_, _>>()?;
+        let Some(last) = rows.last().map(|r| r.id) else {
+            return Ok(Some(FoldOutcome { rows: 0, cursor }));
+        };
+        let users: std::collections::BTreeSet<(&str, &str)> =
+            rows.iter().map(|r| (r.appid.as_str(), r.openid.as_str())).collect();
+        let keys = serde_json::json!(users.iter().map(|(a, o)| [a, o]).collect::<Vec<_>>());
+        let state = self
+            .db
+            .query(&Statement::new(STATS_USERS_GET, vec![json_param(&keys)]))
+            .await?
+            .iter()
+            .map(|row| {
+                let bad = || unreadable("database: a stats_users row");
+                let key = (text(row, "appid").ok_or_else(bad)?, text(row, "openid").ok_or_else(bad)?);
+                let session = match (text(row, "session_agent"), time(row, "session_start")) {
+                    (Some(agent), Some(start)) => Some((agent, start)),
+                    _ => None,
+                };
+                Ok((key, UserState { waiting_since: time(row, "waiting_since"), session }))
+            })
+            .collect::<Result<_, Error>>()?;
+        let mut folded = crate::stats::fold(&rows, state);
+        // The rows these figures add to, read whole: the claim makes this fold the only writer.
+        let keys = serde_json::json!(folded
+            .hours
+            .keys()
+            .map(|k| serde_json::json!([k.appid, k.hour, k.kf_account]))
+            .collect::<Vec<_>>());
+        for row in self.db.query(&Statement::new(STATS_HOURS_GET, vec![json_param(&keys)])).await? {
+            let (key, stored) = hour_row(&row)?;
+            if let Some(added) = folded.hours.remove(&key) {
+                let mut merged = stored;
+                merged.merge(added);
+                folded.hours.insert(key, merged);
+            }
+        }
+        let hours = serde_json::Value::Array(folded.hours.iter().map(|(k, h)| hour_json(k, h)).collect());
+        let (gone, kept): (Vec<_>, Vec<_>) = folded.users.iter().partition(|(_, s)| s.is_empty());
+        let kept = serde_json::Value::Array(
+            kept.iter()
+                .map(|((appid, openid), s)| {
+                    let (agent, start) = s.session.as_ref().map_or((None, None), |(a, t)| (Some(a), Some(t)));
+                    serde_json::json!([appid, openid, s.waiting_since, agent, start])
+                })
+                .collect(),
+        );
+        let gone = serde_json::json!(gone.iter().map(|((a, o), _)| [a, o]).collect::<Vec<_>>());
+        let statements = [
+            Statement::new(STATS_CLAIM, vec![Param::Int(cursor), Param::Int(last), now.into()]),
+            Statement::new(STATS_FOLDS_PRUNE, vec![Param::Int(cursor)]),
+            Statement::new(STATS_HOURS_PUT, vec![json_param(&hours)]),
+            Statement::new(STATS_USERS_PUT, vec![json_param(&kept)]),
+            Statement::new(STATS_USERS_DELETE, vec![json_param(&gone)]),
+        ];
+        match self.db.batch(&statements).await {
+            Ok(_) => Ok(Some(FoldOutcome { rows: rows.len() as u64, cursor: last })),
+            // Another fold claimed these rows first (or the batch failed): nothing was written.
+            Err(_) if self.cursor().await? != cursor => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An account's hourly rows from `from` through `to` (hours' starts), all agents or one.
+    pub async fn hours(
+        &self,
+        appid: &str,
+        from: u64,
+        to: u64,
+        kf_account: Option<&str>,
+    ) -> Result<Vec<(HourKey, Hour)>, Error> {
+        let statement = Statement::new(STATS_REPORT, vec![appid.into(), from.into(), to.into(), kf_account.into()]);
+        self.db.query(&statement).await?.iter().map(hour_row).collect()
+    }
+
+    /// When the account's users still waiting started waiting, from `since` on.
+    pub async fn waiting(&self, appid: &str, since: u64) -> Result<Vec<u64>, Error> {
+        let rows = self.db.query(&Statement::new(STATS_WAITING, vec![appid.into(), since.into()])).await?;
+        rows.iter().map(|row| time(row, "waiting_since").ok_or(unreadable("database: a stats_users row"))).collect()
+    }
+
+    /// Stops following users who waited since before `before` and never had a session.
+    pub async fn purge_waiting(&self, before: u64) -> Result<u64, Error> {
+        self.db.execute(&Statement::new(STATS_WAITING_PURGE, vec![before.into()])).await
     }
 }

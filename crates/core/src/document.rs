@@ -113,6 +113,7 @@ static API_REASONS: &[&str] = &[
     "must be an integer from 1 to 2592000",
     "must be an integer from 60 to 2592000",
     "must be an integer from 1 to 3650",
+    "must be an integer from 60 to 86400",
     "must be HH:MM-HH:MM (24:00 only as an end)",
     "must end after it starts",
     "must be a date YYYY-MM-DD",

@@ -56,6 +56,28 @@ pub struct Rules {
     pub sessions: Sessions,
     /// How long the ledger keeps what happened to each user.
     pub retention_days: u64,
+    /// The service-level report's settings.
+    pub stats: Stats,
+}
+
+/// `stats`: how the service-level report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// A transferred user with no session within this is unanswered.
+    pub unanswered_after_secs: u64,
+    /// Whether the cron reads agents' first responses from `msgrecord/getmsglist`.
+    pub first_response: bool,
+}
+
+/// `stats.unanswered_after_secs` by default, and its bounds.
+pub const DEFAULT_UNANSWERED_AFTER_SECS: u64 = 600;
+pub const MIN_UNANSWERED_AFTER_SECS: u64 = 60;
+pub const MAX_UNANSWERED_AFTER_SECS: u64 = 86_400;
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats { unanswered_after_secs: DEFAULT_UNANSWERED_AFTER_SECS, first_response: false }
+    }
 }
 
 impl Rules {
@@ -85,6 +107,7 @@ impl Default for Rules {
             alerts: None,
             sessions: Sessions::default(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            stats: Stats::default(),
         }
     }
 }
@@ -317,6 +340,7 @@ mod raw {
                 (1, MAX_EVERY_SECS) => "must be an integer from 1 to 2592000",
                 (MIN_EVERY_SECS, MAX_EVERY_SECS) => "must be an integer from 60 to 2592000",
                 (1, MAX_RETENTION_DAYS) => "must be an integer from 1 to 3650",
+                (MIN_UNANSWERED_AFTER_SECS, MAX_UNANSWERED_AFTER_SECS) => "must be an integer from 60 to 86400",
                 _ => "is not valid",
             };
             leaf(d, message, |v| match v {
@@ -483,6 +507,14 @@ mod raw {
         alerts: Option<Alerts>,
         sessions: Option<Sessions>,
         ledger: Option<Ledger>,
+        stats: Option<Stats>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Stats {
+        unanswered_after_secs: Option<Bounded<MIN_UNANSWERED_AFTER_SECS, MAX_UNANSWERED_AFTER_SECS>>,
+        first_response: Option<bool>,
     }
 
     #[derive(Deserialize)]
@@ -703,6 +735,21 @@ mod raw {
                 }
                 rules.retention_days = ledger.retention_days.map_or(DEFAULT_RETENTION_DAYS, |d| d.0);
             }
+            if let Some(stats) = self.stats {
+                if stats.first_response == Some(true) && !can.api {
+                    return Err(invalid("stats.first_response", NEEDS_API));
+                }
+                if stats.first_response == Some(true) && !can.cron {
+                    return Err(invalid(
+                        "stats.first_response",
+                        "is the environment's account's: its cron reads the message records",
+                    ));
+                }
+                rules.stats = super::Stats {
+                    unanswered_after_secs: stats.unanswered_after_secs.map_or(DEFAULT_UNANSWERED_AFTER_SECS, |d| d.0),
+                    first_response: stats.first_response.unwrap_or(false),
+                };
+            }
             Ok(rules)
         }
     }
@@ -908,6 +955,13 @@ mod tests {
             ),
             (r#"{"ledger":{"retention_days":0}}"#.into(), "ledger.retention_days", "must be an integer from 1 to 3650"),
             (r#"{"ledger":{"keep":"forever"}}"#.into(), "ledger.keep", "is not a known field"),
+            (
+                r#"{"stats":{"unanswered_after_secs":59}}"#.into(),
+                "stats.unanswered_after_secs",
+                "must be an integer from 60 to 86400",
+            ),
+            (r#"{"stats":{"first_response":1}}"#.into(), "stats.first_response", "must be true or false"),
+            (r#"{"stats":{"sla":60}}"#.into(), "stats.sla", "is not a known field"),
             (r#"{"welcome":"a","welcome":"b"}"#.into(), "welcome", "appears twice in the same object"),
             ("[]".into(), "body", "must be a JSON object"),
             ("{".into(), "body", "is not valid JSON"),
@@ -922,11 +976,12 @@ mod tests {
     fn rules_that_need_the_api_or_the_webhook_are_refused_without_them() {
         let no_api = Capabilities { api: false, webhook: true, database: true, cron: true };
         let no_webhook = Capabilities { api: true, webhook: false, database: true, cron: true };
-        let cases: [(&[u8], Capabilities, &str, &str); 6] = [
+        let cases: [(&[u8], Capabilities, &str, &str); 7] = [
             (br#"{"no_agent":{"action":"reply","text":"nobody"}}"#, no_api, "no_agent", NEEDS_API),
             (br#"{"closed":{"action":"transfer_and_notify","text":"later"}}"#, no_api, "closed", NEEDS_API),
             (br#"{"sessions":{"greeting":"hi"}}"#, no_api, "sessions", NEEDS_API),
             (br#"{"alerts":{"on":["queue"]}}"#, no_api, "alerts.on", NEEDS_API),
+            (br#"{"stats":{"first_response":true}}"#, no_api, "stats.first_response", NEEDS_API),
             (br#"{"alerts":{"on":["credentials"]}}"#, no_webhook, "alerts", "needs ALERT_WEBHOOK_URL"),
             (br#"{"alerts":{"on":[]}}"#, no_webhook, "alerts", "needs ALERT_WEBHOOK_URL"),
         ];

@@ -293,6 +293,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ledger.sql", include_str!("../../../../migrations/0001_ledger.sql")),
     ("0002_accounts.sql", include_str!("../../../../migrations/0002_accounts.sql")),
     ("0003_operator_tokens.sql", include_str!("../../../../migrations/0003_operator_tokens.sql")),
+    ("0004_stats.sql", include_str!("../../../../migrations/0004_stats.sql")),
 ];
 
 /// SQLite in memory with [`MIGRATIONS`] applied: the same statements as D1 runs. It can be
