@@ -7,7 +7,7 @@ export WRANGLER_SEND_ERROR_REPORTS := false
 # Node 22 from npm (package.json): wrangler and miniflare need Node >= 22.12, whatever the machine has.
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup build dev migrate-local mock test lint test-native test-unit test-integration test-browser check-config-docs check-deploy bench fuzz fuzz-smoke deploy deploy-dry-run
+.PHONY: setup build dev migrate-local seed-local mock test lint test-native test-unit test-integration test-browser check-config-docs check-deploy bench fuzz fuzz-smoke deploy deploy-dry-run
 
 setup:
 	@bash scripts/setup.sh
@@ -20,8 +20,12 @@ build: setup
 
 # wrangler runs the [build] command of wrangler.toml (setup + build) before serving, with the
 # local database (.wrangler/state) migrated first.
-dev: setup .dev.vars migrate-local
+dev: setup .dev.vars migrate-local seed-local
 	npx wrangler dev --ip 127.0.0.1 --port 8787
+
+# A week of plausible traffic in an empty local ledger (scripts/seed-dev.mjs), for the console's 数据.
+seed-local: setup migrate-local
+	node scripts/seed-dev.mjs
 
 # migrations/ applied to the local D1 database: each file in one transaction; a file that fails
 # changes nothing and is named.

@@ -6,6 +6,7 @@
 //   node tests/support/mock-wechat.mjs [port=8788]
 import { createServer } from 'node:http';
 import { pathToFileURL } from 'node:url';
+import { week } from './seed.mjs';
 
 export const APPSECRET = 'test-app-secret';
 
@@ -42,6 +43,8 @@ export function liveAccount(clock = () => Date.now()) {
       record('oDemoUser2', 2002, '我帮您查一下物流', 1440, jie),
       record('oDemoUser3', 2001, '怎么修改收货地址？', 640),
       record('oDemoUser3', 1001, '', 600, jie),
+      // The agents' first messages of the week `make dev` seeds (the same hours, the same rows).
+      ...week(ago(0)).records,
     ],
   };
 }
