@@ -10,9 +10,10 @@ import * as agents from './pages/agents.js';
 import * as conversations from './pages/conversations.js';
 import * as rules from './pages/rules.js';
 import * as records from './pages/records.js';
+import * as stats from './pages/stats.js';
 import * as accounts from './pages/accounts.js';
 
-const PAGES = { overview, agents, conversations, rules, records, accounts };
+const PAGES = { overview, agents, conversations, stats, rules, records, accounts };
 /** Pages only the owner sees. */
 const OWNER_PAGES = new Set(['accounts']);
 

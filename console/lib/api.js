@@ -100,5 +100,27 @@ export async function api(path, { method = 'GET', json, body, type, auth = true 
   return data;
 }
 
+/** Calls the worker for a file (the CSV export): its bytes as a Blob, or an {@link ApiError}. */
+export async function apiBlob(path) {
+  let res;
+  try {
+    res = await fetch(scoped(path), { headers: { authorization: `Bearer ${token.get() ?? ''}` }, cache: 'no-store', credentials: 'omit', redirect: 'error' });
+  } catch {
+    throw new ApiError(0, { error: 'network' });
+  }
+  if (!res.ok) {
+    let data;
+    try {
+      data = await res.json();
+    } catch {
+      data = { error: 'not_json', status: res.status };
+    }
+    const err = new ApiError(res.status, data);
+    if (res.status === 401) onUnauthorized(err);
+    throw err;
+  }
+  return res.blob();
+}
+
 /** `encodeURIComponent` for a path segment (a kf_account holds an `@`). */
 export const seg = (s) => encodeURIComponent(s);

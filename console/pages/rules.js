@@ -158,6 +158,13 @@ function buildForm(doc, webhook) {
   const ledgerSet = fieldset('用户记录',
     field('保留天数', retention, { hint: '“会话”页的用户时间线保留多久（1 到 3650 天，默认 90）；更早的记录由定时任务删除。' }));
 
+  // --- the service-level report (数据)
+  const unansweredAfter = number(doc.stats?.unanswered_after_secs, 60);
+  const firstResponse = h('input', { type: 'checkbox', checked: !!doc.stats?.first_response });
+  const statsSet = fieldset('数据统计',
+    field('未及时接待的界限（秒）', unansweredAfter, { hint: '转人工后这么久仍没有客服接入，算“未及时接待”（60 到 86400，默认 600）。' }),
+    h('label', { class: 'choice' }, firstResponse, '统计客服首次响应时间（定时任务读取聊天记录，会用掉接口调用次数）'));
+
   // --- paths → controls
   at('timezone', timezone);
   at('welcome', welcome);
@@ -193,6 +200,9 @@ function buildForm(doc, webhook) {
   at('alerts.include_text', includeText);
   at('ledger', ledgerSet);
   at('ledger.retention_days', retention);
+  at('stats', statsSet);
+  at('stats.unanswered_after_secs', unansweredAfter);
+  at('stats.first_response', firstResponse);
 
   const int = (el) => (el.value.trim() === '' ? undefined : Number(el.value));
   const str = (el) => (el.value.trim() === '' ? undefined : el.value);
@@ -245,6 +255,9 @@ function buildForm(doc, webhook) {
       };
     }
     if (int(retention) !== undefined) out.ledger = { retention_days: int(retention) };
+    if (int(unansweredAfter) !== undefined || firstResponse.checked) {
+      out.stats = { unanswered_after_secs: int(unansweredAfter), first_response: firstResponse.checked || undefined };
+    }
     // JSON.stringify leaves out the undefined members.
     return JSON.parse(JSON.stringify(out));
   }
@@ -264,7 +277,7 @@ function buildForm(doc, webhook) {
     return { control: null, item: null };
   }
 
-  const el = h('div', { class: 'rules-form' }, basics, transferSet, wide(keywordSet), wide(hoursSet), closed.set, noAgent.set, sessionsSet, alertsSet, ledgerSet);
+  const el = h('div', { class: 'rules-form' }, basics, transferSet, wide(keywordSet), wide(hoursSet), closed.set, noAgent.set, sessionsSet, alertsSet, ledgerSet, statsSet);
   return { el, collect, controlOf };
 }
 

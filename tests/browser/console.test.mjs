@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { startWorker, ADMIN_TOKEN } from '../support/worker.mjs';
+import { startWorker, ADMIN_TOKEN, defaultBindings } from '../support/worker.mjs';
+import { week, insertRows } from '../support/seed.mjs';
 import { mockWeChat } from '../support/mock-wechat.mjs';
 import { plainQuery } from '../support/wechat.mjs';
 
@@ -342,6 +343,7 @@ const COMPLETE = {
   alerts: { on: ['waiting', 'queue', 'credentials'], format: 'wecom', queue_threshold: 3, wait_secs: 600, every_secs: 600, include_text: false },
   sessions: { greeting: '您好，我是客服{nickname}，很高兴为您服务。', farewell: '感谢您的咨询，祝您生活愉快！' },
   ledger: { retention_days: 30 },
+  stats: { unanswered_after_secs: 300, first_response: true },
 };
 
 test('rules: a complete document goes through the form unchanged', async () => {
@@ -452,6 +454,50 @@ test('records: the last 24 hours as conversations', async () => {
   assert.ok(asked.endtime > asked.starttime && asked.endtime - asked.starttime <= 86400, JSON.stringify(asked));
   assert.deepEqual([asked.msgid, asked.number], [1, 10000]);
   await capture('records');
+});
+
+test('数据: a seeded week as charts with their tables, the figures the API answered, a CSV export', async () => {
+  await insertRows(await mf.getD1Database('WECHAT_DB'), week(Math.floor(Date.now() / 1000), { appid: defaultBindings.WECHAT_APPID }).rows);
+  // The page's own report (7 days by day, the default): what it shows must be what it got.
+  const answered = page.waitForResponse((r) => r.url().includes('/api/stats?'));
+  await open('stats', '数据');
+  const report = await (await answered).json();
+  assert.equal(report.bucket, 'day');
+  assert.equal(report.buckets.length, 7);
+  assert.ok(report.totals.pushes > 1000 && report.totals.sessions > 100, JSON.stringify(report.totals).slice(0, 300));
+  const kpi = (name) => page.locator('.kpi', { has: page.locator('dt', { hasText: new RegExp(`^${name}$`) }) }).locator('dd').innerText();
+  assert.equal(await kpi('消息数'), String(report.totals.pushes));
+  assert.equal(await kpi('用户数'), String(report.totals.users));
+  assert.equal(await kpi('会话数'), String(report.totals.sessions));
+  assert.equal(await kpi('未及时接待'), String(report.totals.unanswered));
+  assert.equal(await kpi('首次响应（中位数）'), '—', 'no first responses imported: a dash, not 0');
+  assert.equal(await page.locator('.chart canvas').count(), 4);
+  // Under each chart, its numbers: a row per day, the same as the API's.
+  const table = page.getByRole('table', { name: '消息与用户' });
+  const rows = await table.locator('tbody tr').allInnerTexts();
+  assert.equal(rows.length, 7);
+  const cells = rows.map((r) => r.split('\t'));
+  assert.deepEqual(cells.map((c) => c.slice(1).map(Number)), report.buckets.map((b) => [b.pushes, b.users, b.users_transferred]));
+  const agents = await page.getByRole('table', { name: '各客服（合计）' }).locator('tbody tr').allInnerTexts();
+  assert.deepEqual(agents.map((r) => r.split('\t')[0]).sort(), Object.keys(report.totals.agents).sort());
+  await capture('stats');
+  // 今天, by hour.
+  const today = page.waitForResponse((r) => r.url().includes('/api/stats?') && r.url().includes('bucket=hour'));
+  await page.getByRole('button', { name: '今天' }).click();
+  const hourly = await (await today).json();
+  await ready('stats');
+  assert.equal(await page.getByRole('button', { name: '今天' }).getAttribute('aria-pressed'), 'true');
+  assert.equal(await page.getByRole('table', { name: '消息与用户' }).locator('tbody tr').count(), hourly.buckets.length);
+  assert.equal(await kpi('消息数'), String(hourly.totals.pushes));
+  await capture('stats-today');
+  // The CSV export: what Excel opens.
+  const download = page.waitForEvent('download');
+  await page.getByRole('button', { name: '导出 CSV' }).click();
+  const file = readFileSync(await (await download).path());
+  assert.deepEqual([...file.subarray(0, 3)], [0xef, 0xbb, 0xbf]);
+  const lines = file.subarray(3).toString('utf8').split('\r\n');
+  assert.match(lines[0], /^时段开始,客服账号,消息数,/);
+  assert.ok(lines.some((l) => l.startsWith(`合计,全部,${hourly.totals.pushes},`)), lines.slice(-4).join('\n'));
 });
 
 test('a 401 on any call goes back to the login', async () => {

@@ -69,7 +69,7 @@ export function week(now, { days = 7, appid = 'wx5823bf96d3bd56c7' } = {}) {
       if (random() < 0.4) push(openid, at + 20 + Math.floor(random() * 60), 'image', 'transfer');
       if (random() < 0.06) continue; // never picked up
       const agent = AGENTS[Math.floor(random() * AGENTS.length)];
-      const wait = 10 + Math.floor(random() ** 2 * 1500);
+      const wait = 10 + Math.floor(random() ** 3 * 1200);
       const start = at + wait;
       push(openid, start, 'event:kf_create_session', 'success', agent);
       records.push({ openid, opercode: 2002, text: '您好，请问有什么可以帮您？', time: start + 5 + Math.floor(random() * 120), worker: agent });

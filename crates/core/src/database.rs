@@ -601,7 +601,7 @@ pub struct StatsDb<'a, D> {
 }
 
 /// The ledger rows one fold reads at most.
-pub const FOLD_ROWS: u64 = 500;
+pub const FOLD_ROWS: u64 = 2_000;
 
 /// A space-separated list of numbers, or of `start:wait` pairs.
 fn numbers(text: &str) -> Option<Vec<u64>> {

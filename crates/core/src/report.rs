@@ -160,6 +160,9 @@ pub struct Context {
     pub unanswered_after_secs: u64,
     /// When each user still waiting started waiting (the episodes not decided yet).
     pub waiting: Vec<u64>,
+    /// Whether the figures reach this request (else the ledger holds rows not folded yet: the
+    /// next report or cron run adds them).
+    pub up_to_date: bool,
 }
 
 /// A duration's spread, in seconds.
@@ -298,6 +301,8 @@ pub struct Report {
     pub bucket: &'static str,
     pub timezone: String,
     pub unanswered_after_secs: u64,
+    /// `false`: the ledger has rows the figures do not include yet (after a burst).
+    pub up_to_date: bool,
     pub buckets: Vec<BucketFigures>,
     pub totals: Figures,
 }
@@ -334,6 +339,7 @@ pub fn report(query: &Query, rows: &[HourRow], ctx: &Context) -> Report {
         },
         timezone: timezone(ctx.offset),
         unanswered_after_secs: ctx.unanswered_after_secs,
+        up_to_date: ctx.up_to_date,
         buckets,
         totals: total.figures(ctx),
     }

@@ -273,21 +273,26 @@ fn two_reports_at_once_fold_each_ledger_row_once() {
 }
 
 #[test]
-fn the_cron_folds_in_bounded_batches_and_a_report_reads_no_ledger_row_twice() {
+fn folds_are_bounded_and_a_report_says_when_it_is_behind() {
     let rt = FakeRuntime::at(TUE + H);
     let mut l = Ledger { rt: &rt, n: 0 };
-    for i in 0..1_200u64 {
-        l.push(&format!("user{}", i % 40), MON + i * 60, "text", "success", None, None);
+    for i in 0..16_500u64 {
+        l.push(&format!("user{}", i % 40), MON + i * 5, "text", "success", None, None);
     }
     let app = TestApp::new(&rt, &[]);
+    let range = format!("from={MON}&to={}", TUE + H);
+    // A report folds at most 3 × 2,000 rows, and says the figures are behind.
+    let first = json_of(&stats(&app, &range));
+    assert_eq!((first["totals"]["pushes"].clone(), first["up_to_date"].clone()), (json!(6000), json!(false)));
+    // The cron folds at most 5 × 2,000.
     let (_, notes) = app.scheduled();
-    assert!(notes.iter().any(|n| n == "stats: 1200 ledger rows folded"), "{notes:?}");
-    let report = json_of(&stats(&app, &format!("from={MON}&to={}", TUE + H)));
-    assert_eq!((report["totals"]["pushes"].clone(), report["totals"]["users"].clone()), (json!(1200), json!(40)));
-    // Three folds of at most 500 rows.
+    assert!(notes.iter().any(|n| n == "stats: 10000 ledger rows folded"), "{notes:?}");
+    let report = json_of(&stats(&app, &range));
+    assert_eq!(report["up_to_date"], true);
+    assert_eq!((report["totals"]["pushes"].clone(), report["totals"]["users"].clone()), (json!(16500), json!(40)));
     let folds = rt.db().rows("SELECT last_id FROM stats_folds");
     assert_eq!(folds.len(), 1, "older claims are pruned");
-    assert_eq!(folds[0]["last_id"], 1200);
+    assert_eq!(folds[0]["last_id"], 16500);
 }
 
 #[test]
