@@ -4,8 +4,9 @@
 -- One row per account (`kf_account` '') and per agent, per UTC hour (`hour`: Unix seconds of the
 -- hour's start). Counts are columns; what a report needs whole is kept as space-separated lists:
 -- `users` and `transferred` are the users of the hour (8 characters of a SHA-256 of appid and
--- OpenID: never the OpenID), `waits` is `start:seconds` of each episode picked up (its start's
--- hour holds it), `first_responses` and `session_secs` seconds. Written by the fold only.
+-- OpenID: never the OpenID), `waits` is `start:seconds` of each episode picked up (`start` in
+-- seconds after the hour: its start's hour holds it), `first_responses` and `session_secs`
+-- seconds. Written by the fold only.
 CREATE TABLE stats_hours (
   appid TEXT NOT NULL,
   hour INTEGER NOT NULL,

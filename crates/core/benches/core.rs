@@ -119,3 +119,44 @@ fn decide_2000_characters(bencher: Bencher, rules: &str) {
     let facts = Facts { requested: None, agents: Some(Agents::Unknown) };
     bencher.bench(|| decide(black_box(&message), NOW, &rules, &facts));
 }
+
+/// A 30-day report by day over the hourly rows perf/service-levels.mjs makes (10,000 pushes a
+/// day: ~104 users and ~104 sessions an hour, 5 agents): the report's CPU without D1.
+#[divan::bench(sample_count = 20)]
+fn report_30_days_by_day(bencher: Bencher) {
+    use kf_core::report::{query, report, Context, HourRow};
+    use kf_core::stats::Hour;
+    let (from, now) = (NOW - 30 * 86_400, NOW);
+    let row = |hour: u64, kf: &str, n: u64| {
+        let tags: Vec<u64> = (0..n).map(|i| (hour / 3600 * 7 + i) % 5_000).collect();
+        let secs: Vec<u64> = (0..n).map(|i| 30 + (i * 7_919) % 570).collect();
+        let figures = Hour {
+            pushes: n * 4,
+            episodes: n,
+            sessions: n,
+            users: tags.clone(),
+            transferred: tags,
+            waits: secs.iter().map(|s| (hour, *s)).collect(),
+            first_responses: secs.clone(),
+            session_secs: secs,
+            ..Hour::default()
+        };
+        HourRow { hour, kf_account: kf.to_string(), figures }
+    };
+    let mut rows = Vec::new();
+    for h in (from / 3600)..=(now / 3600) {
+        rows.push(row(h * 3600, "", 104));
+        for a in 0..5 {
+            rows.push(row(h * 3600, &format!("kf200{a}@gh_1"), 21));
+        }
+    }
+    let q = query(&format!("from={from}&to={now}&bucket=day"), now).unwrap();
+    let ctx = Context {
+        now,
+        offset: kf_core::desk::hours::Offset::CHINA,
+        unanswered_after_secs: 600,
+        waiting: Vec::new(),
+        up_to_date: true,
+    };
+    bencher.with_inputs(|| rows.clone()).bench_values(|rows| serde_json::to_vec(&report(&q, rows, &ctx)).unwrap());
+}

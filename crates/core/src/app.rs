@@ -1016,7 +1016,8 @@ impl<R: Runtime + 'static> Worker<R> {
         let today = u64::try_from(today.days() * 86_400 - i64::from(rules.timezone.0) * 60).unwrap_or(0);
         let waiting = stats.waiting(appid, now.saturating_sub(n).min(today)).await?;
         let ctx = report::Context { now, offset: rules.timezone, unanswered_after_secs: n, waiting, up_to_date };
-        let answer = report::report(&query, &rows, &ctx);
+        let hourly_rows = rows.len();
+        let answer = report::report(&query, rows, &ctx);
         let response = match query.format {
             report::Format::Json => Response::json(&answer),
             report::Format::Csv => {
@@ -1026,7 +1027,7 @@ impl<R: Runtime + 'static> Worker<R> {
                 response
             }
         };
-        Ok(Served::done(response, format!("stats {} hourly rows", rows.len())))
+        Ok(Served::done(response, format!("stats {hourly_rows} hourly rows")))
     }
 
     /// Folds the ledger's newest rows into the hourly figures, at most `folds` times

@@ -18,7 +18,7 @@ use crate::accounts::{Settings, Stored};
 use crate::error::Error;
 use crate::operators::{Listed, Presented, LAST_USED_EVERY_SECS, MAX_PER_ACCOUNT};
 use crate::runtime::{Database, Param, Row, Statement};
-use crate::stats::{FoldRow, Hour, HourKey, UserState};
+use crate::stats::{decode_tag, encode_tag, FoldRow, Hour, HourKey, Tag, UserState};
 
 /// A push, as the ledger keeps it (never its text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +164,7 @@ const TOKEN_USED: &str = "UPDATE operator_tokens SET last_used = ?2 WHERE id = ?
 const TOKENS_OF_ACCOUNT_DELETE: &str = "DELETE FROM operator_tokens WHERE appid = ?1";
 
 /// The session events of the users `?2` (a JSON array of OpenIDs) from `?3` through `?4`.
-const SESSION_EVENTS: &str = "SELECT l.openid, l.at, l.what FROM json_each(?2) AS j JOIN ledger AS l \
+const SESSION_EVENTS: &str = "SELECT l.openid, l.at, l.what FROM json_each(?2) AS j CROSS JOIN ledger AS l \
      ON l.appid = ?1 AND l.openid = j.value AND l.at >= ?3 AND l.at <= ?4 \
      WHERE l.what IN ('event:kf_create_session', 'event:kf_close_session')";
 /// Sessions' first responses (`?2`: `[openid, session start, response time, agent]`), one row per
@@ -183,10 +183,10 @@ const STATS_LEDGER_AFTER: &str = "SELECT id, appid, openid, at, entry, what, out
      FROM ledger WHERE id > ?1 ORDER BY id LIMIT ?2";
 /// The fold's state of the users `?1` (a JSON array of `[appid, openid]`), one lookup by key each.
 const STATS_USERS_GET: &str = "SELECT u.appid, u.openid, u.waiting_since, u.session_agent, u.session_start \
-     FROM json_each(?1) AS j JOIN stats_users AS u \
+     FROM json_each(?1) AS j CROSS JOIN stats_users AS u \
      ON u.appid = json_extract(j.value, '$[0]') AND u.openid = json_extract(j.value, '$[1]')";
 /// The hourly rows `?1` (a JSON array of `[appid, hour, kf_account]`), one lookup by key each.
-const STATS_HOURS_GET: &str = "SELECT h.* FROM json_each(?1) AS j JOIN stats_hours AS h \
+const STATS_HOURS_GET: &str = "SELECT h.* FROM json_each(?1) AS j CROSS JOIN stats_hours AS h \
      ON h.appid = json_extract(j.value, '$[0]') AND h.hour = json_extract(j.value, '$[1]') \
      AND h.kf_account = json_extract(j.value, '$[2]')";
 /// A fold's claim on the rows after `?1`: a plain insert, so that a second fold from the same
@@ -603,15 +603,23 @@ pub struct StatsDb<'a, D> {
 /// The ledger rows one fold reads at most.
 pub const FOLD_ROWS: u64 = 2_000;
 
-/// A space-separated list of numbers, or of `start:wait` pairs.
+/// A space-separated list of numbers, or of `start:wait` pairs (`start` in seconds after the
+/// row's hour: the row holds the episodes that started in it).
 fn numbers(text: &str) -> Option<Vec<u64>> {
     text.split_ascii_whitespace().map(|n| n.parse().ok()).collect()
 }
 
-fn pairs(text: &str) -> Option<Vec<(u64, u64)>> {
+fn pairs(text: &str, hour: u64) -> Option<Vec<(u64, u64)>> {
     text.split_ascii_whitespace()
-        .map(|p| p.split_once(':').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))))
+        .map(|p| {
+            let (start, wait) = p.split_once(':')?;
+            Some((hour.checked_add(start.parse().ok()?)?, wait.parse().ok()?))
+        })
         .collect()
+}
+
+fn tags(text: &str) -> Option<Vec<Tag>> {
+    text.split_ascii_whitespace().map(decode_tag).collect()
 }
 
 fn joined<T: ToString>(values: impl IntoIterator<Item = T>) -> String {
@@ -636,9 +644,9 @@ fn hour_row(row: &Row) -> Result<(HourKey, Hour), Error> {
         switches: count("switches")?,
         notices: [count("notices_sent")?, count("notices_skipped")?, count("notices_failed")?],
         alerts: [count("alerts_sent")?, count("alerts_skipped")?, count("alerts_failed")?],
-        users: list("users")?.split_ascii_whitespace().map(str::to_string).collect(),
-        transferred: list("transferred")?.split_ascii_whitespace().map(str::to_string).collect(),
-        waits: pairs(&list("waits")?).ok_or_else(bad)?,
+        users: tags(&list("users")?).ok_or_else(bad)?,
+        transferred: tags(&list("transferred")?).ok_or_else(bad)?,
+        waits: pairs(&list("waits")?, key.hour).ok_or_else(bad)?,
         first_responses: numbers(&list("first_responses")?).ok_or_else(bad)?,
         session_secs: numbers(&list("session_secs")?).ok_or_else(bad)?,
     };
@@ -661,9 +669,9 @@ fn hour_json(key: &HourKey, h: &Hour) -> serde_json::Value {
         h.alerts[0],
         h.alerts[1],
         h.alerts[2],
-        joined(&h.users),
-        joined(&h.transferred),
-        joined(h.waits.iter().map(|(s, w)| format!("{s}:{w}"))),
+        joined(h.users.iter().map(|t| encode_tag(*t))),
+        joined(h.transferred.iter().map(|t| encode_tag(*t))),
+        joined(h.waits.iter().map(|(s, w)| format!("{}:{w}", s.saturating_sub(key.hour)))),
         joined(&h.first_responses),
         joined(&h.session_secs),
     ])
@@ -739,6 +747,9 @@ impl<D: Database> StatsDb<'_, D> {
                 merged.merge(added);
                 folded.hours.insert(key, merged);
             }
+        }
+        for hour in folded.hours.values_mut() {
+            hour.dedup();
         }
         let hours = serde_json::Value::Array(folded.hours.iter().map(|(k, h)| hour_json(k, h)).collect());
         let (gone, kept): (Vec<_>, Vec<_>) = folded.users.iter().partition(|(_, s)| s.is_empty());

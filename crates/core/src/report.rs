@@ -232,16 +232,26 @@ struct Sum {
 }
 
 impl Sum {
-    fn add(&mut self, row: &HourRow) {
-        let target = if row.kf_account.is_empty() {
-            &mut self.account
-        } else {
-            self.agents.entry(row.kf_account.clone()).or_default()
-        };
-        target.merge(row.figures.clone());
+    fn add(&mut self, row: HourRow) {
+        let target =
+            if row.kf_account.is_empty() { &mut self.account } else { self.agents.entry(row.kf_account).or_default() };
+        target.merge(row.figures);
     }
 
-    fn figures(self, ctx: &Context) -> Figures {
+    /// Adds another bucket's sum (the totals are the buckets' sums).
+    fn absorb(&mut self, other: Sum) {
+        self.account.merge(other.account);
+        for (agent, hour) in other.agents {
+            self.agents.entry(agent).or_default().merge(hour);
+        }
+        self.waiting.extend(other.waiting);
+    }
+
+    fn figures(&mut self, ctx: &Context) -> Figures {
+        self.account.dedup();
+        for hour in self.agents.values_mut() {
+            hour.dedup();
+        }
         let mut account = agent_figures(&self.account);
         let h = &self.account;
         let offset = i64::from(ctx.offset.0) * 60;
@@ -308,27 +318,29 @@ pub struct Report {
 }
 
 /// Computes the report of `query` from the hourly `rows` of its range.
-pub fn report(query: &Query, rows: &[HourRow], ctx: &Context) -> Report {
+pub fn report(query: &Query, rows: Vec<HourRow>, ctx: &Context) -> Report {
     let buckets = Buckets::new(query, ctx.offset);
     let mut sums: Vec<Sum> = (0..buckets.count).map(|_| Sum::default()).collect();
-    let mut total = Sum::default();
     let wanted = |kf: &str| kf.is_empty() || query.kf_account.as_deref().is_none_or(|k| k == kf);
-    for row in rows.iter().filter(|r| wanted(&r.kf_account)) {
+    for row in rows.into_iter().filter(|r| wanted(&r.kf_account)) {
         if let Some(sum) = buckets.index(row.hour).and_then(|i| sums.get_mut(i)) {
             sum.add(row);
-            total.add(row);
         }
     }
     for start in &ctx.waiting {
         if let Some(sum) = buckets.index(*start).and_then(|i| sums.get_mut(i)) {
             sum.waiting.push(*start);
-            total.waiting.push(*start);
         }
     }
+    let mut total = Sum::default();
     let buckets = sums
         .into_iter()
         .enumerate()
-        .map(|(i, sum)| BucketFigures { start: buckets.start(i), figures: sum.figures(ctx) })
+        .map(|(i, mut sum)| {
+            let figures = sum.figures(ctx);
+            total.absorb(sum);
+            BucketFigures { start: buckets.start(i), figures }
+        })
         .collect();
     Report {
         from: query.from,

@@ -19,7 +19,7 @@
 //! - an **effect**: a notice (`notice_closed`, `notice_no_agent`) or a waiting alert
 //!   (`alert_waiting`), sent, skipped or failed, in the hour of its outcome.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -85,8 +85,10 @@ pub struct Hour {
     pub switches: u64,
     pub notices: Outcomes,
     pub alerts: Outcomes,
-    pub users: BTreeSet<String>,
-    pub transferred: BTreeSet<String>,
+    /// The users who wrote, and who were transferred ([`user_tag`]s; repeats allowed until
+    /// [`Hour::dedup`]).
+    pub users: Vec<Tag>,
+    pub transferred: Vec<Tag>,
     /// (the episode's start, its wait in seconds).
     pub waits: Vec<(u64, u64)>,
     pub first_responses: Vec<u64>,
@@ -117,11 +119,35 @@ impl Hour {
     }
 }
 
-/// What a user is called in the hourly rows: 8 characters of SHA-256(appid, OpenID), enough to
-/// tell a deployment's users apart (a collision in 2^48) and never the OpenID itself.
-pub fn user_tag(appid: &str, openid: &str) -> String {
+impl Hour {
+    /// Sorts the user lists and drops repeats: each user once.
+    pub fn dedup(&mut self) {
+        for list in [&mut self.users, &mut self.transferred] {
+            list.sort_unstable();
+            list.dedup();
+        }
+    }
+}
+
+/// What a user is called in the hourly rows: 48 bits of SHA-256(appid, OpenID), enough to tell
+/// a deployment's users apart (a collision in 2^48) and never the OpenID itself.
+pub type Tag = u64;
+
+pub fn user_tag(appid: &str, openid: &str) -> Tag {
     let digest = Sha256::new().chain_update(appid).chain_update(b"\n").chain_update(openid).finalize();
-    URL_SAFE_NO_PAD.encode(digest.get(..6).unwrap_or_default())
+    digest.iter().take(6).fold(0, |tag, b| tag << 8 | u64::from(*b))
+}
+
+/// A tag as stored: 8 characters of base64url.
+pub fn encode_tag(tag: Tag) -> String {
+    URL_SAFE_NO_PAD.encode(tag.to_be_bytes().get(2..).unwrap_or_default())
+}
+
+/// A stored tag, if it is one.
+pub fn decode_tag(text: &str) -> Option<Tag> {
+    let mut bytes = [0u8; 8];
+    let n = URL_SAFE_NO_PAD.decode_slice(text, bytes.get_mut(2..)?).ok()?;
+    (n == 6).then(|| u64::from_be_bytes(bytes))
 }
 
 /// The start of the UTC hour of `at`.
@@ -198,7 +224,7 @@ pub fn fold(rows: &[FoldRow], mut state: BTreeMap<(String, String), UserState>) 
                 let agent = agent.unwrap_or_default();
                 let tag = user_tag(appid, &row.openid);
                 out.both(appid, at, Some(agent), |h| h.sessions += 1);
-                out.hour(appid, at, agent).users.insert(tag);
+                out.hour(appid, at, agent).users.push(tag);
                 if let Some(since) = user.waiting_since.take() {
                     if at >= since && at - since <= EPISODE_MAX_SECS {
                         out.both(appid, since, Some(agent), |h| h.waits.push((since, at - since)));
@@ -228,9 +254,9 @@ pub fn fold(rows: &[FoldRow], mut state: BTreeMap<(String, String), UserState>) 
                     hour.after_hours += 1;
                 }
                 if transfer {
-                    hour.transferred.insert(tag.clone());
+                    hour.transferred.push(tag);
                 }
-                hour.users.insert(tag);
+                hour.users.push(tag);
                 let waiting = user.waiting_since.is_some_and(|since| at.saturating_sub(since) <= EPISODE_MAX_SECS);
                 if transfer && user.session.is_none() && !waiting {
                     user.waiting_since = Some(at);
