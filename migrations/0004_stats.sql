@@ -12,6 +12,7 @@ CREATE TABLE stats_hours (
   hour INTEGER NOT NULL,
   kf_account TEXT NOT NULL,
   pushes INTEGER NOT NULL,
+  messages INTEGER NOT NULL,
   after_hours INTEGER NOT NULL,
   episodes INTEGER NOT NULL,
   sessions INTEGER NOT NULL,
@@ -46,10 +47,20 @@ CREATE TABLE stats_users (
 -- users who waited for days and never wrote again). Only waiting users have an entry.
 CREATE INDEX stats_users_waiting ON stats_users (waiting_since) WHERE waiting_since IS NOT NULL;
 
+-- Sessions by their start: the cron forgets those whose close never came. Only users in a
+-- session have an entry.
+CREATE INDEX stats_users_sessions ON stats_users (session_start) WHERE session_start IS NOT NULL;
+
+-- Whether a user's message arrived outside the rules' office hours (1, else 0), whatever the desk
+-- answered; NULL for events and for rows written before this column (the fold then infers it
+-- from the decision). No index: the fold reads rows by `id`.
+ALTER TABLE ledger ADD COLUMN after_hours INTEGER;
+
 -- How far the fold has read the ledger: a fold of the rows after `first_id` through `last_id`
 -- inserts its row in the same transaction as its writes. Two folds from the same place cannot
 -- both commit (the second insert fails and its transaction rolls back), so every ledger row is
--- counted exactly once, whichever isolates fold at once.
+-- counted exactly once, whichever isolates fold at once. A claim is deleted an hour after it was
+-- made (`at`), long after any fold that read the same cursor has finished.
 CREATE TABLE stats_folds (
   first_id INTEGER PRIMARY KEY,
   last_id INTEGER NOT NULL,

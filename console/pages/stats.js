@@ -128,10 +128,10 @@ function chart(titleText, report, series, { durations = false } = {}, max = null
 /** The totals as cards: what an operator reads first. */
 function summary(t) {
   const items = [
-    ['消息数', count(t.pushes)],
+    ['用户消息', count(t.messages)],
     ['用户数', count(t.users)],
     ['转人工用户', count(t.users_transferred)],
-    ['非工作时间消息', share(t.after_hours, t.pushes)],
+    ['非工作时间消息', share(t.after_hours, t.messages)],
     ['排队等待（中位数）', secs(t.queue_wait_secs.median)],
     ['首次响应（中位数）', secs(t.first_response_secs.median)],
     ['未及时接待', count(t.unanswered)],
@@ -164,7 +164,7 @@ export function render(root, ctx) {
   const form = h('form', { class: 'inline stats-range', 'aria-label': '统计范围' },
     field('开始日期', from), field('结束日期', to), field('粒度', bucket, { hint: '按小时最多 92 天，按天最多 400 天。' }), apply);
   const line = statusLine();
-  const results = h('div', { class: 'stats-results', 'aria-live': 'polite' });
+  const results = h('div', { class: 'stats-results' });
   root.replaceChildren(pageHead(title, csv), h('div', { class: 'presets', role: 'group', 'aria-label': '时间范围' }, presets), form, line.el, results);
 
   const showRange = () => {
@@ -176,11 +176,23 @@ export function render(root, ctx) {
   const query = () => `from=${range.from}&to=${range.to}&bucket=${range.bucket}`;
 
   let plots = [];
+  /** The charts go when the operator leaves the page (uPlot's listeners with them). */
+  const release = () => {
+    observer.disconnect();
+    for (const { u } of plots) u.destroy();
+    plots = [];
+  };
   const observer = new ResizeObserver(() => {
+    if (!ctx.alive()) return release();
     for (const { u, plot } of plots) u.setSize({ width: Math.max(260, plot.clientWidth), height: 200 });
+    return undefined;
   });
+  window.addEventListener('hashchange', release, { once: true });
 
+  // Only the newest request's answer is shown (a preset pressed twice quickly).
+  let asked = 0;
   async function load() {
+    const mine = ++asked;
     line.clear();
     root.dataset.state = 'loading';
     replace(results, h('p', { class: 'muted' }, '加载中…'));
@@ -188,12 +200,12 @@ export function render(root, ctx) {
     try {
       report = await api(`/api/stats?${query()}`);
     } catch (err) {
-      if (!ctx.alive()) return;
+      if (!ctx.alive() || mine !== asked) return;
       replace(results, h('p', { class: 'error' }, err.message));
       root.dataset.state = 'error';
       return;
     }
-    if (!ctx.alive()) return;
+    if (!ctx.alive() || mine !== asked) return;
     const tz = offsetSecs(report.timezone);
     if (tz !== offset) {
       // The rules' timezone is not the default: the presets' days are its days.
@@ -207,7 +219,7 @@ export function render(root, ctx) {
     const pick = (f) => b.map((x) => f(x));
     const charts = [
       chart('消息与用户', report, [
-        ['消息数', pick((x) => x.pushes), count],
+        ['用户消息', pick((x) => x.messages), count],
         ['用户数', pick((x) => x.users), count],
         ['转人工用户', pick((x) => x.users_transferred), count],
       ]),
@@ -232,6 +244,8 @@ export function render(root, ctx) {
       '“当天未接待”：当天一直没有客服接入。首次响应需要在规则里开启“统计客服首次响应时间”。');
     const behind = report.up_to_date ? null : h('p', { class: 'form-status error', role: 'status' }, '最近的记录较多，还没有全部统计进来：稍后刷新即可看到。');
     replace(results, behind, summary(report.totals), h('div', { class: 'grid two' }, charts.map((c) => c.el)), agents.el, note);
+    // One short line for screen readers, not the whole report.
+    line.ok(`已更新：${from.value} 至 ${to.value}，${report.bucket === 'hour' ? '按小时' : '按天'}。`);
     plots = charts.map((c) => ({ u: c.mount(), plot: c.plot }));
     observer.disconnect();
     for (const { plot } of plots) observer.observe(plot);

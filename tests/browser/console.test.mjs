@@ -464,20 +464,20 @@ test('数据: a seeded week as charts with their tables, the figures the API ans
   const report = await (await answered).json();
   assert.equal(report.bucket, 'day');
   assert.equal(report.buckets.length, 7);
-  assert.ok(report.totals.pushes > 1000 && report.totals.sessions > 100, JSON.stringify(report.totals).slice(0, 300));
+  assert.ok(report.totals.messages > 500 && report.totals.sessions > 100, JSON.stringify(report.totals).slice(0, 300));
   const kpi = (name) => page.locator('.kpi', { has: page.locator('dt', { hasText: new RegExp(`^${name}$`) }) }).locator('dd').innerText();
-  assert.equal(await kpi('消息数'), String(report.totals.pushes));
+  assert.equal(await kpi('用户消息'), String(report.totals.messages));
   assert.equal(await kpi('用户数'), String(report.totals.users));
   assert.equal(await kpi('会话数'), String(report.totals.sessions));
   assert.equal(await kpi('未及时接待'), String(report.totals.unanswered));
-  assert.equal(await kpi('首次响应（中位数）'), '—', 'no first responses imported: a dash, not 0');
+  assert.match(await kpi('首次响应（中位数）'), /^\d+ (秒|分 \d+ 秒)$/);
   assert.equal(await page.locator('.chart canvas').count(), 4);
   // Under each chart, its numbers: a row per day, the same as the API's.
   const table = page.getByRole('table', { name: '消息与用户' });
   const rows = await table.locator('tbody tr').allInnerTexts();
   assert.equal(rows.length, 7);
   const cells = rows.map((r) => r.split('\t'));
-  assert.deepEqual(cells.map((c) => c.slice(1).map(Number)), report.buckets.map((b) => [b.pushes, b.users, b.users_transferred]));
+  assert.deepEqual(cells.map((c) => c.slice(1).map(Number)), report.buckets.map((b) => [b.messages, b.users, b.users_transferred]));
   const agents = await page.getByRole('table', { name: '各客服（合计）' }).locator('tbody tr').allInnerTexts();
   assert.deepEqual(agents.map((r) => r.split('\t')[0]).sort(), Object.keys(report.totals.agents).sort());
   await capture('stats');
@@ -488,15 +488,31 @@ test('数据: a seeded week as charts with their tables, the figures the API ans
   await ready('stats');
   assert.equal(await page.getByRole('button', { name: '今天' }).getAttribute('aria-pressed'), 'true');
   assert.equal(await page.getByRole('table', { name: '消息与用户' }).locator('tbody tr').count(), hourly.buckets.length);
-  assert.equal(await kpi('消息数'), String(hourly.totals.pushes));
+  assert.equal(await kpi('用户消息'), String(hourly.totals.messages));
   await capture('stats-today');
+  // A range without any data: counts are 0, durations "—" (never 0 or NaN).
+  await page.getByLabel('开始日期').fill('2025-01-01');
+  await page.getByLabel('结束日期').fill('2025-01-02');
+  await page.getByLabel('粒度').selectOption('day');
+  const empty = page.waitForResponse((r) => r.url().includes('/api/stats?') && r.url().includes('bucket=day'));
+  await page.getByRole('button', { name: '查询' }).click();
+  assert.equal((await (await empty).json()).totals.pushes, 0);
+  await ready('stats');
+  assert.equal(await kpi('用户消息'), '0');
+  assert.equal(await kpi('排队等待（中位数）'), '—');
+  assert.equal(await kpi('非工作时间消息'), '—');
+  const waits = await page.getByRole('table', { name: '排队等待' }).locator('tbody tr').first().innerText();
+  assert.deepEqual(waits.split('\t').slice(1), ['—', '—', '—']);
+  assert.ok(!(await page.locator('main').innerText()).includes('NaN'));
+  await page.getByRole('button', { name: '今天' }).click();
+  await ready('stats');
   // The CSV export: what Excel opens.
   const download = page.waitForEvent('download');
   await page.getByRole('button', { name: '导出 CSV' }).click();
   const file = readFileSync(await (await download).path());
   assert.deepEqual([...file.subarray(0, 3)], [0xef, 0xbb, 0xbf]);
   const lines = file.subarray(3).toString('utf8').split('\r\n');
-  assert.match(lines[0], /^时段开始,客服账号,消息数,/);
+  assert.match(lines[0], /^时段开始,客服账号,推送数,用户消息数,/);
   assert.ok(lines.some((l) => l.startsWith(`合计,全部,${hourly.totals.pushes},`)), lines.slice(-4).join('\n'));
 });
 

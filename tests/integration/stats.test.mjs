@@ -72,8 +72,8 @@ test('the hand-made day: every figure as worked out natively, folded by D1', asy
   const [monday, tuesday] = report.buckets;
   assert.equal(monday.start, MON);
   assert.deepEqual(
-    [monday.pushes, monday.users, monday.users_transferred, monday.after_hours, monday.episodes, monday.unanswered, monday.never_answered],
-    [13, 5, 4, 2, 4, 2, 2],
+    [monday.pushes, monday.messages, monday.users, monday.users_transferred, monday.after_hours, monday.episodes, monday.unanswered, monday.never_answered],
+    [13, 7, 5, 4, 2, 4, 2, 2],
   );
   assert.deepEqual(monday.queue_wait_secs, { count: 3, median: 540, p90: 900, max: 900 });
   assert.deepEqual(monday.session_secs, { count: 2, median: 2280, p90: 2400, max: 2400 });
@@ -97,9 +97,9 @@ test('the CSV: a BOM, Chinese headers, local times, a download name', async () =
   const bytes = new Uint8Array(await res.arrayBuffer());
   assert.deepEqual([...bytes.slice(0, 3)], [0xef, 0xbb, 0xbf]);
   const lines = new TextDecoder().decode(bytes.slice(3)).split('\r\n');
-  assert.match(lines[0], /^时段开始,客服账号,消息数,用户数,转人工用户数,/);
+  assert.match(lines[0], /^时段开始,客服账号,推送数,用户消息数,用户数,转人工用户数,/);
   const date = new Date((MON + 8 * H) * 1000).toISOString().slice(0, 10);
-  assert.equal(lines[1], `${date} 00:00,全部,13,5,4,2,540,900,900,,,,2280,2400,2400,2,1,4,2,2,1,0,1,1,1,0`);
+  assert.equal(lines[1], `${date} 00:00,全部,13,7,5,4,2,540,900,900,,,,2280,2400,2400,2,1,4,2,2,1,0,1,1,1,0`);
 });
 
 test('real pushes reach the report, and reports at once fold each row once', async () => {

@@ -7,7 +7,8 @@
 // Each hour (busier by day, quiet at night): users write; most are transferred and picked up by
 // one of the live account's three agents after a wait of seconds to minutes (a few never are);
 // sessions last minutes, now and then switched to another agent; at night the desk answers
-// "closed" or transfers with a notice and a waiting alert. Times are +08:00.
+// "closed" or transfers with a notice and a waiting alert. Each session's first response is a row
+// as the cron's import writes it. Times are +08:00.
 
 export const AGENTS = ['kf2001@gh_10f6c3c3ac5a', 'kf2002@gh_10f6c3c3ac5a', 'kf2003@gh_10f6c3c3ac5a'];
 const OFFSET = 8 * 3600;
@@ -35,13 +36,14 @@ export function week(now, { days = 7, appid = 'wx5823bf96d3bd56c7' } = {}) {
   const rows = [];
   const records = [];
   const firstHour = Math.floor((now - days * 86400) / 3600) * 3600;
-  const push = (openid, at, what, outcome, kf_account = null, detail = null) => {
+  const push = (openid, at, what, outcome, kf_account = null, detail = null, after_hours = null) => {
     if (at > now) return;
-    rows.push({ appid, openid, at, entry: 'push', push_key: `seed|${openid}|${at}|${what}`, what, outcome, kf_account, detail });
+    rows.push({ appid, openid, at, entry: 'push', push_key: `seed|${openid}|${at}|${what}`, what, outcome, kf_account, detail, after_hours });
   };
+  const message = (openid, at, what, outcome, detail = null, open = true) => push(openid, at, what, outcome, null, detail, open ? 0 : 1);
   const effect = (openid, at, what, outcome, detail = null) => {
     if (at > now) return;
-    rows.push({ appid, openid, at, entry: 'effect', push_key: null, what, outcome, kf_account: null, detail });
+    rows.push({ appid, openid, at, entry: 'effect', push_key: null, what, outcome, kf_account: null, detail, after_hours: null });
   };
   for (let hour = firstHour; hour <= now; hour += 3600) {
     const random = prng(hour / 3600);
@@ -53,26 +55,32 @@ export function week(now, { days = 7, appid = 'wx5823bf96d3bd56c7' } = {}) {
       const at = hour + Math.floor(random() * 3300);
       if (!open) {
         if (random() < 0.5) {
-          push(openid, at, 'text', 'closed');
+          message(openid, at, 'text', 'closed', null, false);
         } else {
-          push(openid, at, 'text', 'transfer', null, 'closed');
+          message(openid, at, 'text', 'transfer', 'closed', false);
           effect(openid, at + 1, 'notice_closed', random() < 0.9 ? 'sent' : 'failed');
           effect(openid, at + 1, 'alert_waiting', random() < 0.7 ? 'sent' : 'skipped', 'rate limited');
         }
         continue;
       }
       if (random() < 0.2) {
-        push(openid, at, 'text', 'keyword');
+        message(openid, at, 'text', 'keyword');
         continue;
       }
-      push(openid, at, 'text', 'transfer');
-      if (random() < 0.4) push(openid, at + 20 + Math.floor(random() * 60), 'image', 'transfer');
+      message(openid, at, 'text', 'transfer');
+      if (random() < 0.4) message(openid, at + 20 + Math.floor(random() * 60), 'image', 'transfer');
       if (random() < 0.06) continue; // never picked up
       const agent = AGENTS[Math.floor(random() * AGENTS.length)];
       const wait = 10 + Math.floor(random() ** 3 * 1200);
       const start = at + wait;
       push(openid, start, 'event:kf_create_session', 'success', agent);
-      records.push({ openid, opercode: 2002, text: '您好，请问有什么可以帮您？', time: start + 5 + Math.floor(random() * 120), worker: agent });
+      const answered = start + 5 + Math.floor(random() * 120);
+      records.push({ openid, opercode: 2002, text: '您好，请问有什么可以帮您？', time: answered, worker: agent });
+      // The row the cron's import would write for it (stats.first_response), so that the 数据
+      // page shows first responses without the cron having run.
+      if (answered <= now) {
+        rows.push({ appid, openid, at: start, entry: 'push', push_key: 'first_response', what: 'first_response', outcome: 'seen', kf_account: agent, detail: String(answered), after_hours: null });
+      }
       let closer = agent;
       const length = 120 + Math.floor(random() * 1500);
       if (random() < 0.1) {
@@ -87,11 +95,11 @@ export function week(now, { days = 7, appid = 'wx5823bf96d3bd56c7' } = {}) {
   return { rows, records: records.filter((r) => r.time <= now) };
 }
 
-const COLUMNS = ['appid', 'openid', 'at', 'entry', 'push_key', 'what', 'outcome', 'kf_account', 'detail'];
+const COLUMNS = ['appid', 'openid', 'at', 'entry', 'push_key', 'what', 'outcome', 'kf_account', 'detail', 'after_hours'];
 
 /** SQL statements inserting `rows` into the ledger (for `wrangler d1 execute --file`). */
 export function insertSql(rows) {
-  const value = (v) => (v === null ? 'NULL' : typeof v === 'number' ? String(v) : `'${String(v).replaceAll("'", "''")}'`);
+  const value = (v) => (v == null ? 'NULL' : typeof v === 'number' ? String(v) : `'${String(v).replaceAll("'", "''")}'`);
   const lines = [];
   for (let i = 0; i < rows.length; i += 200) {
     const chunk = rows.slice(i, i + 200).map((r) => `(${COLUMNS.map((c) => value(r[c])).join(', ')})`);
@@ -104,6 +112,6 @@ export function insertSql(rows) {
 export async function insertRows(db, rows) {
   const sql = `INSERT INTO ledger (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')}) ON CONFLICT DO NOTHING`;
   for (let i = 0; i < rows.length; i += 500) {
-    await db.batch(rows.slice(i, i + 500).map((r) => db.prepare(sql).bind(...COLUMNS.map((c) => r[c]))));
+    await db.batch(rows.slice(i, i + 500).map((r) => db.prepare(sql).bind(...COLUMNS.map((c) => r[c] ?? null))));
   }
 }

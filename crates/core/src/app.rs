@@ -37,17 +37,19 @@ use crate::runtime::{join, with_timeout, Background, Clock, Runtime, READ_LIMIT_
 
 /// Database accounts whose expired limits and requests one cron run deletes, and where the
 /// next run starts (a row of the `cache` table of the deployment, appid `""`).
-const ACCOUNTS_PURGED_PER_RUN: u64 = 20;
+const ACCOUNTS_PURGED_PER_RUN: u64 = 10;
 const PURGE_CURSOR: &str = "accounts_purged_to";
 
 /// The rate limit (in the database) of `POST /api/token/refresh`.
 const TOKEN_REFRESH_LIMIT: &str = "token_refresh";
 /// Folds of the ledger before a report (the rows the cron has not folded yet), and per cron
-/// run: up to 6,000 and 10,000 ledger rows (5 D1 queries a fold).
+/// run: up to 6,000 and 4,000 ledger rows (5 D1 calls a fold; a cron run stays inside the free
+/// plan's 50 D1 calls per invocation).
 const REPORT_FOLDS: usize = 3;
-const CRON_FOLDS: usize = 5;
-/// A user who waited this long for an agent and never wrote again is no longer followed.
-const WAITING_FORGOTTEN_SECS: u64 = 2 * 86_400;
+const CRON_FOLDS: usize = 2;
+/// A user who waited this long for an agent and never wrote again, or a session whose close never
+/// came, is no longer followed by the statistics.
+const FOLLOWED_FOR_SECS: u64 = 2 * 86_400;
 
 /// What one account keeps in one isolate's memory, a piece for each subsystem.
 #[derive(Debug, Default, Clone)]
@@ -1043,8 +1045,8 @@ impl<R: Runtime + 'static> Worker<R> {
                         return (read, true);
                     }
                 }
-                // Another isolate folds the same rows: it reaches what this one would.
-                Ok(None) => return (read, true),
+                // Another isolate folded from the same place first: go on from where it stopped.
+                Ok(None) => {}
                 Err(e) => {
                     self.notes.add(format!("stats: the fold failed: {e}"));
                     return (read, false);
@@ -1098,7 +1100,7 @@ impl<R: Runtime + 'static> Worker<R> {
                 Err(e) => self.notes.add(format!("ledger retention failed: {e}")),
             }
             if self.config().sealer.is_some() {
-                self.purge_database_accounts(now).await;
+                self.purge_database_accounts(now, before).await;
             }
             if rules.document.rules.stats.first_response {
                 if let Ok(api) = self.api() {
@@ -1113,12 +1115,16 @@ impl<R: Runtime + 'static> Worker<R> {
                 }
             }
             let stats = StatsDb { db: db.db };
-            let (folded, _) = self.fold_ledger(&stats, CRON_FOLDS, now).await;
+            let (folded, caught_up) = self.fold_ledger(&stats, CRON_FOLDS, now).await;
             if folded > 0 {
                 self.notes.add(format!("stats: {folded} ledger rows folded"));
             }
-            if let Err(e) = stats.purge_waiting(now.saturating_sub(WAITING_FORGOTTEN_SECS)).await {
-                self.notes.add(format!("stats: {e}"));
+            // Only once the fold has reached now: while it catches up, a session that picks up a
+            // user who has waited "two days" may be in rows it has not read yet.
+            if caught_up {
+                if let Err(e) = stats.purge_followed(now.saturating_sub(FOLLOWED_FOR_SECS)).await {
+                    self.notes.add(format!("stats: {e}"));
+                }
             }
         }
         outcome
@@ -1127,7 +1133,7 @@ impl<R: Runtime + 'static> Worker<R> {
     /// The expired rate limits and requests for a human of the database's accounts, a few
     /// accounts a run in appid order (the cursor kept in the database), so that a run stays
     /// bounded however many accounts there are.
-    async fn purge_database_accounts(&self, now: u64) {
+    async fn purge_database_accounts(&self, now: u64, before: u64) {
         let Some(db) = self.rt.database() else { return };
         let deployment = AccountDb { db, appid: "" };
         let cursor = deployment.cached(PURGE_CURSOR).await.ok().flatten().map(|(appid, _)| appid).unwrap_or_default();
@@ -1136,14 +1142,15 @@ impl<R: Runtime + 'static> Worker<R> {
             Err(e) => return self.notes.add(format!("accounts' expired limits: {e}")),
         };
         for appid in &batch {
-            if let Err(e) = (AccountDb { db, appid }).purge_expired(now).await {
+            if let Err(e) = (AccountDb { db, appid }).purge_expired(now, before).await {
                 return self.notes.add(format!("accounts' expired limits: {e}"));
             }
         }
         // Past the last account, the next run starts again from the first.
         let next =
             if (batch.len() as u64) < ACCOUNTS_PURGED_PER_RUN { "" } else { batch.last().map_or("", String::as_str) };
-        let _ = deployment.cache(PURGE_CURSOR, next, now).await;
+        // (Written as it is: two runs in the same second must not keep the first's.)
+        let _ = deployment.put_cursor(PURGE_CURSOR, next, now).await;
     }
 }
 

@@ -37,6 +37,8 @@ pub struct PushRow<'a> {
     pub kf_account: Option<&'a str>,
     /// Why a transferred user waits (`closed`, `no_agent`), or a switch's former agent.
     pub detail: Option<&'a str>,
+    /// A user message: whether it arrived outside the rules' office hours; `None` for an event.
+    pub after_hours: Option<bool>,
 }
 
 /// What became of one effect of a push.
@@ -55,13 +57,22 @@ pub struct EffectRow {
     pub detail: Option<String>,
 }
 
-/// A session's start or end, from the ledger.
+/// A session's start, its greeting or its end, from the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEvent {
     pub openid: String,
     pub at: u64,
-    /// `kf_create_session` (else `kf_close_session`).
-    pub created: bool,
+    pub kind: SessionEventKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SessionEventKind {
+    /// `kf_create_session`.
+    Created,
+    /// The rules' greeting, sent as the agent after the session started.
+    Greeted,
+    /// `kf_close_session`.
+    Closed,
 }
 
 /// A session's first response: the agent's first message after the session started.
@@ -111,8 +122,9 @@ pub const PAGE_ROWS: usize = 100;
 pub const PURGE_BATCH: u64 = 500;
 pub const PURGE_BATCHES: usize = 5;
 
-const RECORD_PUSH: &str = "INSERT INTO ledger (appid, openid, at, entry, push_key, what, outcome, kf_account, detail) \
-     VALUES (?1, ?2, ?3, 'push', ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING";
+const RECORD_PUSH: &str =
+    "INSERT INTO ledger (appid, openid, at, entry, push_key, what, outcome, kf_account, detail, after_hours) \
+     VALUES (?1, ?2, ?3, 'push', ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
 const RECORD_EFFECT: &str =
     "INSERT INTO ledger (appid, openid, at, entry, push_key, what, outcome, kf_account, detail) \
      VALUES (?1, ?2, ?3, 'effect', NULL, ?4, ?5, ?6, ?7)";
@@ -129,13 +141,17 @@ const CACHED: &str = "SELECT value, fetched_at FROM cache WHERE appid = ?1 AND n
 const CACHE: &str = "INSERT INTO cache (appid, name, value, fetched_at) VALUES (?1, ?2, ?3, ?4) \
      ON CONFLICT (appid, name) DO UPDATE SET value = excluded.value, fetched_at = excluded.fetched_at \
      WHERE excluded.fetched_at > cache.fetched_at";
+/// (A session's first response is a row for the statistics, not something that happened then.)
 const TIMELINE: &str = "SELECT id, at, entry, what, outcome, kf_account, detail FROM ledger \
      WHERE appid = ?1 AND openid = ?2 AND at >= ?3 AND at <= ?4 AND (at < ?4 OR id < ?5) \
-     ORDER BY at DESC, id DESC LIMIT ?6";
+     AND what <> 'first_response' ORDER BY at DESC, id DESC LIMIT ?6";
 /// The ledger's oldest rows by insertion (`id`) that are older than the cutoff, whatever their
 /// account (rows of an AppID the deployment no longer has must go too): a bounded read however
-/// large the table, with no index on time (which would cost a row written per row).
-const PURGE_LEDGER: &str = "DELETE FROM ledger WHERE id IN (SELECT id FROM ledger ORDER BY id LIMIT ?2) AND at < ?1";
+/// large the table, with no index on time (which would cost a row written per row). The newest
+/// row stays whatever its age: row ids continue from it (`INTEGER PRIMARY KEY` reuses ids once
+/// the table is empty), so the statistics' fold, which reads by id, never falls behind.
+const PURGE_LEDGER: &str = "DELETE FROM ledger WHERE id IN (SELECT id FROM ledger ORDER BY id LIMIT ?2) AND at < ?1 \
+     AND id < (SELECT max(id) FROM ledger)";
 const PURGE_LIMITS: &str = "DELETE FROM limits WHERE appid = ?1 AND until <= ?2";
 const PURGE_REQUESTS: &str = "DELETE FROM requests WHERE appid = ?1 AND until <= ?2";
 /// A new account, unless its appid is taken (0 rows changed: the caller answers 409).
@@ -163,10 +179,12 @@ const TOKEN_USED: &str = "UPDATE operator_tokens SET last_used = ?2 WHERE id = ?
      AND (last_used IS NULL OR last_used <= ?2 - ?3)";
 const TOKENS_OF_ACCOUNT_DELETE: &str = "DELETE FROM operator_tokens WHERE appid = ?1";
 
-/// The session events of the users `?2` (a JSON array of OpenIDs) from `?3` through `?4`.
+/// The session events of the users `?2` (a JSON array of OpenIDs) from `?3` through `?4`, and the
+/// session greetings sent to them (sent as the agent: WeChat's records show them as the agent's).
 const SESSION_EVENTS: &str = "SELECT l.openid, l.at, l.what FROM json_each(?2) AS j CROSS JOIN ledger AS l \
      ON l.appid = ?1 AND l.openid = j.value AND l.at >= ?3 AND l.at <= ?4 \
-     WHERE l.what IN ('event:kf_create_session', 'event:kf_close_session')";
+     WHERE l.what IN ('event:kf_create_session', 'event:kf_close_session') \
+     OR (l.what = 'greeting' AND l.outcome = 'sent')";
 /// Sessions' first responses (`?2`: `[openid, session start, response time, agent]`), one row per
 /// session: its key is `first_response` at the session's start, so a second import conflicts.
 const RECORD_FIRST_RESPONSES: &str =
@@ -179,8 +197,8 @@ const RECORD_FIRST_RESPONSES: &str =
 const STATS_CURSOR: &str = "SELECT last_id FROM stats_folds ORDER BY first_id DESC LIMIT 1";
 /// The ledger's rows after the fold's cursor, in insertion order (the table's key: a bounded
 /// read however large the ledger).
-const STATS_LEDGER_AFTER: &str = "SELECT id, appid, openid, at, entry, what, outcome, kf_account, detail \
-     FROM ledger WHERE id > ?1 ORDER BY id LIMIT ?2";
+const STATS_LEDGER_AFTER: &str = "SELECT id, appid, openid, at, entry, what, outcome, kf_account, detail, \
+     after_hours FROM ledger WHERE id > ?1 ORDER BY id LIMIT ?2";
 /// The fold's state of the users `?1` (a JSON array of `[appid, openid]`), one lookup by key each.
 const STATS_USERS_GET: &str = "SELECT u.appid, u.openid, u.waiting_since, u.session_agent, u.session_start \
      FROM json_each(?1) AS j CROSS JOIN stats_users AS u \
@@ -192,10 +210,12 @@ const STATS_HOURS_GET: &str = "SELECT h.* FROM json_each(?1) AS j CROSS JOIN sta
 /// A fold's claim on the rows after `?1`: a plain insert, so that a second fold from the same
 /// cursor fails and its whole batch rolls back.
 const STATS_CLAIM: &str = "INSERT INTO stats_folds (first_id, last_id, at) VALUES (?1, ?2, ?3)";
-const STATS_FOLDS_PRUNE: &str = "DELETE FROM stats_folds WHERE first_id < ?1";
+/// Claims older than `?2` (an hour ago): a fold that read their cursor would have to have run for
+/// an hour to commit after this.
+const STATS_FOLDS_PRUNE: &str = "DELETE FROM stats_folds WHERE first_id < ?1 AND at < ?2";
 /// The hourly rows `?1`, whole (a JSON array of arrays in the table's column order).
 const STATS_HOURS_PUT: &str = "INSERT OR REPLACE INTO stats_hours \
-     (appid, hour, kf_account, pushes, after_hours, episodes, sessions, switches, \
+     (appid, hour, kf_account, pushes, messages, after_hours, episodes, sessions, switches, \
      notices_sent, notices_skipped, notices_failed, alerts_sent, alerts_skipped, alerts_failed, \
      users, transferred, waits, first_responses, session_secs) \
      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
@@ -204,7 +224,7 @@ const STATS_HOURS_PUT: &str = "INSERT OR REPLACE INTO stats_hours \
      json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'), \
      json_extract(value, '$[12]'), json_extract(value, '$[13]'), json_extract(value, '$[14]'), \
      json_extract(value, '$[15]'), json_extract(value, '$[16]'), json_extract(value, '$[17]'), \
-     json_extract(value, '$[18]') FROM json_each(?1)";
+     json_extract(value, '$[18]'), json_extract(value, '$[19]') FROM json_each(?1)";
 /// The users `?1` to follow (`[appid, openid, waiting_since, session_agent, session_start]`).
 const STATS_USERS_PUT: &str = "INSERT OR REPLACE INTO stats_users \
      (appid, openid, waiting_since, session_agent, session_start) \
@@ -220,6 +240,18 @@ const STATS_REPORT: &str = "SELECT * FROM stats_hours WHERE appid = ?1 AND hour 
 const STATS_WAITING: &str = "SELECT waiting_since FROM stats_users WHERE waiting_since >= ?2 AND appid = ?1";
 /// Users who waited since before `?1` and were never picked up (nor wrote again).
 const STATS_WAITING_PURGE: &str = "DELETE FROM stats_users WHERE waiting_since < ?1 AND session_start IS NULL";
+/// Sessions that started before `?1` and whose close never came.
+const STATS_SESSIONS_PURGE: &str = "DELETE FROM stats_users WHERE session_start < ?1";
+/// An account's hourly rows before `?2` (the ledger's retention), at most `?3` a statement.
+const STATS_HOURS_PURGE: &str = "DELETE FROM stats_hours WHERE (appid, hour, kf_account) IN \
+     (SELECT appid, hour, kf_account FROM stats_hours WHERE appid = ?1 AND hour < ?2 LIMIT ?3)";
+/// An account's statistics, with the account.
+const ACCOUNT_STATS_DELETE: &str = "DELETE FROM stats_hours WHERE appid = ?1";
+const ACCOUNT_STATS_USERS_DELETE: &str = "DELETE FROM stats_users WHERE appid = ?1";
+/// A cursor only the cron writes (the newest-wins rule of `CACHE` would keep two writes in the
+/// same second from both landing).
+const CURSOR_PUT: &str = "INSERT INTO cache (appid, name, value, fetched_at) VALUES (?1, ?2, ?3, ?4) \
+     ON CONFLICT (appid, name) DO UPDATE SET value = excluded.value, fetched_at = excluded.fetched_at";
 
 /// Every statement of the core, for the tests that check each one's query plan.
 pub const STATEMENTS: &[&str] = &[
@@ -264,6 +296,11 @@ pub const STATEMENTS: &[&str] = &[
     STATS_REPORT,
     STATS_WAITING,
     STATS_WAITING_PURGE,
+    STATS_SESSIONS_PURGE,
+    STATS_HOURS_PURGE,
+    ACCOUNT_STATS_DELETE,
+    ACCOUNT_STATS_USERS_DELETE,
+    CURSOR_PUT,
 ];
 
 /// One account's part of the database: the narrow handle the front desk, the effects, the
@@ -315,6 +352,7 @@ impl<D: Database> AccountDb<'_, D> {
                 push.decision.into(),
                 push.kf_account.into(),
                 push.detail.into(),
+                push.after_hours.map_or(Param::Null, |a| Param::Int(i64::from(a))),
             ],
         );
         Ok(self.db.execute(&statement).await? == 1)
@@ -423,10 +461,15 @@ impl<D: Database> AccountDb<'_, D> {
             .iter()
             .map(|row| {
                 let bad = || unreadable("database: a ledger row");
+                let kind = match text(row, "what").ok_or_else(bad)?.as_str() {
+                    "event:kf_create_session" => SessionEventKind::Created,
+                    "event:kf_close_session" => SessionEventKind::Closed,
+                    _ => SessionEventKind::Greeted,
+                };
                 Ok(SessionEvent {
                     openid: text(row, "openid").ok_or_else(bad)?,
                     at: time(row, "at").ok_or_else(bad)?,
-                    created: text(row, "what").ok_or_else(bad)? == "event:kf_create_session",
+                    kind,
                 })
             })
             .collect()
@@ -458,16 +501,26 @@ impl<D: Database> AccountDb<'_, D> {
                 break;
             }
         }
-        self.purge_expired(now).await?;
+        self.purge_expired(now, before).await?;
         Ok(deleted)
     }
 
-    /// Deletes the account's rate limits and requests for a human that ran out by `now`.
-    pub async fn purge_expired(&self, now: u64) -> Result<(), Error> {
+    /// Deletes the account's rate limits and requests for a human that ran out by `now`, and up
+    /// to [`PURGE_BATCH`] of its hourly statistics from before `before` (the ledger's retention).
+    pub async fn purge_expired(&self, now: u64, before: u64) -> Result<(), Error> {
         self.db
-            .batch(&[self.statement(PURGE_LIMITS, vec![now.into()]), self.statement(PURGE_REQUESTS, vec![now.into()])])
+            .batch(&[
+                self.statement(PURGE_LIMITS, vec![now.into()]),
+                self.statement(PURGE_REQUESTS, vec![now.into()]),
+                self.statement(STATS_HOURS_PURGE, vec![before.into(), PURGE_BATCH.into()]),
+            ])
             .await
             .map(drop)
+    }
+
+    /// Stores the cursor `name` (a shared copy only the cron writes).
+    pub async fn put_cursor(&self, name: &str, value: &str, now: u64) -> Result<(), Error> {
+        self.db.execute(&self.statement(CURSOR_PUT, vec![name.into(), value.into(), now.into()])).await.map(drop)
     }
 }
 
@@ -539,6 +592,8 @@ impl<D: Database> AccountsDb<'_, D> {
             of(ACCOUNT_LIMITS_DELETE),
             of(ACCOUNT_REQUESTS_DELETE),
             of(ACCOUNT_CACHE_DELETE),
+            of(ACCOUNT_STATS_DELETE),
+            of(ACCOUNT_STATS_USERS_DELETE),
         ];
         let changed = self.db.batch(&statements).await?;
         Ok(changed.first() == Some(&1))
@@ -600,6 +655,9 @@ pub struct StatsDb<'a, D> {
     pub db: &'a D,
 }
 
+/// How long a fold's claim is kept (see `STATS_FOLDS_PRUNE`).
+pub const CLAIMS_KEPT_SECS: u64 = 3600;
+
 /// The ledger rows one fold reads at most.
 pub const FOLD_ROWS: u64 = 2_000;
 
@@ -638,6 +696,7 @@ fn hour_row(row: &Row) -> Result<(HourKey, Hour), Error> {
     let list = |c: &str| text(row, c).ok_or_else(bad);
     let hour = Hour {
         pushes: count("pushes")?,
+        messages: count("messages")?,
         after_hours: count("after_hours")?,
         episodes: count("episodes")?,
         sessions: count("sessions")?,
@@ -659,6 +718,7 @@ fn hour_json(key: &HourKey, h: &Hour) -> serde_json::Value {
         key.hour,
         key.kf_account,
         h.pushes,
+        h.messages,
         h.after_hours,
         h.episodes,
         h.sessions,
@@ -764,7 +824,7 @@ impl<D: Database> StatsDb<'_, D> {
         let gone = serde_json::json!(gone.iter().map(|((a, o), _)| [a, o]).collect::<Vec<_>>());
         let statements = [
             Statement::new(STATS_CLAIM, vec![Param::Int(cursor), Param::Int(last), now.into()]),
-            Statement::new(STATS_FOLDS_PRUNE, vec![Param::Int(cursor)]),
+            Statement::new(STATS_FOLDS_PRUNE, vec![Param::Int(cursor), now.saturating_sub(CLAIMS_KEPT_SECS).into()]),
             Statement::new(STATS_HOURS_PUT, vec![json_param(&hours)]),
             Statement::new(STATS_USERS_PUT, vec![json_param(&kept)]),
             Statement::new(STATS_USERS_DELETE, vec![json_param(&gone)]),
@@ -795,8 +855,15 @@ impl<D: Database> StatsDb<'_, D> {
         rows.iter().map(|row| time(row, "waiting_since").ok_or(unreadable("database: a stats_users row"))).collect()
     }
 
-    /// Stops following users who waited since before `before` and never had a session.
-    pub async fn purge_waiting(&self, before: u64) -> Result<u64, Error> {
-        self.db.execute(&Statement::new(STATS_WAITING_PURGE, vec![before.into()])).await
+    /// Stops following users who waited since before `before` and never had a session, and
+    /// sessions that started before it and never closed.
+    pub async fn purge_followed(&self, before: u64) -> Result<(), Error> {
+        self.db
+            .batch(&[
+                Statement::new(STATS_WAITING_PURGE, vec![before.into()]),
+                Statement::new(STATS_SESSIONS_PURGE, vec![before.into()]),
+            ])
+            .await
+            .map(drop)
     }
 }

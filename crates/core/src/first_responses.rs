@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::answer::read_body;
 use crate::api::client::WeChatApi;
-use crate::database::{AccountDb, FirstResponse, SessionEvent};
+use crate::database::{AccountDb, FirstResponse, SessionEvent, SessionEventKind};
 use crate::error::Error;
 use crate::http::ApiCall;
 use crate::runtime::Runtime;
@@ -27,12 +27,17 @@ use crate::stats::SESSION_MAX_SECS;
 
 /// Records per `getmsglist` call.
 pub const PAGE: u64 = 500;
-/// Calls per cron run.
-pub const PAGES_PER_RUN: usize = 8;
+/// Calls per cron run (each page costs 2 D1 queries and a cursor write besides the call).
+pub const PAGES_PER_RUN: usize = 2;
 /// Records younger than this are left to the next run (WeChat may still be writing them).
 pub const LAG_SECS: u64 = 60;
-/// The first run reads back this far.
-pub const FIRST_LOOK_BACK_SECS: u64 = 3600;
+/// The first run reads back this far (the week `make dev` seeds, the sessions of a week).
+pub const FIRST_LOOK_BACK_SECS: u64 = 7 * 86_400;
+/// The rules' greeting is sent as the agent, so WeChat records it as the agent's message: a record
+/// within this many seconds of the greeting's ledger row is the greeting, not a response.
+const GREETING_MATCH_SECS: u64 = 10;
+/// A greeting belongs to the session it follows by at most this much.
+const GREETING_AFTER_START_SECS: u64 = 300;
 /// WeChat's widest window: `endtime` within a day of `starttime`.
 const MAX_WINDOW_SECS: u64 = 86_399;
 /// An agent sent a message.
@@ -74,24 +79,36 @@ pub struct Imported {
 }
 
 /// The sessions' first responses among `records` (agents' messages, in time order), given the
-/// session events of their users (`(openid, at, created)`, any order): `(openid, session start,
-/// response time, agent)`, one per session.
+/// session events of their users (any order): one per session, the first agent message after
+/// its `kf_create_session` with no `kf_close_session` between, the greeting (if one was sent)
+/// left out.
 fn first_responses(records: &[(String, u64, String)], events: &[SessionEvent]) -> Vec<FirstResponse> {
-    let mut by_user: BTreeMap<&str, Vec<(u64, bool)>> = BTreeMap::new();
+    let mut by_user: BTreeMap<&str, Vec<(u64, SessionEventKind)>> = BTreeMap::new();
     for e in events {
-        by_user.entry(e.openid.as_str()).or_default().push((e.at, e.created));
+        by_user.entry(e.openid.as_str()).or_default().push((e.at, e.kind));
     }
     for list in by_user.values_mut() {
         list.sort_unstable();
     }
-    let mut seen = BTreeSet::new();
+    let mut answered = BTreeSet::new();
+    let mut greetings_skipped = BTreeSet::new();
     let mut out = Vec::new();
     for (openid, time, worker) in records {
         let Some(list) = by_user.get(openid.as_str()) else { continue };
         // The user's last session event at or before the message: a create opens the session it
         // answers; a close means the message is outside any session.
-        let Some(&(start, true)) = list.iter().rev().find(|(at, _)| at <= time) else { continue };
-        if seen.insert((openid.clone(), start)) {
+        let last = list.iter().rev().find(|(at, kind)| at <= time && *kind != SessionEventKind::Greeted);
+        let Some(&(start, SessionEventKind::Created)) = last else { continue };
+        let session = (openid.clone(), start);
+        let greeting = list.iter().find(|(at, kind)| {
+            *kind == SessionEventKind::Greeted && *at >= start && at - start <= GREETING_AFTER_START_SECS
+        });
+        if let Some((at, _)) = greeting {
+            if time.abs_diff(*at) <= GREETING_MATCH_SECS && greetings_skipped.insert(session.clone()) {
+                continue;
+            }
+        }
+        if answered.insert(session) {
             out.push(FirstResponse { openid: openid.clone(), start, at: *time, kf_account: worker.clone() });
         }
     }
@@ -110,7 +127,6 @@ pub async fn import<R: Runtime>(
         None => Cursor { start: now.saturating_sub(FIRST_LOOK_BACK_SECS), end: 0, msgid: 1 },
     };
     let mut done = Imported::default();
-    let before = cursor;
     while done.pages < PAGES_PER_RUN {
         if cursor.end == 0 {
             let end = (cursor.start + MAX_WINDOW_SECS).min(now.saturating_sub(LAG_SECS));
@@ -145,10 +161,9 @@ pub async fn import<R: Runtime>(
         } else {
             cursor = Cursor { start: cursor.end + 1, end: 0, msgid: 1 };
         }
-    }
-    if cursor != before {
+        // After each page: a later page's failure does not make the next run read this one again.
         let json = serde_json::to_string(&cursor).map_err(|_| Error::Internal("first responses: the cursor"))?;
-        db.cache(CURSOR, &json, now).await?;
+        db.put_cursor(CURSOR, &json, now).await?;
     }
     Ok(done)
 }
@@ -157,14 +172,24 @@ pub async fn import<R: Runtime>(
 mod tests {
     use super::*;
 
-    fn event(openid: &str, at: u64, created: bool) -> SessionEvent {
-        SessionEvent { openid: openid.into(), at, created }
+    fn event(openid: &str, at: u64, kind: SessionEventKind) -> SessionEvent {
+        SessionEvent { openid: openid.into(), at, kind }
+    }
+
+    fn found(records: &[(&str, u64, &str)], events: &[SessionEvent]) -> Vec<(String, u64, u64, String)> {
+        let records: Vec<(String, u64, String)> =
+            records.iter().map(|(o, t, w)| (o.to_string(), *t, w.to_string())).collect();
+        let mut found = first_responses(&records, events);
+        found.sort_by_key(|f| (f.openid.clone(), f.start));
+        found.into_iter().map(|f| (f.openid, f.start, f.at, f.kf_account)).collect()
     }
 
     #[test]
     fn the_first_agent_message_of_each_session_and_none_outside_a_session() {
-        let events = [event("u1", 100, true), event("u1", 500, false), event("u1", 900, true), event("u2", 50, true)];
-        let records: Vec<(String, u64, String)> = [
+        use SessionEventKind::{Closed, Created};
+        let events =
+            [event("u1", 100, Created), event("u1", 500, Closed), event("u1", 900, Created), event("u2", 50, Created)];
+        let records = [
             ("u1", 90, "kf1"),  // before any session
             ("u1", 130, "kf1"), // u1's first session: 30 s
             ("u1", 140, "kf1"), // a second message of it
@@ -172,14 +197,22 @@ mod tests {
             ("u1", 960, "kf2"), // the second session: 60 s
             ("u2", 55, "kf2"),  // u2: 5 s
             ("u3", 10, "kf1"),  // a user without sessions in the ledger
-        ]
-        .iter()
-        .map(|(o, t, w)| (o.to_string(), *t, w.to_string()))
-        .collect();
-        let mut found = first_responses(&records, &events);
-        found.sort_by_key(|f| (f.openid.clone(), f.start));
-        let got: Vec<(&str, u64, u64, &str)> =
-            found.iter().map(|f| (f.openid.as_str(), f.start, f.at, f.kf_account.as_str())).collect();
-        assert_eq!(got, vec![("u1", 100, 130, "kf1"), ("u1", 900, 960, "kf2"), ("u2", 50, 55, "kf2")]);
+        ];
+        let s = |o: &str, a, b, w: &str| (o.to_string(), a, b, w.to_string());
+        assert_eq!(
+            found(&records, &events),
+            vec![s("u1", 100, 130, "kf1"), s("u1", 900, 960, "kf2"), s("u2", 50, 55, "kf2")]
+        );
+    }
+
+    #[test]
+    fn the_greeting_sent_as_the_agent_is_not_its_first_response() {
+        use SessionEventKind::{Created, Greeted};
+        // The greeting's ledger row is written when WeChat accepted it (a second after the record).
+        let events = [event("u1", 100, Created), event("u1", 102, Greeted), event("u2", 100, Created)];
+        let records = [("u1", 101, "kf1"), ("u1", 160, "kf1"), ("u2", 101, "kf1")];
+        let s = |o: &str, a, b, w: &str| (o.to_string(), a, b, w.to_string());
+        // u2 had no greeting: its message 1 s after the start is a response.
+        assert_eq!(found(&records, &events), vec![s("u1", 100, 160, "kf1"), s("u2", 100, 101, "kf1")]);
     }
 }

@@ -109,7 +109,9 @@ impl<R: Runtime + 'static> Pipeline<'_, R> {
         // After the reply: the ledger's row (with a database) and the effects.
         let planned = effects::plan(message, &decision, rules);
         if planned.is_some() || self.rt.database().is_some() {
-            let recorded = Recorded::new(message, &decision, kf_account.as_deref());
+            let at = decision_time(message, now);
+            let closed = rules.hours.as_ref().is_some_and(|h| !h.is_open(at, rules.timezone));
+            let recorded = Recorded::new(message, &decision, kf_account.as_deref(), closed);
             let (effects, loaded) = (self.effects.clone(), loaded.clone());
             let work: Background =
                 Box::pin(async move { effects.after_reply(&loaded.document.rules, recorded, planned).await });

@@ -118,11 +118,20 @@ impl Buckets {
         b
     }
 
-    /// The start of the bucket holding `at`.
+    /// The start of the bucket holding `at`. A day starts at local midnight, or, at an offset
+    /// that is not whole hours (+05:30), at the first whole UTC hour after it (00:30 local): the
+    /// hourly rows are UTC hours, and a day holds 24 of them whole.
     fn start_of(&self, at: u64) -> u64 {
         match self.len {
             3600 => at - at % 3600,
-            _ => day_start(at, self.offset),
+            _ => {
+                let start = day_start(at, self.offset).div_ceil(3600) * 3600;
+                if at < start {
+                    start.saturating_sub(86_400)
+                } else {
+                    start
+                }
+            }
         }
     }
 
@@ -205,6 +214,7 @@ impl From<Outcomes> for OutcomeCounts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Figures {
     pub pushes: Option<u64>,
+    pub messages: Option<u64>,
     pub users: u64,
     pub users_transferred: Option<u64>,
     pub after_hours: Option<u64>,
@@ -263,6 +273,7 @@ impl Sum {
         let pending = self.waiting.iter().filter(|s| ctx.now.saturating_sub(**s) < n).count() as u64;
         let pending_today = self.waiting.iter().filter(|s| **s >= today).count() as u64;
         account.pushes = Some(h.pushes);
+        account.messages = Some(h.messages);
         account.users_transferred = Some(h.transferred.len() as u64);
         account.after_hours = Some(h.after_hours);
         account.episodes = Some(h.episodes);
@@ -279,6 +290,7 @@ impl Sum {
 fn agent_figures(h: &Hour) -> Figures {
     Figures {
         pushes: None,
+        messages: None,
         users: h.users.len() as u64,
         users_transferred: None,
         after_hours: None,
@@ -372,7 +384,8 @@ fn local_time(at: u64, offset: Offset) -> String {
 const CSV_HEADER: &[&str] = &[
     "时段开始",
     "客服账号",
-    "消息数",
+    "推送数",
+    "用户消息数",
     "用户数",
     "转人工用户数",
     "非工作时间消息数",
@@ -419,7 +432,14 @@ fn csv_row(out: &mut String, start: &str, agent: &str, f: &Figures) {
         Some(o) => [Some(o.sent), Some(o.skipped), Some(o.failed)],
         None => [None; 3],
     };
-    let mut cells = vec![field(start), field(agent), cell(f.pushes), f.users.to_string(), cell(f.users_transferred)];
+    let mut cells = vec![
+        field(start),
+        field(agent),
+        cell(f.pushes),
+        cell(f.messages),
+        f.users.to_string(),
+        cell(f.users_transferred),
+    ];
     cells.push(cell(f.after_hours));
     for s in [&f.queue_wait_secs, &f.first_response_secs, &f.session_secs] {
         cells.extend(spread(s).map(cell));
@@ -476,6 +496,24 @@ mod tests {
         assert_eq!(day_start(at, -300 * 60), 1_790_553_600 - 19 * 3600);
         assert_eq!(local_time(1_790_524_800, Offset(480)), "2026-09-28 00:00");
         assert_eq!(timezone(Offset(-330)), "-05:30");
+    }
+
+    #[test]
+    fn at_an_offset_of_half_hours_a_day_is_24_whole_utc_hours_from_00_30() {
+        // +05:30; 2026-09-28 00:00 local is 09-27 18:30Z.
+        let midnight = 1_790_553_600 - 5 * 3600 - 1800;
+        let q = |from: u64, to: u64| Query { from, to, bucket: Bucket::Day, kf_account: None, format: Format::Json };
+        let b = Buckets::new(&q(midnight + 3600, midnight + 86_400 + 3600), Offset(330));
+        // The day from 00:30 local (19:00Z), and the next one.
+        assert_eq!((b.first, b.count), (midnight + 1800, 2));
+        assert_eq!(local_time(b.first, Offset(330)), "2026-09-28 00:30");
+        // 00:10 local belongs to the day before (which started at 00:30 the day before).
+        let b = Buckets::new(&q(midnight + 600, midnight + 600), Offset(330));
+        assert_eq!(b.first, midnight + 1800 - 86_400);
+        // Every UTC hour row falls in exactly one day.
+        let b = Buckets::new(&q(midnight, midnight + 3 * 86_400), Offset(330));
+        let hours: Vec<Option<usize>> = (0..72).map(|h| b.index(midnight + 1800 + h * 3600)).collect();
+        assert!(hours.iter().take(24).all(|i| *i == Some(1)) && hours.iter().skip(24).take(24).all(|i| *i == Some(2)));
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! the hourly figures they add and the users' new state.
 //!
 //! The model, per account:
-//! - a **push** counts in its hour (`CreateTime`); a user message also counts its user (`users`),
-//!   and a transfer its user (`transferred`). A message the desk answered as closed, or
-//!   transferred to wait because closed, arrived **after hours**.
+//! - a **push** counts in its hour (`CreateTime`); a user message also counts as a message, its
+//!   user (`users`), and a transfer its user (`transferred`). A message that arrived outside the
+//!   rules' office hours (the ledger's `after_hours`, whatever the desk answered; for rows written
+//!   before that column: answered `closed`, or transferred to wait because closed) counts
+//!   **after hours**.
 //! - an **episode** opens with a transfer when the user is neither waiting nor in a session. It
 //!   ends with `kf_create_session`: its **queue wait** is from the transfer to the session,
 //!   counted in the hour of the transfer. Transfers while waiting belong to the same episode;
@@ -44,6 +46,8 @@ pub struct FoldRow {
     pub outcome: String,
     pub kf_account: Option<String>,
     pub detail: Option<String>,
+    /// A user message outside office hours: 1, else 0; `None` for events and older rows.
+    pub after_hours: Option<i64>,
 }
 
 /// What the fold remembers of a user between folds.
@@ -79,6 +83,9 @@ pub type Outcomes = [u64; 3];
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hour {
     pub pushes: u64,
+    /// User messages (pushes that are not events).
+    pub messages: u64,
+    /// User messages that arrived outside office hours.
     pub after_hours: u64,
     pub episodes: u64,
     pub sessions: u64,
@@ -99,6 +106,7 @@ impl Hour {
     /// Adds `other`'s figures to these.
     pub fn merge(&mut self, other: Hour) {
         self.pushes += other.pushes;
+        self.messages += other.messages;
         self.after_hours += other.after_hours;
         self.episodes += other.episodes;
         self.sessions += other.sessions;
@@ -250,9 +258,12 @@ pub fn fold(rows: &[FoldRow], mut state: BTreeMap<(String, String), UserState>) 
                 let tag = user_tag(appid, &row.openid);
                 let hour = out.hour(appid, at, "");
                 let transfer = row.outcome == "transfer";
-                if row.outcome == "closed" || (transfer && row.detail.as_deref() == Some("closed")) {
-                    hour.after_hours += 1;
-                }
+                let after_hours = match row.after_hours {
+                    Some(flag) => flag == 1,
+                    None => row.outcome == "closed" || (transfer && row.detail.as_deref() == Some("closed")),
+                };
+                hour.messages += 1;
+                hour.after_hours += u64::from(after_hours);
                 if transfer {
                     hour.transferred.push(tag);
                 }

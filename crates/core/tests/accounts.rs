@@ -129,7 +129,15 @@ fn the_owner_adds_reads_changes_and_removes_an_account_and_never_sees_a_secret()
         }
         assert!(!format!("{rows:?}").contains(secret), "{secret} in the table");
     }
+    // Its statistics (the fold's hourly rows and followed users) go with it.
+    assert_eq!(call(&app, "GET", &format!("/api/accounts/{PLAIN}/stats"), "").0, 200);
+    let stats_rows = |rt: &FakeRuntime| {
+        let of = |table: &str| rt.db().rows(&format!("SELECT count(*) AS n FROM {table} WHERE appid = '{PLAIN}'"));
+        (of("stats_hours")[0]["n"].as_u64().unwrap(), of("stats_users")[0]["n"].as_u64().unwrap())
+    };
+    assert!(stats_rows(&rt).0 > 0 && stats_rows(&rt).1 > 0, "{:?}", stats_rows(&rt));
     assert_eq!(app.request("DELETE", &format!("/api/accounts/{PLAIN}"), Some(&auth()), b"").response.status, 204);
+    assert_eq!(stats_rows(&rt), (0, 0));
     assert_eq!(call(&app, "GET", &format!("/api/accounts/{PLAIN}"), "").0, 404);
     assert_eq!(push(&app, PLAIN, "plain", &token_of(PLAIN)).0, 404, "removed: at once in this isolate");
     assert_eq!(call(&app, "DELETE", &format!("/api/accounts/{PLAIN}"), "").0, 404);
@@ -564,7 +572,7 @@ fn what_the_cron_does_for_database_accounts() {
         call(&app, "PUT", &format!("/api/accounts/{PLAIN}/rules"), r#"{"ledger":{"retention_days":30}}"#).1["field"],
         "ledger.retention_days"
     );
-    // The expired limits and requests of 25 more accounts: 20 accounts a run, in appid order,
+    // The expired limits and requests of 25 more accounts: 10 accounts a run, in appid order,
     // then the rest.
     let appids: Vec<String> = (0..25).map(|i| format!("wx00000000000001{i:02x}")).collect();
     for appid in &appids {
@@ -580,9 +588,11 @@ fn what_the_cron_does_for_database_accounts() {
     }
     let left = || rt.db().rows("SELECT count(*) AS n FROM limits")[0]["n"].as_u64().unwrap();
     app.scheduled();
-    assert_eq!(left(), 6, "20 accounts a run (the first is PLAIN, which has none)");
+    assert_eq!(left(), 16, "10 accounts a run (the first is PLAIN, which has none)");
     app.scheduled();
-    assert_eq!(left(), 0);
+    assert_eq!(left(), 6);
+    let (_, notes) = app.scheduled();
+    assert_eq!(left(), 0, "{notes:?}");
     assert_eq!(rt.db().rows("SELECT count(*) AS n FROM requests")[0]["n"], 25, "requests still running stay");
     // Removing an account removes its limits, requests and shared lists.
     assert_eq!(app.request("DELETE", &format!("/api/accounts/{}", appids[0]), Some(&auth()), b"").response.status, 204);

@@ -129,6 +129,8 @@ fn every_figure_of_a_day_is_the_one_worked_out_by_hand() {
     // Pushes: u1 5, u2 3, u3 1, u4 2, u5 2. Users who wrote: u1 to u5; transferred: u1 to u4.
     assert_eq!((monday["pushes"].clone(), monday["users"].clone()), (json!(13), json!(5)));
     assert_eq!(monday["users_transferred"], 4);
+    // Messages (not events): u1 2, u2 1, u3 1, u4 2, u5 1.
+    assert_eq!(monday["messages"], 7);
     // u3 transferred while closed, u5 answered "closed".
     assert_eq!(monday["after_hours"], 2);
     // Episodes start on Monday: u1, u2, u3 (picked up on Tuesday), u4 (never).
@@ -240,13 +242,14 @@ fn the_csv_has_a_bom_chinese_headers_and_local_times() {
     let text = text.strip_prefix('\u{feff}').expect("a byte-order mark");
     let lines: Vec<&str> = text.split("\r\n").collect();
     assert!(
-        lines[0].starts_with("时段开始,客服账号,消息数,用户数,转人工用户数,非工作时间消息数,排队等待中位数(秒)"),
+        lines[0]
+            .starts_with("时段开始,客服账号,推送数,用户消息数,用户数,转人工用户数,非工作时间消息数,排队等待中位数(秒)"),
         "{}",
         lines[0]
     );
-    assert_eq!(lines[1], "2026-09-28 00:00,全部,13,5,4,2,540,900,900,,,,2280,2400,2400,2,1,4,2,2,1,0,1,1,1,0");
-    assert_eq!(lines[2], format!("2026-09-28 00:00,{KF1},,2,,,120,900,900,,,,2400,2400,2400,2,0,,,,,,,,,"));
-    assert!(lines.iter().any(|l| l.starts_with("合计,全部,16,6,5,2,")), "{text}");
+    assert_eq!(lines[1], "2026-09-28 00:00,全部,13,7,5,4,2,540,900,900,,,,2280,2400,2400,2,1,4,2,2,1,0,1,1,1,0");
+    assert_eq!(lines[2], format!("2026-09-28 00:00,{KF1},,,2,,,120,900,900,,,,2400,2400,2400,2,0,,,,,,,,,"));
+    assert!(lines.iter().any(|l| l.starts_with("合计,全部,16,8,6,5,2,")), "{text}");
 }
 
 #[test]
@@ -284,15 +287,16 @@ fn folds_are_bounded_and_a_report_says_when_it_is_behind() {
     // A report folds at most 3 × 2,000 rows, and says the figures are behind.
     let first = json_of(&stats(&app, &range));
     assert_eq!((first["totals"]["pushes"].clone(), first["up_to_date"].clone()), (json!(6000), json!(false)));
-    // The cron folds at most 5 × 2,000.
-    let (_, notes) = app.scheduled();
-    assert!(notes.iter().any(|n| n == "stats: 10000 ledger rows folded"), "{notes:?}");
+    // The cron folds at most 2 × 2,000 (a fold is 5 D1 calls), twice.
+    for _ in 0..2 {
+        let (_, notes) = app.scheduled();
+        assert!(notes.iter().any(|n| n == "stats: 4000 ledger rows folded"), "{notes:?}");
+    }
     let report = json_of(&stats(&app, &range));
     assert_eq!(report["up_to_date"], true);
     assert_eq!((report["totals"]["pushes"].clone(), report["totals"]["users"].clone()), (json!(16500), json!(40)));
-    let folds = rt.db().rows("SELECT last_id FROM stats_folds");
-    assert_eq!(folds.len(), 1, "older claims are pruned");
-    assert_eq!(folds[0]["last_id"], 16500);
+    let folds = rt.db().rows("SELECT max(last_id) AS last FROM stats_folds");
+    assert_eq!(folds[0]["last"], 16500);
 }
 
 #[test]
@@ -406,6 +410,137 @@ fn first_responses_come_from_the_message_records_once_per_session() {
     assert!(notes.iter().any(|n| n == "stats: 0 records read in 1 pages, 0 first responses"), "{notes:?}");
     let again = json_of(&stats(&app, &format!("from={MON}&to={}", TUE + H)));
     assert_eq!(again["totals"]["first_response_secs"]["count"], 3);
+    // A user's timeline shows what happened, not the statistics' rows.
+    let timeline = json_of(&app.request("GET", "/api/ledger?openid=u1", Some(&auth()), b""));
+    let whats: Vec<&str> = timeline["rows"].as_array().unwrap().iter().map(|r| r["what"].as_str().unwrap()).collect();
+    assert_eq!(whats.len(), 5);
+    assert!(!whats.contains(&"first_response"), "{whats:?}");
+}
+
+/// Sets the import's cursor to Monday's start, as a long-running deployment's would be (a first
+/// run reads back a week).
+fn cursor_at_monday(rt: &FakeRuntime) {
+    let cursor = format!(r#"{{"start":{MON},"end":0,"msgid":1}}"#);
+    rt.db()
+        .connection
+        .execute(
+            "INSERT INTO cache (appid, name, value, fetched_at) VALUES (?1, 'first_responses_cursor', ?2, 0)",
+            rusqlite::params![APPID, cursor],
+        )
+        .unwrap();
+}
+
+fn first_response_rules(app: &TestApp) {
+    let mut served = app.request("PUT", "/api/rules", Some(&auth()), br#"{"stats":{"first_response":true}}"#);
+    assert_eq!(served.response.status, 200);
+    app.finish(&mut served);
+}
+
+#[test]
+fn a_full_page_of_records_continues_at_the_next_msgid() {
+    let rt = FakeRuntime::at(TUE + H);
+    day(&rt);
+    // 600 messages of kf1 to u1 in its session (a page is 500), then u2's first.
+    let mut records: Vec<(&'static str, u64, &'static str)> =
+        (0..600).map(|i| ("u1", MON + 9 * H + 2 * M + 30 + i % 60, KF1)).collect();
+    records.push(("u2", MON + 9 * H + 26 * M, KF1));
+    records_world(&rt, records);
+    let app = TestApp::new(&rt, &[]);
+    first_response_rules(&app);
+    cursor_at_monday(&rt);
+    let (_, notes) = app.scheduled();
+    // Monday's window in two pages (500, then 101): a run's two calls; Tuesday's next run.
+    assert!(notes.iter().any(|n| n == "stats: 601 records read in 2 pages, 2 first responses"), "{notes:?}");
+    rt.clock.advance(300_000);
+    let (_, notes) = app.scheduled();
+    assert!(notes.iter().any(|n| n == "stats: 0 records read in 1 pages, 0 first responses"), "{notes:?}");
+    let asked: Vec<u64> = rt
+        .upstream
+        .calls()
+        .iter()
+        .filter(|c| c.url.contains("getmsglist"))
+        .map(|c| {
+            let kf_core::http::Body::Json(body) = &c.body else { panic!("a JSON body") };
+            serde_json::from_slice::<Value>(body).unwrap()["msgid"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(asked, vec![1, 501, 1]);
+    let report = json_of(&stats(&app, &format!("from={MON}&to={}", TUE + H)));
+    assert_eq!(report["buckets"][0]["first_response_secs"], spread(2, 30, 60, 60));
+}
+
+#[test]
+fn a_failed_page_is_read_again_and_the_pages_before_it_are_not() {
+    let rt = FakeRuntime::at(TUE + H);
+    day(&rt);
+    let app = TestApp::new(&rt, &[]);
+    first_response_rules(&app);
+    cursor_at_monday(&rt);
+    // Monday's page answers; Tuesday's fails.
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let seen = calls.clone();
+    rt.upstream.script_behind_token(move |call| {
+        if !call.url.contains("getmsglist") {
+            return Scripted::json(r#"{"errcode":0,"errmsg":"ok"}"#);
+        }
+        seen.set(seen.get() + 1);
+        if seen.get() == 1 {
+            Scripted::json(r#"{"recordlist":[],"number":0,"msgid":1}"#)
+        } else {
+            Scripted::json(r#"{"errcode":45009,"errmsg":"reach max api daily quota limit"}"#)
+        }
+    });
+    let (_, notes) = app.scheduled();
+    assert!(notes.iter().any(|n| n.starts_with("stats: first responses: ")), "{notes:?}");
+    let stored = rt.db().rows("SELECT value FROM cache WHERE name = 'first_responses_cursor'");
+    let cursor: Value = serde_json::from_str(stored[0]["value"].as_str().unwrap()).unwrap();
+    assert_eq!((cursor["start"].clone(), cursor["msgid"].clone()), (json!(TUE), json!(1)), "Monday is done");
+    assert_eq!(calls.get(), 2);
+}
+
+#[test]
+fn a_message_outside_office_hours_counts_whatever_the_desk_answered() {
+    // Monday 22:00 +08:00, hours 09:00-18:00: a keyword answer and a transfer, both after hours;
+    // the ledger says so in its own column.
+    let rt = FakeRuntime::at(MON + 22 * H);
+    let app = TestApp::new(&rt, &[]);
+    let rules = br#"{"hours":{"weekly":{"mon":["09:00-18:00"]}},"keywords":[{"words":["hours"],"reply":"9-18"}]}"#;
+    let mut served = app.request("PUT", "/api/rules", Some(&auth()), rules);
+    assert_eq!(served.response.status, 200, "{}", String::from_utf8_lossy(&served.response.body));
+    app.finish(&mut served);
+    for (i, text) in ["hours", "hello"].iter().enumerate() {
+        let xml = kf_core::testkit::text_xml("oNight", text, MON + 22 * H + i as u64, 7000 + i as u64);
+        let query = kf_core::testkit::plain_query(MON + 22 * H, kf_core::testkit::NONCE);
+        let mut served = app.request("POST", &format!("/wechat?{query}"), None, xml.as_bytes());
+        assert_eq!(served.response.status, 200);
+        app.finish(&mut served);
+    }
+    let flags = rt.db().rows("SELECT outcome, after_hours FROM ledger WHERE openid = 'oNight' ORDER BY id");
+    let flags: Vec<(Value, Value)> = flags.iter().map(|r| (r["outcome"].clone(), r["after_hours"].clone())).collect();
+    assert_eq!(flags, vec![(json!("keyword"), json!(1)), (json!("transfer"), json!(1))]);
+    let report = json_of(&stats(&app, &format!("from={MON}&to={}", MON + 23 * H)));
+    assert_eq!((report["totals"]["messages"].clone(), report["totals"]["after_hours"].clone()), (json!(2), json!(2)));
+}
+
+#[test]
+fn a_claim_outlives_any_fold_that_read_its_cursor() {
+    let rt = FakeRuntime::at(TUE + H);
+    day(&rt);
+    let app = TestApp::new(&rt, &[]);
+    let range = format!("from={MON}&to={}", TUE + H);
+    json_of(&stats(&app, &range));
+    Ledger { rt: &rt, n: 100 }.push("u8", TUE + 30 * M, "text", "success", None, None);
+    json_of(&stats(&app, &range));
+    // A slow fold that read the first cursor (0) before both of those committed cannot commit:
+    // its claim's key is still taken.
+    let late = rt.db().connection.execute("INSERT INTO stats_folds (first_id, last_id, at) VALUES (0, 21, 0)", []);
+    assert!(late.is_err(), "a second claim on the same rows");
+    // An hour on, old claims go.
+    rt.clock.advance(3_601_000);
+    Ledger { rt: &rt, n: 200 }.push("u9", TUE + 2 * H, "text", "success", None, None);
+    let report = json_of(&stats(&app, &format!("from={MON}&to={}", TUE + 3 * H)));
+    assert_eq!(report["totals"]["pushes"], 18);
+    assert_eq!(rt.db().rows("SELECT first_id FROM stats_folds").len(), 1);
 }
 
 #[test]
@@ -416,4 +551,20 @@ fn without_the_rule_no_record_is_read() {
     let app = TestApp::new(&rt, &[]);
     app.scheduled();
     assert_eq!(rt.upstream.count("getmsglist"), 0);
+}
+
+#[test]
+fn the_hourly_rows_go_with_the_ledgers_retention() {
+    let rt = FakeRuntime::at(TUE + H);
+    day(&rt);
+    let app = TestApp::new(&rt, &[]);
+    json_of(&stats(&app, &format!("from={MON}&to={}", TUE + H)));
+    let hours = || rt.db().rows("SELECT count(*) AS n FROM stats_hours")[0]["n"].as_u64().unwrap();
+    assert!(hours() > 0);
+    // 90 days (the default retention) after Monday's end, Monday's rows are gone.
+    rt.clock.advance((90 * 86_400 - H - 60) * 1000);
+    app.scheduled();
+    let left = rt.db().rows("SELECT DISTINCT hour FROM stats_hours ORDER BY hour");
+    assert!(left.iter().all(|r| r["hour"].as_u64().unwrap() >= TUE), "{left:?}");
+    assert!(hours() > 0, "Tuesday's are still there");
 }

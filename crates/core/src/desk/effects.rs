@@ -96,11 +96,14 @@ pub struct Recorded {
     pub decision: &'static str,
     pub kf_account: Option<String>,
     pub detail: Option<String>,
+    /// A user message: whether it arrived outside office hours; `None` for an event.
+    pub after_hours: Option<bool>,
 }
 
 impl Recorded {
-    /// `message`, answered as `decision` (with the transfer's target `kf_account`).
-    pub fn new(message: &Message, decision: &Decision<'_>, kf_account: Option<&str>) -> Recorded {
+    /// `message`, answered as `decision` (with the transfer's target `kf_account`); `closed`:
+    /// whether the rules' office hours were closed when it arrived.
+    pub fn new(message: &Message, decision: &Decision<'_>, kf_account: Option<&str>, closed: bool) -> Recorded {
         use crate::desk::decide::Answer;
         let waiting = decision.waiting().map(|r| r.as_str().to_string());
         let (decision_name, mut kf_account, mut detail) = match (decision.answer, decision.reason) {
@@ -133,6 +136,7 @@ impl Recorded {
             decision: decision_name,
             kf_account,
             detail,
+            after_hours: (!matches!(message.kind, MessageKind::Event(_))).then_some(closed),
         }
     }
 
@@ -145,6 +149,7 @@ impl Recorded {
             decision: self.decision,
             kf_account: self.kf_account.as_deref(),
             detail: self.detail.as_deref(),
+            after_hours: self.after_hours,
         }
     }
 }
