@@ -22,11 +22,12 @@ function offsetSecs(tz) {
   return (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 3600 + Number(m[3]) * 60);
 }
 
-/** Unix seconds as `MM-DD` or `MM-DD HH:00` in the report's timezone. */
+/** Unix seconds as `MM-DD` or `MM-DD HH:MM` in the report's timezone. */
 function label(secs, offset, hourly) {
   const d = new Date((secs + offset) * 1000);
   const day = `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
-  return hourly ? `${day} ${pad(d.getUTCHours())}:00` : day;
+  // (At an offset of half hours, an hour bucket starts at :30.)
+  return hourly ? `${day} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}` : day;
 }
 
 /** A count, or — for no data (never 0 or NaN in its place). */
@@ -102,7 +103,8 @@ function chart(titleText, report, series, { durations = false } = {}, max = null
         const d = new Date(t * 1000);
         const day = `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
         if (!hourly) return day;
-        return report.buckets.length > 24 ? `${day} ${pad(d.getUTCHours())}:00` : `${pad(d.getUTCHours())}:00`;
+        const time = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+        return report.buckets.length > 24 ? `${day} ${time}` : time;
       }),
     }, {
       stroke: '#5f6b76',
