@@ -1012,11 +1012,8 @@ impl<R: Runtime + 'static> Worker<R> {
             .into_iter()
             .map(|(key, figures)| report::HourRow { hour: key.hour, kf_account: key.kf_account, figures })
             .collect();
-        // The episodes not decided yet: waiting less than the rules' delay, or since today.
         let n = rules.stats.unanswered_after_secs;
-        let (today, _) = crate::desk::hours::local(now, rules.timezone);
-        let today = u64::try_from(today.days() * 86_400 - i64::from(rules.timezone.0) * 60).unwrap_or(0);
-        let waiting = stats.waiting(appid, now.saturating_sub(n).min(today)).await?;
+        let waiting = stats.waiting(appid, report::undecided_from(now, rules.timezone, n)).await?;
         let ctx = report::Context { now, offset: rules.timezone, unanswered_after_secs: n, waiting, up_to_date };
         let hourly_rows = rows.len();
         let answer = report::report(&query, rows, &ctx);

@@ -43,6 +43,11 @@ fn seconds(value: &str, field: &str) -> Result<u64, Error> {
     value.parse().map_err(|_| invalid(field, "must be a time in Unix seconds"))
 }
 
+/// The query parameter `field` as Unix seconds, if it is there.
+pub fn query_seconds(raw: &str, field: &str) -> Result<Option<u64>, Error> {
+    query_param(raw, field).map(|value| seconds(&value, field)).transpose()
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The signed text of a cursor: the user, where the next page starts and where the query ends.
@@ -92,8 +97,8 @@ pub fn query(raw: &str, now: u64, key: &str) -> Result<Query, Error> {
         let (before, from) = read_cursor(key, &openid, &cursor)?;
         return Ok(Query { openid, from, before });
     }
-    let to = query_param(raw, "to").map(|t| seconds(&t, "to")).transpose()?;
-    let from = query_param(raw, "from").map(|f| seconds(&f, "from")).transpose()?;
+    let to = query_seconds(raw, "to")?;
+    let from = query_seconds(raw, "from")?;
     let (from, to) = match (from, to) {
         (Some(from), Some(to)) => (from, to),
         (Some(from), None) => (from, from.saturating_add(MAX_SPAN_SECS)),

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::desk::hours::{local, Offset};
 use crate::error::Error;
 use crate::http::query_param;
+use crate::ledger::query_seconds;
 use crate::stats::{Hour, Outcomes};
 
 /// The widest span of an hourly report, and of a daily one.
@@ -48,14 +49,6 @@ fn invalid(field: &str, reason: &'static str) -> Error {
     Error::InvalidRequest { field: field.to_string(), reason }
 }
 
-fn seconds(raw: &str, field: &str) -> Result<Option<u64>, Error> {
-    let Some(value) = query_param(raw, field) else { return Ok(None) };
-    if value.is_empty() || value.len() > 12 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(field, "must be a time in Unix seconds"));
-    }
-    value.parse().map(Some).map_err(|_| invalid(field, "must be a time in Unix seconds"))
-}
-
 /// An agent's account as WeChat writes it (`kf2001@gh_0123456789ab`): 1 to 64 letters, digits,
 /// `_`, `-`, `.` or `@`.
 pub fn is_kf_account(s: &str) -> bool {
@@ -66,8 +59,8 @@ pub fn is_kf_account(s: &str) -> bool {
 /// seconds, `from` <= `to`; `bucket` `hour` (at most 92 days) or `day` (the default, at most 400
 /// days); `kf_account` one agent's figures only; `format` `json` (the default) or `csv`.
 pub fn query(raw: &str, now: u64) -> Result<Query, Error> {
-    let to = seconds(raw, "to")?.unwrap_or(now);
-    let from = seconds(raw, "from")?.unwrap_or_else(|| to.saturating_sub(DEFAULT_SPAN_SECS));
+    let to = query_seconds(raw, "to")?.unwrap_or(now);
+    let from = query_seconds(raw, "from")?.unwrap_or_else(|| to.saturating_sub(DEFAULT_SPAN_SECS));
     let bucket = match query_param(raw, "bucket").as_deref() {
         None | Some("day") => Bucket::Day,
         Some("hour") => Bucket::Hour,
@@ -150,6 +143,13 @@ impl Buckets {
 fn day_start(at: u64, offset: i64) -> u64 {
     let local = i64::try_from(at).unwrap_or(i64::MAX) + offset;
     u64::try_from(local - local.rem_euclid(86_400) - offset).unwrap_or(0)
+}
+
+/// From when the users still waiting may be episodes not decided yet (the report's
+/// [`Context::waiting`]): those waiting less than `unanswered_after_secs`, or since today's
+/// start at `offset`.
+pub fn undecided_from(now: u64, offset: Offset, unanswered_after_secs: u64) -> u64 {
+    now.saturating_sub(unanswered_after_secs).min(day_start(now, i64::from(offset.0) * 60))
 }
 
 /// One hourly row of the report's range: its hour, its agent (`""`: the account), its figures.
