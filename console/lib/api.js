@@ -66,10 +66,10 @@ export function whenUnauthorized(fn) {
 
 /**
  * Calls the worker. `json` is sent as JSON; `body` with `type` as its Content-Type (a file).
- * Resolves to the parsed JSON answer; rejects with an {@link ApiError} for a non-2xx status or
- * a WeChat `errcode` other than 0.
+ * Resolves to the parsed JSON answer (with `blob`: the answer's bytes as a Blob, the CSV export);
+ * rejects with an {@link ApiError} for a non-2xx status or a WeChat `errcode` other than 0.
  */
-export async function api(path, { method = 'GET', json, body, type, auth = true } = {}) {
+export async function api(path, { method = 'GET', json, body, type, auth = true, blob = false } = {}) {
   const headers = {};
   if (auth) headers.authorization = `Bearer ${token.get() ?? ''}`;
   if (json !== undefined) {
@@ -84,6 +84,7 @@ export async function api(path, { method = 'GET', json, body, type, auth = true 
   } catch {
     throw new ApiError(0, { error: 'network' });
   }
+  if (blob && res.ok) return res.blob();
   const text = await res.text();
   let data;
   try {
@@ -98,28 +99,6 @@ export async function api(path, { method = 'GET', json, body, type, auth = true 
   }
   if (!res.ok || (typeof data?.errcode === 'number' && data.errcode !== 0)) throw new ApiError(res.status, data);
   return data;
-}
-
-/** Calls the worker for a file (the CSV export): its bytes as a Blob, or an {@link ApiError}. */
-export async function apiBlob(path) {
-  let res;
-  try {
-    res = await fetch(scoped(path), { headers: { authorization: `Bearer ${token.get() ?? ''}` }, cache: 'no-store', credentials: 'omit', redirect: 'error' });
-  } catch {
-    throw new ApiError(0, { error: 'network' });
-  }
-  if (!res.ok) {
-    let data;
-    try {
-      data = await res.json();
-    } catch {
-      data = { error: 'not_json', status: res.status };
-    }
-    const err = new ApiError(res.status, data);
-    if (res.status === 401) onUnauthorized(err);
-    throw err;
-  }
-  return res.blob();
 }
 
 /** `encodeURIComponent` for a path segment (a kf_account holds an `@`). */

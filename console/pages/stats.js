@@ -5,7 +5,7 @@
 // same numbers, which also copies cleanly into a spreadsheet. Times are in the rules' timezone
 // (the report's `timezone`), not the browser's.
 import uPlot from 'uplot';
-import { api, apiBlob } from '../lib/api.js';
+import { api } from '../lib/api.js';
 import { h, field, replace } from '../lib/dom.js';
 import { pageHead, card, statusLine } from '../lib/ui.js';
 
@@ -275,7 +275,7 @@ export function render(root, ctx) {
   csv.addEventListener('click', async () => {
     csv.disabled = true;
     try {
-      const blob = await apiBlob(`/api/stats?${query()}&format=csv`);
+      const blob = await api(`/api/stats?${query()}&format=csv`, { blob: true });
       const a = h('a', { href: URL.createObjectURL(blob), download: `数据-${from.value}-${to.value}.csv` });
       a.click();
       setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
