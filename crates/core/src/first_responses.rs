@@ -129,7 +129,7 @@ pub async fn import<R: Runtime>(
     let mut done = Imported::default();
     while done.pages < PAGES_PER_RUN {
         if cursor.end == 0 {
-            let end = (cursor.start + MAX_WINDOW_SECS).min(now.saturating_sub(LAG_SECS));
+            let end = cursor.start.saturating_add(MAX_WINDOW_SECS).min(now.saturating_sub(LAG_SECS));
             if end <= cursor.start {
                 break;
             }
@@ -157,9 +157,9 @@ pub async fn import<R: Runtime>(
         }
         let full = page.recordlist.len() as u64 >= PAGE;
         if full {
-            cursor.msgid = page.msgid.filter(|m| *m > cursor.msgid).unwrap_or(cursor.msgid + PAGE);
+            cursor.msgid = page.msgid.filter(|m| *m > cursor.msgid).unwrap_or(cursor.msgid.saturating_add(PAGE));
         } else {
-            cursor = Cursor { start: cursor.end + 1, end: 0, msgid: 1 };
+            cursor = Cursor { start: cursor.end.saturating_add(1), end: 0, msgid: 1 };
         }
         // After each page: a later page's failure does not make the next run read this one again.
         let json = serde_json::to_string(&cursor).map_err(|_| Error::Internal("first responses: the cursor"))?;

@@ -269,7 +269,11 @@ impl Sum {
         let n = ctx.unanswered_after_secs;
         // Episodes picked up in time, or that day; those still waiting may yet be.
         let in_time = h.waits.iter().filter(|(_, wait)| *wait <= n).count() as u64;
-        let that_day = h.waits.iter().filter(|(start, wait)| start + wait < day_start(*start, offset) + 86_400).count();
+        let that_day = h
+            .waits
+            .iter()
+            .filter(|(start, wait)| start.saturating_add(*wait) < day_start(*start, offset) + 86_400)
+            .count();
         let pending = self.waiting.iter().filter(|s| ctx.now.saturating_sub(**s) < n).count() as u64;
         let pending_today = self.waiting.iter().filter(|s| **s >= today).count() as u64;
         account.pushes = Some(h.pushes);
